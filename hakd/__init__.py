@@ -1,0 +1,13 @@
+"""hakd: Hardware Aware Knowledge Distillation.
+
+Prune a convolutional network to widths at the optimal points of its layers'
+latency staircases, measured through the compiler that deploys it, then distil.
+"""
+
+__version__ = "0.1.0"
+
+from hakd.errors import *  # noqa: F401,F403
+from hakd.errors import __all__ as _errors_all
+from hakd.config import DataConfig, TrainConfig  # noqa: E402
+
+__all__ = ["__version__", "DataConfig", "TrainConfig", *_errors_all]

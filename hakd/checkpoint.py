@@ -1,0 +1,68 @@
+"""Crash-safe files: atomic writes, and checkpoint loading with clear errors.
+
+A write goes to a temporary file in the same folder, is flushed to disk, then
+renamed over the target, so a killed process leaves either the old file or the
+new one, never half of one::
+
+    >>> save_checkpoint({"epoch": 3}, Path(tmp) / "ckpt.pt")   # doctest: +SKIP
+    >>> load_checkpoint(Path(tmp) / "ckpt.pt")["epoch"]          # doctest: +SKIP
+    3
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from hakd.errors import CheckpointError
+
+__all__ = ["atomic_write", "atomic_write_text", "save_checkpoint", "load_checkpoint"]
+
+
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Call ``write(file)`` on a temporary file, then rename it to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Save a dict of tensors and plain values atomically."""
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint; a missing or damaged file raises CheckpointError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; start without --resume to train from scratch")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged and cannot be read ({type(e).__name__}: {e}); "
+            "delete it to start over, or restore it from a copy"
+        ) from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a hakd checkpoint (it holds a {type(state).__name__})")
+    return state

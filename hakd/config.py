@@ -1,0 +1,128 @@
+"""Frozen, validated configuration dataclasses with a JSON round-trip.
+
+Every config checks itself in ``__post_init__`` and raises :class:`ConfigError`
+(a ``ValueError``) that names the option and its valid values::
+
+    >>> TrainConfig(epochs=2).to_json() == TrainConfig.from_json(TrainConfig(epochs=2).to_json()).to_json()
+    True
+    >>> TrainConfig(epochs=0)
+    Traceback (most recent call last):
+    ...
+    hakd.errors.ConfigError: TrainConfig.epochs must be >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Optional, Tuple
+
+from hakd.errors import ConfigError
+
+__all__ = ["DataConfig", "TrainConfig", "DATASETS"]
+
+DATASETS = ("fashion-mnist", "cifar10")
+
+
+def _at_least(cfg, name: str, low, allow_none: bool = False) -> None:
+    value = getattr(cfg, name)
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+        raise ConfigError(f"{type(cfg).__name__}.{name} must be >= {low}, got {value!r}")
+
+
+def _one_of(cfg, name: str, choices) -> None:
+    value = getattr(cfg, name)
+    if value not in choices:
+        raise ConfigError(
+            f"{type(cfg).__name__}.{name} is {value!r}; valid values: {', '.join(map(str, choices))}"
+        )
+
+
+class _JsonConfig:
+    """Mixin: ``to_dict``/``from_dict`` and JSON, rejecting unknown keys."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__} has no option(s) {unknown}; valid options: {', '.join(sorted(names))}"
+            )
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(_JsonConfig):
+    """Which data set to read, and from where.
+
+    ``root=None`` means the default place: ``/usr/share/datasets/fashion-mnist`` for
+    Fashion-MNIST (Debian's ``dataset-fashion-mnist``); CIFAR-10 always needs a root
+    holding ``cifar-10-batches-py``. ``limit_train``/``limit_test`` keep the first N
+    images of each split (for quick runs); ``None`` keeps all.
+
+    Example: ``DataConfig("cifar10", root="~/data")``.
+    """
+
+    name: str = "fashion-mnist"
+    root: Optional[str] = None
+    augment: bool = True
+    limit_train: Optional[int] = None
+    limit_test: Optional[int] = None
+
+    def __post_init__(self):
+        _one_of(self, "name", DATASETS)
+        _at_least(self, "limit_train", 1, allow_none=True)
+        _at_least(self, "limit_test", 1, allow_none=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_JsonConfig):
+    """SGD training, the HAKD authors' recipe scaled to ``epochs``.
+
+    The published schedule is 200 epochs with the learning rate times 0.2 at epochs
+    60, 120 and 160; ``lr_milestones`` holds those as fractions of ``epochs``.
+
+    Example: ``TrainConfig(epochs=10, threads=2)``.
+    """
+
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_milestones: Tuple[float, ...] = (0.3, 0.6, 0.8)
+    lr_gamma: float = 0.2
+    seed: int = 0
+    threads: Optional[int] = None
+
+    def __post_init__(self):
+        _at_least(self, "epochs", 1)
+        _at_least(self, "batch_size", 1)
+        _at_least(self, "lr", 0.0)
+        _at_least(self, "momentum", 0.0)
+        _at_least(self, "weight_decay", 0.0)
+        _at_least(self, "lr_gamma", 0.0)
+        _at_least(self, "seed", 0)
+        _at_least(self, "threads", 1, allow_none=True)
+        if not all(0.0 < m < 1.0 for m in self.lr_milestones):
+            raise ConfigError(
+                f"TrainConfig.lr_milestones are fractions of the epochs in (0, 1), got {self.lr_milestones}"
+            )
+
+    def milestone_epochs(self) -> list[int]:
+        """The epochs at which the learning rate drops, e.g. [60, 120, 160] for 200."""
+        return sorted({e for e in (round(m * self.epochs) for m in self.lr_milestones) if 0 < e < self.epochs})

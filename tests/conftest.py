@@ -1,0 +1,30 @@
+"""Shared fixtures: the real Fashion-MNIST files (skipped with the reason when absent)."""
+
+from pathlib import Path
+
+import pytest
+
+from hakd.data import FASHION_MNIST_ROOT
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fashion_mnist_available() -> bool:
+    return (Path(FASHION_MNIST_ROOT) / "t10k-labels-idx1-ubyte.gz").is_file()
+
+
+needs_fashion_mnist = pytest.mark.skipif(
+    not fashion_mnist_available(),
+    reason=f"real Fashion-MNIST not in {FASHION_MNIST_ROOT}: run scripts/setup.sh as root (apt-get install dataset-fashion-mnist)",
+)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """The real (train, test) splits, read once per session."""
+    if not fashion_mnist_available():
+        pytest.skip(f"real Fashion-MNIST not in {FASHION_MNIST_ROOT}")
+    from hakd.config import DataConfig
+    from hakd.data import load
+
+    return load(DataConfig("fashion-mnist"))
