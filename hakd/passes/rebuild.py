@@ -1,0 +1,117 @@
+"""Apply a PrunePlan: a new GraphModule with physically smaller weights.
+
+>>> import torch
+>>> from hakd.models import resnet20
+>>> from hakd.passes.trace import trace
+>>> from hakd.passes.groups import find_groups
+>>> from hakd.plan import PrunePlan
+>>> gm = trace(resnet20(), torch.zeros(1, 3, 32, 32))
+>>> groups = find_groups(gm)
+>>> small = rebuild(gm, groups, PrunePlan.from_widths({"layers.0.conv1": 5}, groups.widths()))
+>>> small.layers[0].conv1.out_channels, gm.layers[0].conv1.out_channels
+(5, 16)
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Dict
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from hakd.errors import PlanError
+from hakd.passes.groups import META_KEY, ChannelGroups
+from hakd.plan import PrunePlan
+
+__all__ = ["rebuild", "zero_pruned"]
+
+
+def _keep(plan: PrunePlan) -> Dict[str, np.ndarray]:
+    return {g: np.asarray(k) for g, k in plan.keep.items() if len(k) != plan.widths[g]}
+
+
+def _param(t, mask_out=None, mask_in=None):
+    if t is None:
+        return None
+    data = t.data
+    if mask_out is not None:
+        data = data[torch.from_numpy(mask_out)]
+    if mask_in is not None:
+        data = data[:, torch.from_numpy(mask_in)]
+    return data.clone()
+
+
+def _shrink(m: nn.Module, kind: str, out_mask: np.ndarray, in_mask: np.ndarray) -> None:
+    if kind == "norm":
+        m.num_features = int(out_mask.sum())
+        for name in ("weight", "bias"):
+            if getattr(m, name) is not None:
+                setattr(m, name, nn.Parameter(_param(getattr(m, name), out_mask)))
+        for name in ("running_mean", "running_var"):
+            if getattr(m, name) is not None:
+                setattr(m, name, _param(getattr(m, name), out_mask))
+        return
+    if kind == "depthwise":
+        n = int(out_mask.sum())
+        m.in_channels = m.out_channels = m.groups = n
+        m.weight = nn.Parameter(_param(m.weight, out_mask))
+    else:  # conv or linear
+        m.weight = nn.Parameter(_param(m.weight, out_mask, in_mask))
+        if kind == "conv":
+            m.out_channels, m.in_channels = int(out_mask.sum()), int(in_mask.sum())
+        else:
+            m.out_features, m.in_features = int(out_mask.sum()), int(in_mask.sum())
+    if m.bias is not None:
+        m.bias = nn.Parameter(_param(m.bias, out_mask))
+
+
+def rebuild(gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan) -> fx.GraphModule:
+    """A copy of ``gm`` where each group keeps only the plan's channels; ``gm`` is untouched."""
+    plan.validate(groups)
+    kept = groups.kept_ids(_keep(plan))
+    new = copy.deepcopy(gm)
+    done = set()
+    for rec in groups.records.values():
+        if rec.module in done:
+            continue
+        done.add(rec.module)
+        out_mask, in_mask = kept[rec.out_ids], kept[rec.in_ids]
+        if not out_mask.any() or (rec.kind in ("conv", "linear") and not in_mask.any()):
+            raise PlanError(f"plan would leave module {rec.module!r} with no channels")
+        if rec.kind == "grouped":
+            if not (out_mask.all() and in_mask.all()):
+                raise PlanError(f"plan prunes grouped conv {rec.module!r}, which is kept whole")
+            continue
+        _shrink(new.get_submodule(rec.module), rec.kind, out_mask, in_mask)
+    new.recompile()
+    return new
+
+
+class _Masked(fx.Interpreter):
+    def __init__(self, gm, masks):
+        super().__init__(gm)
+        self.masks = masks
+
+    def run_node(self, n):
+        value = super().run_node(n)
+        mask = self.masks.get(n)
+        return value * mask.to(value.dtype) if mask is not None and isinstance(value, torch.Tensor) else value
+
+
+def zero_pruned(gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan, *inputs) -> torch.Tensor:
+    """Run ``gm`` with every pruned channel multiplied by zero in every tensor it flows through.
+
+    This is what a plan means; ``rebuild(gm, groups, plan)(x)`` must equal it. Needs the
+    labels :func:`find_groups` left in ``node.meta``.
+    """
+    plan.validate(groups)
+    kept = groups.kept_ids(_keep(plan))
+    masks = {}
+    for n in gm.graph.nodes:
+        label = n.meta.get(META_KEY)
+        if isinstance(label, torch.Tensor) and n.op != "output":
+            flat = kept[label.reshape(-1).numpy()]
+            masks[n] = torch.from_numpy(flat.reshape(tuple(label.shape)))
+    return _Masked(gm, masks).run(*inputs)

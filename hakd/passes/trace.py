@@ -1,0 +1,78 @@
+"""Trace an ``nn.Module`` into a ``torch.fx.GraphModule`` with shapes in ``node.meta``.
+
+>>> import torch
+>>> from hakd.models import resnet20
+>>> gm = trace(resnet20(), torch.zeros(1, 3, 32, 32))
+>>> [n.meta["tensor_meta"].shape for n in gm.graph.nodes if n.target == "conv1"]
+[torch.Size([1, 16, 32, 32])]
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from hakd.errors import TraceError
+
+__all__ = ["trace", "HakdTracer"]
+
+
+class HakdTracer(fx.Tracer):
+    """fx's tracer that remembers which submodule it is in, to name it when tracing fails."""
+
+    def __init__(self, leaf_modules: Iterable[type] = ()):
+        super().__init__()
+        self.leaf_types = tuple(leaf_modules)
+        self.failed_in: Optional[str] = None  # innermost submodule being traced when tracing failed
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, self.leaf_types) or super().is_leaf_module(m, qualname)
+
+    def call_module(self, m, forward, args, kwargs):
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_in is None:
+                self.failed_in = self.path_of_module(m)
+            raise
+
+
+def trace(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    leaf_modules: Iterable[type] = (),
+    concrete_args: Optional[dict] = None,
+) -> fx.GraphModule:
+    """Symbolically trace ``model`` and record each node's output shape (``node.meta["tensor_meta"]``).
+
+    The model is not modified. ``leaf_modules`` are module types kept whole (not traced
+    into); hakd's passes treat an unknown leaf as an opaque operation.
+    """
+    tracer = HakdTracer(leaf_modules)
+    try:
+        graph = tracer.trace(model, concrete_args)
+    except Exception as e:  # fx raises many types; all mean "cannot trace"
+        where = tracer.failed_in
+        culprit = type(model.get_submodule(where)).__name__ if where else type(model).__name__
+        raise TraceError(
+            f"torch.fx cannot trace {type(model).__name__}: in {f'submodule {where!r} ({culprit})' if where else 'its own forward'}, "
+            f"{type(e).__name__}: {e}. Data-dependent control flow and unsupported calls cannot be traced: keep that "
+            f"module whole with trace(..., leaf_modules=[{culprit}]) (its channels are then not pruned), or fix the "
+            "branch with concrete_args={'flag': value}"
+        ) from e
+    gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
+    was_training = gm.training
+    gm.eval()
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(example_input)
+    except Exception as e:
+        raise TraceError(
+            f"the traced {type(model).__name__} fails on an example input of shape {tuple(example_input.shape)}: "
+            f"{type(e).__name__}: {e}. Pass an input of the shape the model expects (N, C, H, W)"
+        ) from e
+    gm.train(was_training)
+    return gm

@@ -1,0 +1,113 @@
+"""PrunePlan: which channels of each channel group a pruned model keeps.
+
+A plan is a decision, not a model: pruners and ``snap`` write plans; only
+:func:`hakd.passes.rebuild.rebuild` applies them. Plans serialise to JSON and replay::
+
+    >>> plan = PrunePlan.from_widths({"conv1": 8}, {"conv1": 16, "fc": 10})
+    >>> plan.keep["conv1"][:3], plan.width("conv1"), plan.width("fc")
+    ((0, 1, 2), 8, 10)
+    >>> PrunePlan.from_json(plan.to_json()) == plan
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Tuple
+
+from hakd.checkpoint import atomic_write_text
+from hakd.errors import PlanError
+
+__all__ = ["PrunePlan"]
+
+FORMAT = "hakd.plan/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class PrunePlan:
+    """``keep[group]`` lists the kept channel positions of a group, sorted; groups not
+    named keep every channel. ``widths`` are the unpruned widths of every group of the
+    model the plan was made for (so a plan cannot be applied to another model)."""
+
+    keep: Mapping[str, Tuple[int, ...]]
+    widths: Mapping[str, int]
+    note: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "keep", {k: tuple(int(i) for i in v) for k, v in sorted(self.keep.items())})
+        object.__setattr__(self, "widths", {k: int(v) for k, v in sorted(self.widths.items())})
+        for name, kept in self.keep.items():
+            if name not in self.widths:
+                raise PlanError(f"plan keeps channels of group {name!r}, which is not among its model's groups")
+            width = self.widths[name]
+            if not kept:
+                raise PlanError(f"plan empties group {name!r}: keep at least one of its {width} channels")
+            if list(kept) != sorted(set(kept)):
+                raise PlanError(f"plan for group {name!r}: kept channels must be sorted and unique, got {list(kept)[:8]}...")
+            if kept[0] < 0 or kept[-1] >= width:
+                raise PlanError(f"plan for group {name!r}: channel indices must lie in [0, {width}), got {kept[0]}..{kept[-1]}")
+
+    @classmethod
+    def from_widths(cls, widths: Mapping[str, int], model_widths: Mapping[str, int], note: str = "") -> "PrunePlan":
+        """Keep the first ``widths[g]`` channels of each named group (for when channel order is arbitrary)."""
+        return cls({g: tuple(range(w)) for g, w in widths.items()}, model_widths, note)
+
+    def width(self, group: str) -> int:
+        """The width a group has after pruning."""
+        return len(self.keep[group]) if group in self.keep else self.widths[group]
+
+    def pruned_widths(self) -> Dict[str, int]:
+        return {g: self.width(g) for g in self.widths}
+
+    def validate(self, groups) -> None:
+        """Check that the plan fits ``groups`` (a ChannelGroups); raise PlanError naming the group if not."""
+        model_widths = groups.widths()
+        if self.widths != model_widths:
+            missing = sorted(set(self.widths) - set(model_widths))
+            changed = [f"{g} {self.widths[g]}->{model_widths[g]}" for g in self.widths if g in model_widths and model_widths[g] != self.widths[g]]
+            raise PlanError(
+                "this plan was made for another model: "
+                + (f"groups {missing[:5]} do not exist here" if missing else "")
+                + (f"{'; ' if missing else ''}widths differ ({', '.join(changed[:5])})" if changed else "")
+                + (f"{'; ' if missing or changed else ''}this model has other groups" if not missing and not changed else "")
+                + "; make the plan from this model's groups"
+            )
+        for name, kept in self.keep.items():
+            group = groups[name]
+            if not group.prunable and len(kept) != group.width:
+                raise PlanError(f"plan prunes group {name!r}, which cannot be pruned: {group.reason}")
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "note": self.note, "widths": dict(self.widths), "keep": {k: list(v) for k, v in self.keep.items()}}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "plan") -> "PrunePlan":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise PlanError(f"{where} is not a hakd plan (expected format {FORMAT!r})")
+        try:
+            return cls(data["keep"], data["widths"], data.get("note", ""))
+        except (KeyError, TypeError, ValueError) as e:
+            raise PlanError(f"{where} is damaged: {type(e).__name__}: {e}") from e
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "plan") -> "PrunePlan":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise PlanError(f"{where} is not valid JSON: {e}") from e
+        return cls.from_dict(data, where)
+
+    def save(self, path) -> None:
+        atomic_write_text(Path(path), self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path) -> "PrunePlan":
+        path = Path(path)
+        if not path.is_file():
+            raise PlanError(f"no plan file at {path}")
+        return cls.from_json(path.read_text(), where=str(path))

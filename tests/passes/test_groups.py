@@ -1,0 +1,129 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hakd import models
+from hakd.errors import GroupError
+from hakd.passes.groups import Member, find_groups
+from hakd.passes.trace import trace
+from tests.passes.tv_models import TV_MODELS
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def groups_of(model, shape=(1, 3, 32, 32)):
+    return find_groups(trace(model, torch.zeros(shape)))
+
+
+def test_resnet_residual_groups_join_every_block_output():
+    g = groups_of(models.resnet20())
+    stage1 = g["conv1"]
+    assert stage1.prunable and stage1.width == 16
+    for i in range(3):
+        assert Member(f"layers.{i}.conv2", "out") in stage1.members
+        assert Member(f"layers.{i}.conv1", "in") in stage1.members
+    assert Member("layers.3.shortcut.0", "in") in stage1.members  # the projection reads stage 1
+    stage2 = g["layers.3.conv2"]
+    assert Member("layers.3.shortcut.0", "out") in stage2.members and Member("layers.3.shortcut.1", "channel") in stage2.members
+    assert Member("fc", "in") in g["layers.6.conv2"].members
+    assert [x.name for x in g if not x.prunable] == ["x", "fc"]
+
+
+def test_densenet_concat_offsets():
+    g = groups_of(models.densenet40())
+    block1_layer0 = g["features.1.0.conv2"]  # 12 channels, read by every later layer of block 1
+    readers = [m.module for m in block1_layer0.members if m.role == "in"]
+    assert readers == [f"features.1.{i}.conv1" for i in range(1, 6)] + ["features.2.2"]
+    rec = next(r for r in g.records.values() if r.module == "features.1.3.conv1")
+    gidx, pos = g.locate(rec.in_ids)
+    names = [g.groups[i].name for i in gidx]
+    # layer 3 reads [stem 24 | layer0 12 | layer1 12 | layer2 12], in that order
+    assert names == ["features.0"] * 24 + ["features.1.0.conv2"] * 12 + ["features.1.1.conv2"] * 12 + ["features.1.2.conv2"] * 12
+    assert list(pos[24:36]) == list(range(12))
+
+
+def test_depthwise_ties_input_and_output():
+    g = groups_of(models.mobilenet_v2())
+    expand = g["features.2.conv.0.0"]  # 1x1 expansion 16 -> 96, then depthwise, then project
+    assert expand.width == 96 and expand.prunable
+    assert Member("features.2.conv.1.0", "channel") in expand.members
+    assert Member("features.2.conv.2.0", "in") in expand.members
+
+
+def test_squeeze_excitation_gate_joins_the_gated_channels():
+    g = groups_of(TV_MODELS["mobilenet_v3_tiny"]())
+    expand = g["features.3.block.0.0"]  # 24 -> 72 expansion of the block with SE
+    assert expand.prunable
+    assert Member("features.3.block.2.fc2", "out") in expand.members  # gate channels
+    assert Member("features.3.block.2.fc1", "in") in expand.members
+    assert g["features.3.block.2.fc1"].prunable  # the squeeze width is its own group
+
+
+def test_se_written_with_linear_and_view():
+    g = groups_of(TV_MODELS["spatial_flatten"]())
+    assert Member("se.fc2", "out") in g["conv1.0"].members and g["conv1.0"].prunable
+
+
+def test_flatten_into_linear_gives_each_channel_a_block_of_features():
+    g = groups_of(TV_MODELS["spatial_flatten"]())
+    rec = next(r for r in g.records.values() if r.module == "fc1")
+    gidx, pos = g.locate(rec.in_ids)
+    assert len(rec.in_ids) == 128 and {g.groups[i].name for i in gidx} == {"conv3.0"}
+    assert list(pos) == [c for c in range(8) for _ in range(16)]
+
+
+def test_channel_shuffle_and_split_are_not_pruned_with_the_reason():
+    g = groups_of(TV_MODELS["shufflenet_v2_tiny"]())
+    blocked = {x.name: x.reason for x in g if not x.prunable}
+    assert "channel shuffle" in blocked["stage2.0.branch2.2.0"]
+    assert g["stage2.0.branch2.0.0"].prunable  # the branch's inner width stays prunable
+
+
+def test_grouped_conv_is_kept_whole_with_the_reason():
+    g = groups_of(TV_MODELS["resnext_tiny"]())
+    assert not g["grouped.0"].prunable and "grouped conv (groups=4" in g["grouped.0"].reason
+    assert not g["reduce.0"].prunable
+    assert g["stem.0"].prunable
+
+
+def test_inception_branches_are_separate_groups():
+    g = groups_of(TV_MODELS["googlenet_tiny"]())
+    names = [x.name for x in g.prunable()]
+    for branch in ("inception3a.branch1.0", "inception3a.branch2.0.0", "inception3a.branch2.1.0", "inception3a.branch4.1.0"):
+        assert branch in names
+
+
+class UnknownOp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3)
+        self.b = nn.Conv2d(8, 8, 3)
+        self.c = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = torch.softmax(self.a(x), dim=1)  # mixes channels: zeroing one changes the others
+        return self.c(torch.cumsum(self.b(y), 1))
+
+
+def test_unknown_operations_block_the_groups_they_touch():
+    g = groups_of(UnknownOp(), (1, 3, 16, 16))
+    assert not g["a"].prunable and "softmax" in g["a"].reason and "%softmax" in g["a"].reason
+    assert not g["b"].prunable and "cumsum" in g["b"].reason
+
+
+def test_find_groups_needs_a_traced_module():
+    gm = torch.fx.symbolic_trace(models.resnet20())
+    with pytest.raises(GroupError, match="hakd.passes.trace.trace"):
+        find_groups(gm)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2", "densenet40"])
+def test_golden_groups(name):
+    """Groups checked by hand once and recorded; a change here changes what hakd prunes."""
+    got = groups_of(models.create(name)).to_dict()
+    path = GOLDEN / f"{name}_groups.json"
+    assert got == json.loads(path.read_text()), f"groups of {name} changed; if intended, regenerate {path}"
