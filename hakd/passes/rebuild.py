@@ -8,7 +8,7 @@
 >>> gm = trace(resnet20(), torch.zeros(1, 3, 32, 32))
 >>> groups = find_groups(gm)
 >>> small = rebuild(gm, groups, PrunePlan.from_widths({"layers.0.conv1": 5}, groups.widths()))
->>> small.layers[0].conv1.out_channels, gm.layers[0].conv1.out_channels
+>>> small.get_submodule("layers.0.conv1").out_channels, gm.get_submodule("layers.0.conv1").out_channels
 (5, 16)
 """
 
