@@ -1,0 +1,81 @@
+"""Compile a whole model with the measured schedules, write its library, run it.
+
+The deployed kernels are the measured kernels: every fused kernel of the model is
+scheduled with the fastest configuration its Profiler recorded, then the Relax VM
+executable is built with the weights embedded.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from hakd.cost.lower import lower
+from hakd.cost.schedules import ScheduleConfig, apply_schedule
+from hakd.errors import HakdError
+
+__all__ = ["compile_scheduled", "write_library", "VmModel", "DeployError"]
+
+
+class DeployError(HakdError):
+    """A compiled model cannot be written or loaded."""
+
+
+def compile_scheduled(gm, profiler, input_shape=None):
+    """(executable, ModelTiming, input shape): ``gm`` built with each kernel's fastest measured schedule."""
+    low = lower(gm, input_shape, bind_params=True)
+    timing = profiler.lowered(low)
+    mod = low.mod
+    for k in timing.kernels:
+        mod[k.kernel] = apply_schedule(low.kernels[k.kernel].func, ScheduleConfig.from_key(k.schedule))
+    with tvm.transform.PassContext(opt_level=3):
+        executable = relax.build(mod, target=profiler.target.tvm_target())
+    return executable, timing, low.input_shape
+
+
+def write_library(executable, folder: Path, target) -> Path:
+    """``model.so`` (cross-compiled when the target is another architecture and its compiler
+    is installed), else ``model.tar`` (object files, linked on the board)."""
+    fcompile = None
+    if not target.runs_here():
+        from tvm.contrib import cc
+
+        compiler = f"{target.mtriple}-g++"
+        if shutil.which(compiler) is None:
+            path = folder / "model.tar"
+            executable.export_library(str(path))
+            return path
+        fcompile = cc.cross_compiler(compiler)
+    path, tmp = folder / "model.so", folder / ".model.tmp.so"
+    executable.export_library(str(tmp), fcompile=fcompile)
+    tmp.replace(path)
+    return path
+
+
+class VmModel:
+    """A compiled model loaded on this host: ``model(x) -> numpy``; ``time()`` measures it."""
+
+    def __init__(self, library: Path, input_shape):
+        self.library = Path(library)
+        if not self.library.is_file():
+            raise DeployError(f"no compiled model at {self.library}")
+        self.input_shape = tuple(input_shape)
+        self.dev = tvm.cpu(0)
+        self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(self.library)), self.dev)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.shape != self.input_shape:
+            raise DeployError(f"{self.library} was compiled for input {self.input_shape}, got {x.shape}")
+        return self.vm["main"](tvm.runtime.tensor(x, self.dev)).numpy()
+
+    def time(self, number: int = 10, repeat: int = 5, min_repeat_ms: int = 50) -> np.ndarray:
+        """Seconds per inference, one value per repeat (TVM's time_evaluator on the VM)."""
+        x = tvm.runtime.tensor(np.random.default_rng(0).standard_normal(self.input_shape).astype("float32"), self.dev)
+        self.vm.set_input("main", x)
+        timer = self.vm.time_evaluator("invoke_stateful", self.dev, number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
+        return np.asarray(timer("main").results)

@@ -1,0 +1,136 @@
+"""Lower a traced model to fused TVM kernels, the way hakd compiles it for deployment.
+
+BatchNorm is folded into the preceding conv in PyTorch (exact in eval mode, and it
+avoids TVM 0.27's training-mode batch_norm import); the Relax pipeline then fuses
+conv + bias + residual add + ReLU into one kernel. Each fused kernel is identified
+by a signature (its kind, argument shapes and TVM structural hash) that is the same
+wherever the kernel appears: in another layer, another width, or the deployed model.
+
+>>> import torch
+>>> from hakd.models import resnet20
+>>> from hakd.passes.trace import trace
+>>> low = lower(trace(resnet20(), torch.zeros(1, 3, 32, 32)))
+>>> k = next(k for k in low.for_module("layers.0.conv2") if k.kind == "conv2d")
+>>> k.kind, k.calls, k.name
+('conv2d', 1, 'fused_conv2d1_add_add1_relu')
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Dict, List, Tuple
+
+import torch
+import tvm
+import tvm_ffi
+from torch import fx
+from torch.fx.experimental.optimization import fuse as fold_conv_bn
+from tvm import relax
+from tvm.relax.frontend.torch import from_fx
+
+from hakd.cost.schedules import kernel_kind
+from hakd.errors import HakdError
+
+__all__ = ["Kernel", "Lowered", "LowerError", "lower", "fold_batchnorm", "FUSION_PIPELINE"]
+
+
+class LowerError(HakdError):
+    """TVM cannot import or fuse a model."""
+
+
+@dataclasses.dataclass
+class Kernel:
+    """One fused kernel of a lowered model."""
+
+    name: str
+    func: "tvm.tirx.PrimFunc"
+    kind: str
+    shapes: Tuple[Tuple[int, ...], ...]
+    signature: str
+    call_modules: Tuple[Tuple[str, ...], ...] = ()  # per call: the fx modules whose weights it reads
+
+    @property
+    def calls(self) -> int:
+        return len(self.call_modules)
+
+    @property
+    def modules(self) -> Tuple[str, ...]:
+        return tuple(dict.fromkeys(m for call in self.call_modules for m in call))
+
+
+@dataclasses.dataclass
+class Lowered:
+    """A fused Relax module and its kernels, by global name."""
+
+    mod: "tvm.IRModule"
+    kernels: Dict[str, Kernel]
+    input_shape: Tuple[int, ...]
+
+    def for_module(self, module: str) -> List[Kernel]:
+        return [k for k in self.kernels.values() if module in k.modules]
+
+
+def FUSION_PIPELINE() -> tvm.transform.Pass:
+    """The Relax passes hakd runs on every model, for measuring and for export alike."""
+    t = relax.transform
+    return tvm.transform.Sequential([
+        t.DecomposeOpsForInference(), t.CanonicalizeBindings(), t.DeadCodeElimination(), t.LegalizeOps(),
+        t.AnnotateTIROpPattern(), t.FoldConstant(), t.FuseOps(), t.FuseTIR(), t.DeadCodeElimination(),
+    ])
+
+
+def fold_batchnorm(gm: fx.GraphModule) -> fx.GraphModule:
+    """A copy of ``gm`` in eval mode with every conv -> BatchNorm pair folded into one conv."""
+    folded = fold_conv_bn(copy.deepcopy(gm).eval(), inplace=True)
+    for n in folded.graph.nodes:  # keep the shapes and analyses trace() recorded
+        n.meta = dict(n.meta)
+    return folded
+
+
+def signature(func, kind: str, shapes) -> str:
+    """``kind|shapes|hash``: equal for structurally equal kernels, in any model or process."""
+    shape_text = ";".join("x".join(map(str, s)) for s in shapes)
+    return f"{kind}|{shape_text}|{tvm_ffi.structural_hash(func.without_attr('global_symbol')):016x}"
+
+
+def lower(gm: fx.GraphModule, input_shape=None, bind_params: bool = False) -> Lowered:
+    """Fold BN, import into Relax, fuse. ``bind_params=True`` embeds the weights as constants
+    (what :mod:`hakd.export` deploys); otherwise they are inputs, which lowers ~6x faster and
+    gives the same fused conv kernels."""
+    if input_shape is None:
+        meta = next(n for n in gm.graph.nodes if n.op == "placeholder").meta.get("tensor_meta")
+        if meta is None:
+            raise LowerError("lower() needs an input_shape or a GraphModule from hakd.passes.trace.trace")
+        input_shape = tuple(meta.shape)
+    input_shape = tuple(int(s) for s in input_shape)
+    folded = fold_batchnorm(gm)
+    try:
+        with torch.no_grad():
+            mod = from_fx(folded, [(input_shape, "float32")], keep_params_as_input=not bind_params)
+        if not bind_params:
+            mod, _ = relax.frontend.detach_params(mod)
+        mod = FUSION_PIPELINE()(mod)
+    except Exception as e:
+        raise LowerError(f"TVM cannot lower {type(gm).__name__} at input {input_shape}: {type(e).__name__}: {str(e)[:500]}") from e
+    return Lowered(mod, _kernels(mod, folded), input_shape)
+
+
+def _kernels(mod, gm: fx.GraphModule) -> Dict[str, Kernel]:
+    param_owner = {key: name.rsplit(".", 1)[0] for name, _ in gm.named_parameters() for key in (name, name.replace(".", "_"))}
+    kernels: Dict[str, Kernel] = {}
+    for gv, func in mod.functions.items():
+        if isinstance(func, tvm.tirx.PrimFunc):
+            shapes = tuple(tuple(int(s) for s in p.ty.shape) for p in func.params)
+            kind = kernel_kind(func)
+            kernels[gv.name_hint] = Kernel(gv.name_hint, func, kind, shapes, signature(func, kind, shapes))
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    for block in mod["main"].body.blocks:
+        for binding in block.bindings:
+            call = binding.value
+            if not (isinstance(call, relax.Call) and call.op.same_as(call_tir)):
+                continue
+            k = kernels[call.args[0].name_hint]
+            owners = [param_owner[a.name] for a in call.args[1].fields if isinstance(a, relax.Var) and a.name in param_owner]
+            k.call_modules += (tuple(dict.fromkeys(owners)),)
+    return {name: k for name, k in kernels.items() if k.calls}

@@ -1,0 +1,182 @@
+"""Build one scheduled kernel and time it, here or on a board through TVM's RPC tracker.
+
+Timing follows TVM's ``time_evaluator``: one warm-up call (discarded), then
+``repeat`` measurements, each the mean of ``number`` calls (raised until a
+measurement lasts ``min_repeat_ms``). The latency is the median over repeats and the
+noise is (max - min) / median. A failure is a value: ``Measurement(error=...)``.
+
+>>> m = Measurement(latency_s=1e-4, noise=0.02)
+>>> m.ok, round(m.latency_us)
+(True, 100)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from typing import List, Optional, Sequence
+
+import numpy as np
+import tvm
+
+from hakd.cost.target import DeviceSpec, TargetSpec
+from hakd.errors import HakdError
+
+__all__ = ["MeasureConfig", "Measurement", "LocalRunner", "RpcRunner", "DeviceError", "build_kernel", "make_runner", "pin_threads"]
+
+
+class DeviceError(HakdError):
+    """The device that times kernels cannot be reached (after retries)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureConfig:
+    """How kernels are timed. ``threads`` is pinned for every timing (TVM's thread pool)."""
+
+    number: int = 10
+    repeat: int = 5
+    min_repeat_ms: int = 20
+    threads: int = 1
+    retries: int = 2
+    retry_wait_s: float = 1.0
+    session_timeout_s: int = 120
+
+    def __post_init__(self):
+        from hakd.config import _at_least
+
+        for name, low in (("number", 1), ("repeat", 1), ("min_repeat_ms", 0), ("threads", 1), ("retries", 0), ("session_timeout_s", 1)):
+            _at_least(self, name, low)
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    latency_s: Optional[float] = None
+    noise: Optional[float] = None
+    error: Optional[str] = None
+    compile_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.latency_s is not None
+
+    @property
+    def latency_us(self) -> float:
+        return self.latency_s * 1e6
+
+
+def pin_threads(threads: int) -> None:
+    """Fix TVM's CPU thread pool size for this process (read when the pool first starts)."""
+    current = os.environ.get("TVM_NUM_THREADS")
+    os.environ["TVM_NUM_THREADS"] = str(threads)
+    if current is not None and current != str(threads):  # the pool may already run at another size
+        tvm.get_global_func("runtime.config_threadpool")(-3, threads)
+
+
+def build_kernel(func, target: TargetSpec):
+    """Compile one PrimFunc as a standalone module with entry ``main``; returns (executable, seconds)."""
+    t0 = time.perf_counter()
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target.tvm_target())
+    return lib, time.perf_counter() - t0
+
+
+def _summarise(results: Sequence[float], compile_s: float) -> Measurement:
+    r = np.asarray(results, dtype=float)
+    median = float(np.median(r))
+    return Measurement(median, float((r.max() - r.min()) / median) if median > 0 else 0.0, None, compile_s)
+
+
+def _random_args(shapes, dev):
+    rng = np.random.default_rng(0)
+    return [tvm.runtime.tensor(rng.standard_normal(s).astype("float32"), dev) for s in shapes]
+
+
+class LocalRunner:
+    """Times kernels on this host."""
+
+    def __init__(self, config: MeasureConfig = MeasureConfig()):
+        self.config = config
+        self.device = DeviceSpec()
+        pin_threads(config.threads)
+
+    def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main") -> Measurement:
+        c = self.config
+        try:
+            dev = tvm.cpu(0)
+            mod = lib.mod if hasattr(lib, "mod") else lib
+            args = _random_args(shapes, dev)
+            mod[entry](*args)  # warm-up, discarded
+            timer = mod.time_evaluator(entry, dev, number=c.number, repeat=c.repeat, min_repeat_ms=c.min_repeat_ms)
+            return _summarise(timer(*args).results, compile_s)
+        except Exception as e:  # a kernel that crashes or fails to run is a failed measurement
+            return Measurement(error=f"{type(e).__name__}: {str(e)[:300]}", compile_s=compile_s)
+
+
+class RpcRunner:
+    """Times kernels on a board registered with a TVM RPC tracker under ``device.key``.
+
+    The kernel is exported as a shared library (cross-compiled for the target's
+    triple), uploaded, loaded and timed remotely. Connection failures are retried
+    ``retries`` times; after that :class:`DeviceError` names the device.
+    """
+
+    def __init__(self, device: DeviceSpec, target: TargetSpec, config: MeasureConfig = MeasureConfig()):
+        self.device, self.target, self.config = device, target, config
+        self._session = None
+
+    def _connect(self):
+        from tvm import rpc
+
+        if self._session is None:
+            tracker = rpc.connect_tracker(self.device.host, self.device.port)
+            self._session = tracker.request(self.device.key, priority=0, session_timeout=self.config.session_timeout_s)
+            self._session.get_function("runtime.config_threadpool")(1, self.config.threads)
+        return self._session
+
+    def export(self, lib, folder: str) -> str:
+        path = os.path.join(folder, "kernel.so")
+        fcompile = None
+        if not self.target.runs_here() or self.target.mtriple:
+            from tvm.contrib import cc
+
+            if self.target.arch != "x86_64":
+                fcompile = cc.cross_compiler(f"{self.target.mtriple}-g++")
+        lib.export_library(path, fcompile=fcompile)
+        return path
+
+    def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main") -> Measurement:
+        c = self.config
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                path = self.export(lib, folder)
+            except Exception as e:
+                return Measurement(error=f"export failed: {type(e).__name__}: {str(e)[:300]}", compile_s=compile_s)
+            last: Optional[Exception] = None
+            for attempt in range(c.retries + 1):
+                try:
+                    remote = self._connect()
+                    remote.upload(path)
+                    mod = remote.load_module(os.path.basename(path))
+                    dev = remote.cpu(0)
+                    args = _random_args(shapes, dev)
+                    mod[entry](*args)
+                    timer = mod.time_evaluator(entry, dev, number=c.number, repeat=c.repeat, min_repeat_ms=c.min_repeat_ms)
+                    return _summarise(timer(*args).results, compile_s)
+                except Exception as e:  # connection lost, server gone, session timed out
+                    last, self._session = e, None
+                    if attempt < c.retries:
+                        time.sleep(c.retry_wait_s)
+            raise DeviceError(
+                f"device {self.device} did not answer after {c.retries + 1} attempts ({type(last).__name__}: "
+                f"{str(last)[:200]}); check that its RPC server is running and registered with the tracker "
+                f"(python -m tvm.exec.query_rpc_tracker --host {self.device.host} --port {self.device.port}). "
+                "Finished measurements are kept in the latency table: rerun to continue"
+            ) from last
+
+
+def make_runner(target: TargetSpec, device: DeviceSpec, config: MeasureConfig = MeasureConfig()):
+    from hakd.cost.target import check_runnable
+
+    check_runnable(target, device)
+    return LocalRunner(config) if device.kind == "local" else RpcRunner(device, target, config)

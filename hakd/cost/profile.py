@@ -1,0 +1,145 @@
+"""Measure models and channel-group staircases with hakd's own kernels.
+
+A :class:`Profiler` owns a target, a device runner and a latency table. For each
+fused kernel it tries every schedule candidate (reusing table rows first), records
+each timing, and takes the fastest: the very schedule :mod:`hakd.export` deploys.
+
+    >>> prof = Profiler("host", table=LatencyTable(":memory:"))                  # doctest: +SKIP
+    >>> report = prof.model(trace(resnet20(), torch.zeros(1, 3, 32, 32)))      # doctest: +SKIP
+    >>> report.latency_s                                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, List, Optional, Sequence
+
+from torch import fx
+
+from hakd.cost.lower import Kernel, Lowered, lower
+from hakd.cost.measure import MeasureConfig, Measurement, build_kernel, make_runner
+from hakd.cost.schedules import ScheduleConfig, ScheduleError, apply_schedule, candidates
+from hakd.cost.table import DEFAULT_TABLE, LatencyTable
+from hakd.cost.target import parse_device, parse_target
+from hakd.errors import HakdError
+
+__all__ = ["Profiler", "KernelTiming", "ModelTiming", "ProfileError", "group_latency", "group_staircase"]
+
+
+class ProfileError(HakdError):
+    """No schedule of a kernel could be built and timed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelTiming:
+    kernel: str
+    signature: str
+    schedule: str
+    latency_s: float
+    noise: float
+    call_modules: tuple = ()  # per call, the fx modules whose weights it reads
+
+    @property
+    def calls(self) -> int:
+        return len(self.call_modules)
+
+
+@dataclasses.dataclass
+class ModelTiming:
+    """Predicted latency of a lowered model: the sum over fused kernels of latency x calls."""
+
+    kernels: List[KernelTiming]
+
+    @property
+    def latency_s(self) -> float:
+        return sum(k.latency_s * k.calls for k in self.kernels)
+
+    def schedules(self) -> Dict[str, str]:
+        return {k.signature: k.schedule for k in self.kernels}
+
+    def latency_of_modules(self, modules) -> float:
+        """Latency of the kernel calls that read the weights of any of ``modules``."""
+        modules = set(modules)
+        return sum(k.latency_s for k in self.kernels for call in k.call_modules if modules & set(call))
+
+
+class Profiler:
+    """Times fused kernels on ``target`` (here, or on ``device="rpc://HOST:PORT/KEY"``).
+
+    ``compiles`` and ``table_hits`` count the work done, for benchmarks.
+    """
+
+    def __init__(self, target="host", device=None, table=None, measure: MeasureConfig = MeasureConfig()):
+        self.target = parse_target(target)
+        self.device = parse_device(device)
+        self.measure = measure
+        self.runner = make_runner(self.target, self.device, measure)
+        self.table = table if isinstance(table, LatencyTable) else LatencyTable(table or DEFAULT_TABLE)
+        self.compiles = 0
+        self.table_hits = 0
+
+    @property
+    def target_key(self) -> str:
+        return self.target.key()
+
+    def time_config(self, kernel: Kernel, cfg: ScheduleConfig) -> Measurement:
+        """One schedule of one kernel: from the table, or built, timed and recorded."""
+        known = self.table.lookup(self.target_key, kernel.signature, cfg.key(), self.measure.threads)
+        if known is not None:
+            self.table_hits += 1
+            return known
+        try:
+            func = apply_schedule(kernel.func, cfg)
+            lib, compile_s = build_kernel(func, self.target)
+            self.compiles += 1
+        except (ScheduleError, Exception) as e:  # a template that does not fit or fails to build
+            m = Measurement(error=f"build failed: {type(e).__name__}: {str(e)[:300]}")
+        else:
+            m = self.runner.time(lib, kernel.shapes, compile_s)
+        self.table.record(self.target_key, kernel.signature, cfg.key(), self.measure.threads, m, str(self.device))
+        return m
+
+    def kernel(self, kernel: Kernel) -> KernelTiming:
+        """The fastest schedule of a kernel (every candidate timed once, ever, per table)."""
+        results = [(cfg, self.time_config(kernel, cfg)) for cfg in candidates(kernel.func)]
+        ok = [(cfg, m) for cfg, m in results if m.ok]
+        if not ok:
+            errors = "; ".join(f"{cfg.key()}: {m.error}" for cfg, m in results)
+            raise ProfileError(f"no schedule of kernel {kernel.name} ({kernel.signature}) could be timed on "
+                               f"{self.target_key} at {self.device}: {errors}")
+        cfg, m = min(ok, key=lambda x: x[1].latency_s)
+        return KernelTiming(kernel.name, kernel.signature, cfg.key(), m.latency_s, m.noise, kernel.call_modules)
+
+    def lowered(self, low: Lowered) -> ModelTiming:
+        return ModelTiming([self.kernel(k) for k in low.kernels.values()])
+
+    def model(self, gm: fx.GraphModule, input_shape=None) -> ModelTiming:
+        """Predicted latency of a traced model, batch as in its example input."""
+        return self.lowered(lower(gm, input_shape))
+
+
+def group_latency(profiler: Profiler, gm: fx.GraphModule, groups, group: str, width: int) -> float:
+    """Latency of the fused kernels that read or write one channel group, with the group at
+    ``width`` (its first channels) and every other width held: the group's producers (their
+    output channels) and consumers (their input channels), each fused with its epilogue."""
+    from hakd.passes.rebuild import rebuild
+    from hakd.plan import PrunePlan
+
+    full = groups[group].width
+    if not 1 <= width <= full:
+        raise ProfileError(f"width {width} is outside 1..{full} for group {group!r}")
+    plan = PrunePlan.from_widths({group: width}, groups.widths())
+    members = {m.module for m in groups[group].members if m.role in ("in", "out")}
+    return profiler.model(rebuild(gm, groups, plan)).latency_of_modules(members)
+
+
+def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups, group: str, adaptive: bool = True,
+                    grid: int = 8, tol: Optional[float] = None):
+    """The staircase of one group: a :class:`hakd.cost.staircase.Sweep` of model latency (s) by width."""
+    from hakd.cost.staircase import DEFAULT_TOLERANCE, adaptive_sweep, full_sweep
+
+    if not groups[group].prunable:
+        raise ProfileError(f"group {group!r} cannot be pruned ({groups[group].reason}); it has no staircase")
+    measure = lambda w: group_latency(profiler, gm, groups, group, w)  # noqa: E731
+    width, tol = groups[group].width, DEFAULT_TOLERANCE if tol is None else tol
+    return adaptive_sweep(measure, width, grid, tol) if adaptive else full_sweep(measure, width, tol)

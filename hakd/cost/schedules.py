@@ -1,0 +1,163 @@
+"""hakd's kernel schedule templates for the fused kernels of CNNs, and their search space.
+
+TVM 0.27 builds an unscheduled loop nest by default, ~75x slower than PyTorch for a
+conv; nobody deploys that. hakd schedules each fused kernel itself with a small
+template per kernel kind, and the same schedule is used to measure and to deploy:
+
+- ``conv2d``: NCHW conv (3x3, 1x1, strided) with its fused epilogue (bias, residual
+  add, ReLU): output channels split by ``oc_tile`` (unrolled), output width split by
+  ``vector`` (vectorised), accumulation in registers, epilogue computed per output
+  row, outer loops parallel;
+- ``depthwise`` and ``grouped``: the conv template on TVM's grouped conv block;
+- ``generic``: everything else (pooling, dense, reshapes): outer loops parallel;
+- ``default``: TVM's unscheduled loop nest (it wins for a few tiny kernels).
+
+Each kernel tries the oc tiles 8 and 16 with the longest vector that divides the
+output width, and ``default``; the fastest is recorded and deployed.
+
+>>> ScheduleConfig("conv2d", oc_tile=8, vector=16).key()
+'conv2d/oc8/v16'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List
+
+from tvm import s_tir, tirx
+
+from hakd.errors import HakdError
+
+__all__ = ["ScheduleConfig", "SCHEDULE_VERSION", "kernel_kind", "candidates", "apply_schedule", "ScheduleError"]
+
+SCHEDULE_VERSION = 1  # bump when a template changes: table rows of older versions are not reused
+
+
+class ScheduleError(HakdError):
+    """A schedule template does not fit a kernel."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+    """One point of a template's configuration space."""
+
+    template: str
+    oc_tile: int = 0
+    vector: int = 0
+
+    def key(self) -> str:
+        return "/".join([self.template] + ([f"oc{self.oc_tile}"] if self.oc_tile else []) + ([f"v{self.vector}"] if self.vector else []))
+
+    @classmethod
+    def from_key(cls, key: str) -> "ScheduleConfig":
+        parts = key.split("/")
+        kw = {}
+        for p in parts[1:]:
+            if p.startswith("oc"):
+                kw["oc_tile"] = int(p[2:])
+            elif p.startswith("v"):
+                kw["vector"] = int(p[1:])
+        return cls(parts[0], **kw)
+
+
+def _block_names(sch: s_tir.Schedule) -> List[str]:
+    return [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
+
+
+def kernel_kind(func: tirx.PrimFunc) -> str:
+    """``conv2d``, ``depthwise``, ``grouped`` or ``generic``, from the blocks of a fused kernel."""
+    names = _block_names(s_tir.Schedule(func))
+    if "conv2d_nchw" in names:
+        return "conv2d"
+    if "group_conv2d_nchw" in names:
+        weight = [int(x) for x in func.params[1].ty.shape]
+        return "depthwise" if weight[1] == 1 else "grouped"
+    return "generic"
+
+
+def _extent(sch, loop) -> int:
+    return int(sch.get(loop).extent)
+
+
+def _vectors(width: int) -> List[int]:
+    """Vector lengths that divide the output width (no tail), longest first."""
+    return [v for v in (16, 8, 4) if width % v == 0] or [1]
+
+
+def candidates(func: tirx.PrimFunc) -> List[ScheduleConfig]:
+    """The configurations hakd tries for a kernel (a few per kernel: compiling is the cost)."""
+    kind = kernel_kind(func)
+    if kind == "generic":
+        return [ScheduleConfig("generic"), ScheduleConfig("default")]
+    vector = _vectors(int(func.params[-1].ty.shape[3]))[0]
+    return [ScheduleConfig(kind, oc_tile=t, vector=vector) for t in (8, 16)] + [ScheduleConfig("default")]
+
+
+def _inline_epilogue(sch, names, main: str):
+    """Inline the elementwise chain after ``main`` into its last block; return that block or None."""
+    after = names[names.index(main) + 1:]
+    for name in after[:-1]:
+        sch.compute_inline(sch.get_sblock(name))
+    return sch.get_sblock(after[-1]) if after else None
+
+
+def _parallel_pad(sch, names):
+    if "pad_temp" in names:
+        loops = sch.get_loops(sch.get_sblock("pad_temp"))
+        sch.parallel(sch.fuse(*loops[:2]))
+
+
+def _conv2d(sch, names, cfg: ScheduleConfig):
+    main = "conv2d_nchw" if "conv2d_nchw" in names else "group_conv2d_nchw"
+    conv = sch.get_sblock(main)
+    epi = _inline_epilogue(sch, names, main)
+    n, ff, yy, xx, rc, ry, rx = sch.get_loops(conv)
+    ffo, ffi = sch.split(ff, [None, cfg.oc_tile])
+    xo, xi = sch.split(xx, [None, cfg.vector])
+    sch.reorder(n, ffo, yy, xo, rc, ry, rx, ffi, xi)
+    acc = sch.cache_write(conv, 0, "local")
+    sch.reverse_compute_at(acc, xo)
+    if epi is not None:
+        sch.reverse_compute_at(epi, yy)
+        sch.vectorize(sch.split(sch.get_loops(epi)[-1], [None, cfg.vector])[1])
+    sch.vectorize(sch.get_loops(acc)[-1])
+    sch.vectorize(xi)
+    sch.unroll(ffi)
+    sch.parallel(sch.fuse(n, ffo, yy))
+    _parallel_pad(sch, names)
+    sch.decompose_reduction(conv, rc)
+
+
+def _generic(sch, names, cfg: ScheduleConfig):
+    for name in names:
+        block = sch.get_sblock(name)
+        loops = sch.get_loops(block)
+        if not loops:
+            continue
+        iters = sch.get(block).iter_vars
+        spatial = [lp for lp, iv in zip(loops, iters) if iv.iter_type == tirx.IterVar.DataPar]
+        lead = [lp for lp in spatial[:2] if _extent(sch, lp) > 1]
+        if len(lead) == 2 and spatial[:2] == loops[:2]:
+            sch.parallel(sch.fuse(*lead))
+        elif lead and lead[0] == loops[0]:
+            sch.parallel(lead[0])
+
+
+def _default(sch, names, cfg: ScheduleConfig):
+    """TVM's own loop nest, unscheduled: a candidate too, since it wins for some tiny kernels."""
+
+
+TEMPLATES = {"conv2d": _conv2d, "depthwise": _conv2d, "grouped": _conv2d, "generic": _generic, "default": _default}
+
+
+def apply_schedule(func: tirx.PrimFunc, cfg: ScheduleConfig) -> tirx.PrimFunc:
+    """``func`` scheduled by ``cfg``'s template; raises ScheduleError if the template does not fit."""
+    sch = s_tir.Schedule(func)
+    names = _block_names(sch)
+    try:
+        TEMPLATES[cfg.template](sch, names, cfg)
+    except (KeyError, ValueError) as e:
+        raise ScheduleError(f"schedule {cfg.key()} does not fit kernel with blocks {names}: {e}") from e
+    except Exception as e:  # tvm raises ScheduleError / TVMError subclasses
+        raise ScheduleError(f"schedule {cfg.key()} does not fit kernel with blocks {names}: {type(e).__name__}: {str(e)[:300]}") from e
+    return sch.mod["main"]

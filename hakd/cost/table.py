@@ -1,0 +1,132 @@
+"""The persistent latency table: every kernel measurement, in SQLite.
+
+A row is keyed by target, kernel signature (op, shapes, structural hash), schedule
+configuration, hakd's schedule version and threads. Each measurement is committed
+as soon as it is taken (WAL journal), so a killed sweep loses at most the kernel it
+was timing, and a rerun reuses every finished row.
+
+>>> t = LatencyTable(":memory:")
+>>> t.record("llvm", "conv2d|1x16x32x32|ab", "conv2d/oc8/v16", 1, Measurement(3.5e-5, 0.02))
+>>> t.lookup("llvm", "conv2d|1x16x32x32|ab", "conv2d/oc8/v16", 1).latency_s
+3.5e-05
+"""
+
+from __future__ import annotations
+
+import csv
+import socket
+import sqlite3
+import time
+from pathlib import Path
+from typing import Dict, Iterator, Optional, Union
+
+from hakd.cost.measure import Measurement
+from hakd.cost.schedules import SCHEDULE_VERSION
+from hakd.errors import HakdError
+
+__all__ = ["LatencyTable", "TableError", "DEFAULT_TABLE"]
+
+DEFAULT_TABLE = Path.home() / ".cache" / "hakd" / "latency.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS latency (
+    target TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    schedule_version INTEGER NOT NULL,
+    threads INTEGER NOT NULL,
+    latency_s REAL,
+    noise REAL,
+    error TEXT,
+    compile_s REAL,
+    device TEXT,
+    host TEXT,
+    measured_at REAL,
+    PRIMARY KEY (target, signature, schedule, schedule_version, threads)
+);
+"""
+COLUMNS = ("target", "signature", "schedule", "schedule_version", "threads", "latency_s", "noise", "error",
+           "compile_s", "device", "host", "measured_at")
+
+
+class TableError(HakdError):
+    """The latency table cannot be opened or is not a hakd table."""
+
+
+class LatencyTable:
+    """A SQLite latency table at ``path`` (created if missing; ``":memory:"`` for a throwaway one)."""
+
+    def __init__(self, path: Union[str, Path] = DEFAULT_TABLE):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(SCHEMA)
+            cols = [r[1] for r in self.db.execute("PRAGMA table_info(latency)")]
+        except sqlite3.DatabaseError as e:
+            raise TableError(f"{self.path} is not a usable hakd latency table ({e}); move it aside to start a new one") from e
+        if tuple(cols) != COLUMNS:
+            raise TableError(f"{self.path} has a latency table with other columns {cols}; move it aside to start a new one")
+
+    def record(self, target: str, signature: str, schedule: str, threads: int, m: Measurement,
+               device: str = "local", version: int = SCHEDULE_VERSION) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO latency VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (target, signature, schedule, version, threads, m.latency_s, m.noise, m.error, m.compile_s, device,
+             socket.gethostname(), time.time()),
+        )
+
+    def lookup(self, target: str, signature: str, schedule: str, threads: int, version: int = SCHEDULE_VERSION) -> Optional[Measurement]:
+        row = self.db.execute(
+            "SELECT latency_s, noise, error, compile_s FROM latency WHERE target=? AND signature=? AND schedule=? "
+            "AND schedule_version=? AND threads=?", (target, signature, schedule, version, threads)).fetchone()
+        return None if row is None else Measurement(*row)
+
+    def best(self, target: str, signature: str, threads: int, version: int = SCHEDULE_VERSION) -> Optional[tuple]:
+        """(schedule, Measurement) of the fastest successful row for a kernel, or None."""
+        row = self.db.execute(
+            "SELECT schedule, latency_s, noise, error, compile_s FROM latency WHERE target=? AND signature=? "
+            "AND schedule_version=? AND threads=? AND error IS NULL ORDER BY latency_s LIMIT 1",
+            (target, signature, version, threads)).fetchone()
+        return None if row is None else (row[0], Measurement(*row[1:]))
+
+    def rows(self) -> Iterator[dict]:
+        for row in self.db.execute(f"SELECT {','.join(COLUMNS)} FROM latency ORDER BY target, signature, schedule"):
+            yield dict(zip(COLUMNS, row))
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM latency").fetchone()[0]
+
+    def summary(self) -> Dict[str, dict]:
+        out = {}
+        for target, threads, n, kernels, failed in self.db.execute(
+                "SELECT target, threads, COUNT(*), COUNT(DISTINCT signature), SUM(error IS NOT NULL) FROM latency "
+                "GROUP BY target, threads"):
+            out[f"{target} (threads={threads})"] = {"rows": n, "kernels": kernels, "failed": failed}
+        return out
+
+    def export_csv(self, path: Union[str, Path]) -> int:
+        rows = list(self.rows())
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+        return len(rows)
+
+    def merge(self, other: Union[str, Path]) -> tuple:
+        """Add the rows of another table file; existing rows win. Returns (added, already present)."""
+        if not Path(other).is_file():
+            raise TableError(f"no latency table at {other}")
+        src = LatencyTable(other)
+        added = kept = 0
+        for row in src.rows():
+            cur = self.db.execute("INSERT OR IGNORE INTO latency VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", tuple(row[c] for c in COLUMNS))
+            added += cur.rowcount
+            kept += 1 - cur.rowcount
+        src.close()
+        return added, kept
+
+    def close(self) -> None:
+        self.db.close()
