@@ -12,7 +12,7 @@ wherever the kernel appears: in another layer, another width, or the deployed mo
 >>> low = lower(trace(resnet20(), torch.zeros(1, 3, 32, 32)))
 >>> k = next(k for k in low.for_module("layers.0.conv2") if k.kind == "conv2d")
 >>> k.kind, k.calls, k.name
-('conv2d', 1, 'fused_conv2d1_add_add1_relu')
+('conv2d', 3, 'fused_conv2d1_add_add1_relu')
 """
 
 from __future__ import annotations
