@@ -42,6 +42,7 @@ class MeasureConfig:
     retries: int = 2
     retry_wait_s: float = 1.0
     session_timeout_s: int = 120
+    connect_timeout_s: float = 10.0
 
     def __post_init__(self):
         from hakd.config import _at_least
@@ -123,16 +124,27 @@ class RpcRunner:
 
     def __init__(self, device: DeviceSpec, target: TargetSpec, config: MeasureConfig = MeasureConfig()):
         self.device, self.target, self.config = device, target, config
-        self._session = None
 
     def _connect(self):
+        """A new session (one per measurement: a dropped session cannot poison the next one).
+
+        A request for a key no server offers would wait forever in the tracker's queue, so
+        wait for a registered server for at most ``connect_timeout_s`` first."""
         from tvm import rpc
 
-        if self._session is None:
-            tracker = rpc.connect_tracker(self.device.host, self.device.port)
-            self._session = tracker.request(self.device.key, priority=0, session_timeout=self.config.session_timeout_s)
-            self._session.get_function("runtime.config_threadpool")(1, self.config.threads)
-        return self._session
+        tracker = rpc.connect_tracker(self.device.host, self.device.port)
+        deadline = time.time() + self.config.connect_timeout_s
+        while True:
+            queue = tracker.summary().get("queue_info", {}).get(self.device.key, {})
+            if queue.get("free", 0) > 0:
+                break
+            if time.time() > deadline:
+                raise ConnectionError(f"no free RPC server with key {self.device.key!r} at the tracker "
+                                      f"after {self.config.connect_timeout_s} s")
+            time.sleep(0.2)
+        session = tracker.request(self.device.key, priority=0, session_timeout=self.config.session_timeout_s, max_retry=1)
+        session.get_function("runtime.config_threadpool")(-3, self.config.threads)
+        return session
 
     def export(self, lib, folder: str) -> str:
         path = os.path.join(folder, "kernel.so")
@@ -153,7 +165,9 @@ class RpcRunner:
             except Exception as e:
                 return Measurement(error=f"export failed: {type(e).__name__}: {str(e)[:300]}", compile_s=compile_s)
             last: Optional[Exception] = None
+            errors: List[str] = []
             for attempt in range(c.retries + 1):
+                remote = None
                 try:
                     remote = self._connect()
                     remote.upload(path)
@@ -162,14 +176,18 @@ class RpcRunner:
                     args = _random_args(shapes, dev)
                     mod[entry](*args)
                     timer = mod.time_evaluator(entry, dev, number=c.number, repeat=c.repeat, min_repeat_ms=c.min_repeat_ms)
-                    return _summarise(timer(*args).results, compile_s)
+                    result = _summarise(timer(*args).results, compile_s)
+                    del mod, args, timer, dev
+                    return result
                 except Exception as e:  # connection lost, server gone, session timed out
-                    last, self._session = e, None
+                    last = e
+                    errors.append(f"{type(e).__name__}: {str(e)[:150]}")
                     if attempt < c.retries:
                         time.sleep(c.retry_wait_s)
+                finally:
+                    del remote  # closes the session, so the server is free for the next one
             raise DeviceError(
-                f"device {self.device} did not answer after {c.retries + 1} attempts ({type(last).__name__}: "
-                f"{str(last)[:200]}); check that its RPC server is running and registered with the tracker "
+                f"device {self.device} did not answer after {c.retries + 1} attempts ({'; '.join(errors)}); check that its RPC server is running and registered with the tracker "
                 f"(python -m tvm.exec.query_rpc_tracker --host {self.device.host} --port {self.device.port}). "
                 "Finished measurements are kept in the latency table: rerun to continue"
             ) from last

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import torch
+import tvm
+
+from hakd.cost.lower import lower
+from hakd.cost.measure import build_kernel
+from hakd.cost.schedules import ScheduleConfig, apply_schedule, candidates, kernel_kind
+from hakd.cost.target import parse_target
+from hakd.passes.trace import trace
+from tests.passes.tv_models import TV_MODELS
+
+
+def test_conv_bn_relu_and_residual_add_fuse_into_one_kernel(tiny):
+    gm, _ = tiny
+    low = lower(gm)
+    conv2 = [k for k in low.for_module("conv2.0") if k.kind == "conv2d"]
+    assert len(conv2) == 1
+    assert "add" in conv2[0].name and "relu" in conv2[0].name  # bias, residual add and ReLU in the conv kernel
+    assert [k.calls for k in low.for_module("stem.0") if k.kind == "conv2d"] == [1]
+    kinds = {k.kind for k in low.kernels.values()}
+    assert {"conv2d", "depthwise", "generic"} <= kinds
+
+
+def test_signatures_are_stable_and_shared_by_equal_kernels(tiny):
+    gm, _ = tiny
+    a, b = lower(gm), lower(gm, bind_params=True)
+    conv_a = {k.signature for k in a.kernels.values() if k.kind != "generic"}
+    conv_b = {k.signature for k in b.kernels.values() if k.kind != "generic"}
+    assert conv_a == conv_b  # measuring (weights as inputs) and deploying (weights bound) give the same kernels
+
+
+def _run(func, args, target):
+    lib, _ = build_kernel(func, target)
+    out = [tvm.runtime.tensor(a, tvm.cpu()) for a in args]
+    lib.mod["main"](*out)
+    return out[-1].numpy()
+
+
+@pytest.mark.parametrize("model", ["tiny", "grouped"])
+def test_every_schedule_computes_what_the_default_build_computes(tiny, model):
+    gm = tiny[0] if model == "tiny" else trace(TV_MODELS["resnext_tiny"]().eval(), torch.zeros(1, 3, 16, 16))
+    target = parse_target("host")
+    rng = np.random.default_rng(0)
+    low = lower(gm)
+    seen = set()
+    for k in low.kernels.values():
+        seen.add(k.kind)
+        args = [rng.standard_normal(s).astype("float32") for s in k.shapes]
+        expected = _run(k.func, args, target)
+        for cfg in candidates(k.func):
+            got = _run(apply_schedule(k.func, cfg), args, target)
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=f"{k.name} {cfg.key()}")
+    assert "conv2d" in seen
+
+
+def test_candidates_and_keys():
+    cfg = ScheduleConfig("conv2d", oc_tile=16, vector=8)
+    assert ScheduleConfig.from_key(cfg.key()) == cfg
+    assert ScheduleConfig.from_key("default") == ScheduleConfig("default")

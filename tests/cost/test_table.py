@@ -1,0 +1,86 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hakd.cost.measure import Measurement
+from hakd.cost.table import LatencyTable, TableError
+from tests.conftest import REPO
+
+
+def test_record_lookup_best_persist(tmp_path):
+    path = tmp_path / "t.sqlite"
+    t = LatencyTable(path)
+    t.record("llvm", "sigA", "conv2d/oc8/v16", 1, Measurement(2e-5, 0.01, None, 0.1))
+    t.record("llvm", "sigA", "conv2d/oc16/v16", 1, Measurement(1e-5, 0.02, None, 0.1))
+    t.record("llvm", "sigA", "default", 1, Measurement(error="build failed"))
+    t.close()
+    again = LatencyTable(path)
+    assert again.lookup("llvm", "sigA", "conv2d/oc8/v16", 1).latency_s == 2e-5
+    assert again.lookup("llvm", "sigA", "conv2d/oc8/v16", 2) is None  # other thread count: another row
+    schedule, m = again.best("llvm", "sigA", 1)
+    assert schedule == "conv2d/oc16/v16" and m.latency_s == 1e-5
+    assert again.lookup("llvm", "sigA", "default", 1).error == "build failed"
+    assert again.summary() == {"llvm (threads=1)": {"rows": 3, "kernels": 1, "failed": 1}}
+
+
+def test_older_schedule_versions_are_not_reused(tmp_path):
+    t = LatencyTable(tmp_path / "t.sqlite")
+    t.record("llvm", "sigA", "default", 1, Measurement(1e-5, 0.0), version=0)
+    assert t.lookup("llvm", "sigA", "default", 1) is None
+
+
+def test_merge_and_export(tmp_path):
+    a, b = LatencyTable(tmp_path / "a.sqlite"), LatencyTable(tmp_path / "b.sqlite")
+    a.record("llvm", "s1", "default", 1, Measurement(1e-5, 0.0))
+    b.record("llvm", "s1", "default", 1, Measurement(9e-5, 0.0))
+    b.record("llvm -mcpu=cortex-a57", "s2", "default", 1, Measurement(3e-5, 0.0), device="rpc://h:1/k")
+    b.close()
+    assert a.merge(tmp_path / "b.sqlite") == (1, 1)
+    assert a.lookup("llvm", "s1", "default", 1).latency_s == 1e-5  # existing rows win
+    assert a.export_csv(tmp_path / "all.csv") == 2
+    assert "rpc://h:1/k" in (tmp_path / "all.csv").read_text()
+    with pytest.raises(TableError, match="no latency table"):
+        a.merge(tmp_path / "missing.sqlite")
+
+
+def test_not_a_table_is_a_clear_error(tmp_path):
+    (tmp_path / "junk.sqlite").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(TableError, match="junk.sqlite.*move it aside"):
+        LatencyTable(tmp_path / "junk.sqlite")
+    db = sqlite3.connect(tmp_path / "other.sqlite")
+    db.execute("CREATE TABLE latency (x INTEGER)")
+    db.commit()
+    with pytest.raises(TableError, match="other columns"):
+        LatencyTable(tmp_path / "other.sqlite")
+
+
+WRITER = """
+import sys, time
+from hakd.cost.table import LatencyTable
+from hakd.cost.measure import Measurement
+t = LatencyTable(sys.argv[1])
+for i in range(100000):
+    t.record("llvm", f"sig{i}", "default", 1, Measurement(1e-6 * (i + 1), 0.0))
+    print(i, flush=True)
+"""
+
+
+def test_sigkill_keeps_every_committed_row(tmp_path):
+    path = tmp_path / "t.sqlite"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    last = -1
+    for line in proc.stdout:
+        last = int(line)
+        if last >= 200:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    t = LatencyTable(path)
+    assert len(t) >= last + 1  # every row reported written is there
+    assert t.lookup("llvm", f"sig{last}", "default", 1).latency_s == pytest.approx(1e-6 * (last + 1))
