@@ -42,7 +42,7 @@ def write_library(executable, folder: Path, target) -> Path:
     is installed), else ``model.tar`` (object files, linked on the board)."""
     fcompile = None
     if not target.runs_here():
-        from tvm.contrib import cc
+        from tvm.support import cc
 
         compiler = f"{target.mtriple}-g++"
         if shutil.which(compiler) is None:

@@ -150,7 +150,7 @@ class RpcRunner:
         path = os.path.join(folder, "kernel.so")
         fcompile = None
         if not self.target.runs_here() or self.target.mtriple:
-            from tvm.contrib import cc
+            from tvm.support import cc
 
             if self.target.arch != "x86_64":
                 fcompile = cc.cross_compiler(f"{self.target.mtriple}-g++")
