@@ -3,6 +3,7 @@
     hakd models                                        list the zoo
     hakd train resnet20 --data fashion-mnist --epochs 1 --out runs/r20
     hakd train resnet20 --out runs/r20 --epochs 1 --resume   # after an interruption
+    hakd groups | profile | staircase | export | table ...  (see hakd.cli_cost)
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list the model zoo")
-    p.set_defaults(run=_models)
+    p.set_defaults(handler=_models)
 
     p = sub.add_parser("train", help="train a zoo model (a teacher) on a real data set")
     p.add_argument("model", help="zoo model name (see `hakd models`)")
@@ -67,14 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-test", type=int, default=None, help="use only the first N test images")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, metrics.csv, config.json")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.set_defaults(run=_train)
+    p.set_defaults(handler=_train)
+
+    from hakd.cli_cost import add_commands
+
+    add_commands(sub)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        args.handler(args)
     except HakdError as e:
         print(f"hakd: error: {e}", file=sys.stderr)
         return 2

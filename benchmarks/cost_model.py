@@ -1,0 +1,160 @@
+"""Cost-model benchmarks: prediction vs measurement, hakd vs PyTorch, staircases, sweep cost.
+
+    .venv/bin/python benchmarks/cost_model.py [--quick]
+
+Writes, under benchmarks/results/ (columns explained in benchmarks/README.md):
+  e2e.csv           predicted vs measured latency of the exported model, and PyTorch eager
+  staircases.csv    full vs adaptive sweeps of several channel groups (compiles, optimal points)
+  staircase_*.png   latency-vs-width plots with the optimal points marked
+  profile_time.csv  cold and warm profile time of a whole ResNet-56
+Everything runs with one thread (TVM and PyTorch), batch 1, 3x32x32 input, on this host.
+"""
+
+import argparse
+import csv
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import timeit
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from hakd import models  # noqa: E402
+from hakd.cost.measure import MeasureConfig  # noqa: E402
+from hakd.cost.profile import Profiler, group_staircase  # noqa: E402
+from hakd.cost.table import LatencyTable  # noqa: E402
+from hakd.export import export, load  # noqa: E402
+from hakd.passes.groups import find_groups  # noqa: E402
+from hakd.passes.trace import trace  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+SHAPE = (1, 3, 32, 32)
+
+
+def write_csv(name, rows):
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / name, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {RESULTS / name}", flush=True)
+
+
+def torch_eager_s(model, repeat=20):
+    x = torch.randn(*SHAPE)
+    with torch.no_grad():
+        for _ in range(5):
+            model(x)
+        runs = [timeit.timeit(lambda: model(x), number=10) / 10 for _ in range(repeat)]
+    return statistics.median(runs)
+
+
+def e2e(names, table, folder):
+    rows = []
+    for name in names:
+        torch.manual_seed(0)
+        model = models.create(name).eval()
+        gm = trace(model, torch.zeros(SHAPE))
+        prof = Profiler("host", table=table)
+        t0 = time.time()
+        result = export(gm, Path(folder) / name, prof)
+        export_s = time.time() - t0
+        compiled = load(Path(folder) / name)
+        measured = compiled.time(number=20, repeat=15, min_repeat_ms=100)
+        eager = torch_eager_s(model)
+        med = float(np.median(measured))
+        rows.append(dict(model=name, predicted_us=f"{result.predicted_latency_s * 1e6:.1f}", measured_us=f"{med * 1e6:.1f}",
+                         predicted_over_measured=f"{result.predicted_latency_s / med:.3f}",
+                         measured_noise=f"{(measured.max() - measured.min()) / med:.3f}",
+                         pytorch_eager_us=f"{eager * 1e6:.1f}", pytorch_over_hakd=f"{eager / med:.2f}",
+                         max_abs_error=f"{result.max_abs_error:.2e}",
+                         export_s=f"{export_s:.1f}", compiles=prof.compiles))
+        print(rows[-1], flush=True)
+    write_csv("e2e.csv", rows)
+
+
+def staircases(cases, quick):
+    rows = []
+    for model_name, group in cases:
+        gm = trace(models.create(model_name).eval(), torch.zeros(SHAPE))
+        groups = find_groups(gm)
+        sweeps = {}
+        for mode in ("full", "adaptive"):
+            with tempfile.TemporaryDirectory() as d:
+                prof = Profiler("host", table=LatencyTable(Path(d) / "t.sqlite"))
+                t0 = time.time()
+                sweeps[mode] = (group_staircase(prof, gm, groups, group, adaptive=mode == "adaptive"), prof.compiles, time.time() - t0)
+        (full, full_compiles, full_s), (ad, ad_compiles, ad_s) = sweeps["full"], sweeps["adaptive"]
+        near = [p for p in full.optimal if any(abs(p - q) <= 1 for q in ad.optimal)]
+        rows.append(dict(model=model_name, group=group, width=groups[group].width,
+                         full_evaluations=full.evaluations, full_compiles=full_compiles, full_s=f"{full_s:.0f}",
+                         adaptive_evaluations=ad.evaluations, adaptive_compiles=ad_compiles, adaptive_s=f"{ad_s:.0f}",
+                         compile_ratio=f"{ad_compiles / max(full_compiles, 1):.3f}",
+                         full_optimal=" ".join(map(str, full.optimal)), adaptive_optimal=" ".join(map(str, ad.optimal)),
+                         full_optimal_found=f"{len(near)}/{len(full.optimal)}"))
+        print(rows[-1], flush=True)
+        widths = sorted(full.latency)
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.plot(widths, [full.latency[w] * 1e6 for w in widths], "-", lw=1, color="0.4", label="full sweep")
+        ax.plot(sorted(ad.latency), [ad.latency[w] * 1e6 for w in sorted(ad.latency)], "o", ms=3, color="tab:blue",
+                label=f"adaptive ({ad.evaluations} widths)")
+        ax.plot(full.optimal, [full.latency[w] * 1e6 for w in full.optimal], "v", color="tab:red", label="optimal (full)")
+        ax.set_xlabel(f"width of group {group}")
+        ax.set_ylabel("latency of its kernels (us)")
+        ax.set_title(f"{model_name}: {group} (TVM, hakd schedules, 1 thread, {platform.machine()})", fontsize=9)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(RESULTS / f"staircase_{model_name}_{group.replace('.', '_')}.png", dpi=110)
+        plt.close(fig)
+    write_csv("staircases.csv", rows)
+
+
+def profile_time(name="resnet56"):
+    gm = trace(models.create(name).eval(), torch.zeros(SHAPE))
+    with tempfile.TemporaryDirectory() as d:
+        table = LatencyTable(Path(d) / "t.sqlite")
+        prof = Profiler("host", table=table)
+        t0 = time.time()
+        cold = prof.model(gm)
+        cold_s = time.time() - t0
+        compiles = prof.compiles
+        prof2 = Profiler("host", table=table)
+        t0 = time.time()
+        warm = prof2.model(gm)
+        warm_s = time.time() - t0
+    write_csv("profile_time.csv", [dict(model=name, cold_s=f"{cold_s:.1f}", cold_compiles=compiles, warm_s=f"{warm_s:.2f}",
+                                        warm_compiles=prof2.compiles, warm_table_hits=prof2.table_hits,
+                                        predicted_us=f"{warm.latency_s * 1e6:.1f}", kernels=len(warm.kernels))])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="one model, one small staircase (a smoke run)")
+    ap.add_argument("--only", choices=["e2e", "staircases", "profile"], default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    MeasureConfig()  # defaults: number 10, repeat 5, min_repeat_ms 20, 1 thread
+    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, {platform.processor() or platform.machine()}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        table = LatencyTable(Path(folder) / "latency.sqlite")
+        if args.only in (None, "profile"):
+            profile_time()
+        if args.only in (None, "e2e"):
+            e2e(["resnet20"] if args.quick else ["resnet20", "resnet56", "mobilenet_v2", "densenet40"], table, folder)
+        if args.only in (None, "staircases"):
+            cases = [("resnet56", "layers.0.conv1")] if args.quick else [
+                ("resnet56", "layers.0.conv1"), ("resnet56", "layers.9.conv1"), ("resnet56", "layers.18.conv1"),
+                ("mobilenet_v2", "features.2.conv.0.0")]
+            staircases(cases, args.quick)
+
+
+if __name__ == "__main__":
+    main()

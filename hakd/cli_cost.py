@@ -1,0 +1,166 @@
+"""``hakd`` subcommands for graphs and the cost model: groups, profile, staircase, export, table.
+
+    hakd groups resnet20
+    hakd profile resnet20 --target host --threads 1
+    hakd staircase resnet56 --group layers.9.conv1 --plot stairs.png
+    hakd export --run runs/r20 --target host --out deploy/r20
+    hakd table list | hakd table export rows.csv | hakd table merge other.sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from hakd.errors import ConfigError
+
+__all__ = ["add_commands"]
+
+INPUTS = {"fashion-mnist": (1, 1, 28, 28), "cifar10": (1, 3, 32, 32)}
+
+
+def _model(args):
+    """(traced GraphModule, description) from --run (a trained run folder) or a zoo name."""
+    import torch
+
+    from hakd import models
+    from hakd.passes.trace import trace
+    from hakd.train import load_trained
+
+    if args.run:
+        model = load_trained(args.run)
+        shape = (1, model_in_channels(model), *INPUTS[json.load(open(f"{args.run}/config.json"))["data"]["name"]][2:])
+        what = f"{args.run}"
+    else:
+        if not args.model:
+            raise ConfigError("give a zoo model name or --run RUN_FOLDER")
+        shape = INPUTS[args.data]
+        model = models.create(args.model, in_channels=shape[1]).eval()
+        what = f"{args.model} (untrained)"
+    return trace(model.eval(), torch.zeros(shape)), what
+
+
+def model_in_channels(model) -> int:
+    from torch import nn
+
+    return next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+
+
+def _profiler(args):
+    from hakd.cost.measure import MeasureConfig
+    from hakd.cost.profile import Profiler
+
+    return Profiler(args.target, device=args.device, table=args.table, measure=MeasureConfig(threads=args.threads))
+
+
+def _groups(args):
+    from hakd.passes.groups import find_groups
+
+    gm, what = _model(args)
+    groups = find_groups(gm)
+    print(f"{what}: {len(groups)} channel groups, {len(groups.prunable())} prunable")
+    for g in groups:
+        status = "prunable" if g.prunable else f"kept: {g.reason[:100]}"
+        print(f"  {g.name:32s} {g.width:5d}  {len(g.members):3d} members  {status}")
+
+
+def _profile(args):
+    gm, what = _model(args)
+    prof = _profiler(args)
+    timing = prof.model(gm)
+    print(f"{what} on {prof.target.key()} at {prof.device}, {args.threads} thread(s); table {prof.table.path}")
+    for k in sorted(timing.kernels, key=lambda k: -k.latency_s * k.calls):
+        print(f"  {k.kernel[:44]:44s} x{k.calls:<3d} {k.latency_s * 1e6:9.1f} us  {k.schedule}")
+    print(f"predicted latency: {timing.latency_s * 1e6:.1f} us ({prof.compiles} kernels compiled, {prof.table_hits} from the table)")
+
+
+def _staircase(args):
+    from hakd.cost.profile import group_staircase
+    from hakd.passes.groups import find_groups
+
+    gm, what = _model(args)
+    groups = find_groups(gm)
+    if args.group not in groups.by_name:
+        raise ConfigError(f"no group {args.group!r}; prunable groups: {', '.join(g.name for g in groups.prunable())}")
+    prof = _profiler(args)
+    sweep = group_staircase(prof, gm, groups, args.group, adaptive=not args.full, tol=args.tol)
+    print(f"{what}: group {args.group} on {prof.target.key()}: {sweep.evaluations} widths measured, {prof.compiles} compiles")
+    for w in sorted(sweep.latency):
+        print(f"  {w:5d} {sweep.latency[w] * 1e6:10.1f} us{'  <- optimal' if w in sweep.optimal else ''}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        widths = sorted(sweep.latency)
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.plot(widths, [sweep.latency[w] * 1e6 for w in widths], "o-", ms=3)
+        ax.plot(sweep.optimal, [sweep.latency[w] * 1e6 for w in sweep.optimal], "v", color="tab:red", label="optimal widths")
+        ax.set_xlabel(f"width of {args.group}")
+        ax.set_ylabel("latency of its kernels (us)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+        print(f"plot: {args.plot}")
+
+
+def _export(args):
+    from hakd.export import export
+
+    gm, what = _model(args)
+    result = export(gm, args.out, _profiler(args))
+    print(f"exported {what} to {result.library}: predicted {result.predicted_latency_s * 1e6:.1f} us"
+          + (f", max |hakd - PyTorch| = {result.max_abs_error:.2e}" if result.max_abs_error is not None else ""))
+
+
+def _table(args):
+    from hakd.cost.table import LatencyTable
+
+    table = LatencyTable(args.table)
+    if args.action == "list":
+        print(f"{table.path}: {len(table)} measurements")
+        for key, s in table.summary().items():
+            print(f"  {key}: {s['kernels']} kernels, {s['rows']} rows, {s['failed']} failed")
+    elif args.action == "export":
+        print(f"wrote {table.export_csv(args.path)} rows to {args.path}")
+    else:
+        added, kept = table.merge(args.path)
+        print(f"merged {args.path}: {added} rows added, {kept} already present")
+
+
+def add_commands(sub) -> None:
+    from hakd.cost.table import DEFAULT_TABLE
+
+    def model_args(p, cost=True):
+        p.add_argument("model", nargs="?", help="zoo model name (or use --run)")
+        p.add_argument("--run", help="a `hakd train` run folder: its trained model")
+        p.add_argument("--data", default="fashion-mnist", choices=sorted(INPUTS), help="input format for a zoo model")
+        if cost:
+            p.add_argument("--target", default="host", help='e.g. host, "llvm -mcpu=cortex-a57"')
+            p.add_argument("--device", default=None, help="local (default) or rpc://HOST:PORT/KEY")
+            p.add_argument("--table", default=str(DEFAULT_TABLE), help="latency table (SQLite)")
+            p.add_argument("--threads", type=int, default=1)
+
+    p = sub.add_parser("groups", help="list a model's channel groups")
+    model_args(p, cost=False)
+    p.set_defaults(handler=_groups)
+    p = sub.add_parser("profile", help="measure every fused kernel of a model on a target")
+    model_args(p)
+    p.set_defaults(handler=_profile)
+    p = sub.add_parser("staircase", help="latency of one channel group's kernels for each width")
+    model_args(p)
+    p.add_argument("--group", required=True)
+    p.add_argument("--full", action="store_true", help="measure every width (default: adaptive sweep)")
+    p.add_argument("--tol", type=float, default=None, help="noise tolerance (default 0.04)")
+    p.add_argument("--plot", help="write a PNG of the staircase")
+    p.set_defaults(handler=_staircase)
+    p = sub.add_parser("export", help="compile a model with its measured schedules")
+    model_args(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(handler=_export)
+    p = sub.add_parser("table", help="list, export or merge latency tables")
+    p.add_argument("action", choices=["list", "export", "merge"])
+    p.add_argument("path", nargs="?", help="CSV to write (export) or table to merge in (merge)")
+    p.add_argument("--table", default=str(DEFAULT_TABLE))
+    p.set_defaults(handler=_table)
