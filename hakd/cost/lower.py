@@ -97,7 +97,8 @@ def signature(func, kind: str, shapes) -> str:
 def lower(gm: fx.GraphModule, input_shape=None, bind_params: bool = False) -> Lowered:
     """Fold BN, import into Relax, fuse. ``bind_params=True`` embeds the weights as constants
     (what :mod:`hakd.export` deploys); otherwise they are inputs, which lowers ~6x faster and
-    gives the same fused conv kernels."""
+    gives the same fused kernels. Kernels that only transform weights (deployment folds them
+    into constants) are left out of ``kernels``."""
     if input_shape is None:
         meta = next(n for n in gm.graph.nodes if n.op == "placeholder").meta.get("tensor_meta")
         if meta is None:
@@ -131,6 +132,9 @@ def _kernels(mod, gm: fx.GraphModule) -> Dict[str, Kernel]:
             if not (isinstance(call, relax.Call) and call.op.same_as(call_tir)):
                 continue
             k = kernels[call.args[0].name_hint]
-            owners = [param_owner[a.name] for a in call.args[1].fields if isinstance(a, relax.Var) and a.name in param_owner]
+            args = list(call.args[1].fields)
+            owners = [param_owner[a.name] for a in args if isinstance(a, relax.Var) and a.name in param_owner]
+            if len(owners) == len(args):
+                continue  # computes on weights only (a bias reshape): folded away when weights are bound
             k.call_modules += (tuple(dict.fromkeys(owners)),)
     return {name: k for name, k in kernels.items() if k.calls}
