@@ -19,7 +19,7 @@ from typing import Any, Optional, Tuple
 
 from hakd.errors import ConfigError
 
-__all__ = ["DataConfig", "TrainConfig", "DATASETS"]
+__all__ = ["DataConfig", "TrainConfig", "PruneConfig", "DATASETS", "PRUNE_TARGETS"]
 
 DATASETS = ("fashion-mnist", "cifar10")
 
@@ -126,3 +126,48 @@ class TrainConfig(_JsonConfig):
     def milestone_epochs(self) -> list[int]:
         """The epochs at which the learning rate drops, e.g. [60, 120, 160] for 200."""
         return sorted({e for e in (round(m * self.epochs) for m in self.lr_milestones) if 0 < e < self.epochs})
+
+
+PRUNE_TARGETS = ("channels", "params", "macs", "latency")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneConfig(_JsonConfig):
+    """Fisher pruning as the HAKD authors ran it (pytorch-prunes): fine-tune with SGD and
+    remove the least salient channel every ``prune_every`` steps until the target holds.
+
+    ``target`` and ``amount``: ``channels`` keeps ``amount`` prunable channels in all;
+    ``params``/``macs`` keep that fraction of the model's parameters/MACs; ``latency``
+    stops at ``amount`` seconds predicted by a cost-model Profiler. ``penalty`` > 0 is the
+    penalised variant: a channel's score is its saliency minus ``penalty`` times the share
+    of parameters its removal saves.
+
+    Example: ``PruneConfig(target="params", amount=0.5, prune_every=100)``.
+    """
+
+    target: str = "params"
+    amount: float = 0.5
+    prune_every: int = 100
+    batch_size: int = 128
+    lr: float = 8e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    penalty: float = 0.0
+    seed: int = 0
+    threads: Optional[int] = None
+    max_steps: Optional[int] = None
+
+    def __post_init__(self):
+        _one_of(self, "target", PRUNE_TARGETS)
+        _at_least(self, "amount", 0.0)
+        if self.target in ("params", "macs") and not 0.0 < self.amount < 1.0:
+            raise ConfigError(f"PruneConfig.amount is the fraction of {self.target} to keep, in (0, 1); got {self.amount}")
+        if self.target == "channels" and (self.amount < 1 or self.amount != int(self.amount)):
+            raise ConfigError(f"PruneConfig.amount is the number of channels to keep (an integer >= 1); got {self.amount}")
+        if self.target == "latency" and self.amount <= 0:
+            raise ConfigError(f"PruneConfig.amount is a latency budget in seconds (> 0); got {self.amount}")
+        for name, low in (("prune_every", 1), ("batch_size", 1), ("lr", 0.0), ("momentum", 0.0), ("weight_decay", 0.0),
+                          ("penalty", 0.0), ("seed", 0)):
+            _at_least(self, name, low)
+        _at_least(self, "threads", 1, allow_none=True)
+        _at_least(self, "max_steps", 1, allow_none=True)

@@ -1,0 +1,138 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hakd.config import PruneConfig
+from hakd.data import Split
+from hakd.errors import CheckpointError, ConfigError, TrainingError
+from hakd.passes.fisher import HISTORY, PLAN, STATE, fisher_prune
+from hakd.passes.groups import find_groups
+from hakd.passes.probes import insert_probes
+from hakd.passes.rebuild import rebuild
+from hakd.passes.trace import trace
+from hakd.plan import PrunePlan
+
+
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.bn(self.conv2(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+def traced(seed=0):
+    torch.manual_seed(seed)
+    gm = trace(Small(), torch.zeros(2, 1, 8, 8))
+    return gm, find_groups(gm)
+
+
+def test_saliency_equals_a_hand_computation():
+    gm, groups = traced()
+    probed = insert_probes(gm, groups)
+    x, y = torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 2, 3, 0])
+    probed.train()
+    probed.record(True)
+    F.cross_entropy(probed(x), y).backward()
+    probed.count(5)
+    got = probed.saliency()
+    # by hand: the activations conv2 and fc read, and the loss gradient with respect to them
+    model = Small()
+    model.load_state_dict(gm.state_dict())
+    model.train()
+    a1 = F.relu(model.conv1(x))
+    a1.retain_grad()
+    a2 = F.relu(model.bn(model.conv2(a1)))
+    pooled = a2.mean((2, 3))
+    pooled.retain_grad()
+    F.cross_entropy(model.fc(pooled), y).backward()
+    hand1 = 0.5 * ((a1 * a1.grad).sum((2, 3)) ** 2).mean(0)
+    hand2 = 0.5 * ((pooled * pooled.grad) ** 2).mean(0)  # fc reads the pooled vector: one feature per channel
+    np.testing.assert_allclose(got["conv1"], hand1.detach().numpy(), rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(got["conv2"], hand2.detach().numpy(), rtol=1e-5, atol=1e-12)
+
+
+def test_masks_equal_rebuild():
+    gm, groups = traced()
+    probed = insert_probes(gm, groups).eval()
+    probed.mask("conv1", 2)
+    probed.mask("conv2", 0)
+    probed.mask("conv2", 5)
+    x = torch.randn(3, 1, 8, 8)
+    small = rebuild(gm, groups, PrunePlan(probed.keep(), groups.widths())).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), probed(x), atol=1e-6, rtol=0)
+
+
+def data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 4, (n,), generator=g)
+    images = torch.randint(0, 50, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
+    for i, y in enumerate(labels):
+        images[i, :, 2 * y: 2 * y + 2] += 200
+    return Split(images, labels, (60.0,), (60.0,), augment=False, num_classes=4)
+
+
+CONFIG = PruneConfig(target="channels", amount=5, prune_every=3, batch_size=16, lr=0.01, threads=1)
+
+
+def test_prunes_to_the_target_and_writes_plan_and_history(tmp_path):
+    gm, groups = traced()
+    result = fisher_prune(gm, groups, data(), CONFIG, tmp_path)
+    assert sum(result.plan.pruned_widths()[g.name] for g in groups.prunable()) == 5
+    assert len(result.history) == 14 - 5
+    assert PrunePlan.load(tmp_path / PLAN) == result.plan
+    history = json.loads((tmp_path / HISTORY).read_text())
+    assert [h["step"] for h in history] == list(range(3, 3 * 9 + 1, 3))
+    assert all(h["width"] >= 1 for h in history)
+    small = rebuild(result.model, groups, result.plan)
+    assert small.conv1.out_channels + small.conv2.out_channels == 5
+
+
+def test_same_seed_same_plan_bit_for_bit(tmp_path):
+    a = fisher_prune(*traced(), data(), CONFIG, tmp_path / "a")
+    b = fisher_prune(*traced(), data(), CONFIG, tmp_path / "b")
+    assert a.plan == b.plan and a.history == b.history
+
+
+def test_resume_after_interruption_gives_the_same_result(tmp_path):
+    whole = fisher_prune(*traced(), data(), CONFIG, tmp_path / "whole")
+    # interrupt: a run capped at 10 steps stops with its state saved after the 3rd removal
+    with pytest.raises(TrainingError, match="max_steps"):
+        fisher_prune(*traced(), data(), PruneConfig(**{**CONFIG.to_dict(), "max_steps": 10}), tmp_path / "cut")
+    state = torch.load(tmp_path / "cut" / STATE, weights_only=False)
+    assert len(state["history"]) == 3
+    state["config"] = CONFIG.to_dict()  # continue it as the uncapped run
+    torch.save(state, tmp_path / "cut" / STATE)
+    resumed = fisher_prune(*traced(), data(), CONFIG, tmp_path / "cut", resume=True)
+    assert resumed.plan == whole.plan
+    assert [h["channel"] for h in resumed.history] == [h["channel"] for h in whole.history]
+
+
+def test_bad_inputs(tmp_path):
+    gm, groups = traced()
+    with pytest.raises(ConfigError, match="would empty a group"):
+        fisher_prune(gm, groups, data(), PruneConfig(target="channels", amount=1), tmp_path / "a")
+    empty = Split(torch.zeros(0, 1, 8, 8, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), (0.0,), (1.0,), False, 4)
+    with pytest.raises(TrainingError, match="yielded no batch"):
+        fisher_prune(gm, groups, empty, CONFIG, tmp_path / "b")
+    with torch.no_grad():
+        gm.fc.weight.fill_(float("nan"))
+    with pytest.raises(TrainingError, match="loss became nan"):
+        fisher_prune(gm, groups, data(), CONFIG, tmp_path / "c")
+    with pytest.raises(CheckpointError, match="already holds"):
+        fisher_prune(*traced(), data(), CONFIG, tmp_path / "c")
+    with pytest.raises(ConfigError, match="Profiler"):
+        fisher_prune(*traced(), data(), PruneConfig(target="latency", amount=1e-3), tmp_path / "d")
+    with pytest.raises(ValueError, match="fraction"):
+        PruneConfig(target="params", amount=1.5)
