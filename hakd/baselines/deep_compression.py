@@ -152,3 +152,35 @@ def share_in_place(model: nn.Module, conv_bits: int = 8, fc_bits: int = 5) -> No
 
 
 __all__.append("share_in_place")
+
+
+def prune_and_finetune(model: nn.Module, train, schedule=(0.5, 0.75, 0.9), steps_per_stage: int = 200,
+                       lr: float = 0.01, batch_size: int = 128, seed: int = 0) -> Dict[str, torch.Tensor]:
+    """Han et al.'s iterative pruning: for each sparsity, prune by magnitude then fine-tune
+    ``steps_per_stage`` SGD steps with the pruned weights held at zero. Returns the masks."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    loader = train.loader(batch_size, seed=seed)
+    masks, step, epoch = None, 0, 0
+    model.train()
+    for sparsity in schedule:
+        masks = magnitude_prune(model, sparsity, masks)
+        done = 0
+        while done < steps_per_stage:
+            loader.set_epoch(epoch)
+            for x, y in loader:
+                loss = F.cross_entropy(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                apply_masks(model, masks)
+                done += 1
+                if done >= steps_per_stage:
+                    break
+            epoch += 1
+    return masks
+
+
+__all__.append("prune_and_finetune")
