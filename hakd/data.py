@@ -4,11 +4,9 @@ Each split is held in memory as a uint8 tensor; :class:`Loader` yields seeded,
 normalised, optionally augmented float batches (4-pixel pad + random crop +
 horizontal flip, the recipe of the HAKD authors)::
 
-    >>> from hakd.data import load
-    >>> train, test = load(DataConfig("fashion-mnist"))   # doctest: +SKIP
-    >>> len(train.images), train.num_classes               # doctest: +SKIP
-    (60000, 10)
-    >>> x, y = next(iter(train.loader(batch_size=128, seed=0)))   # doctest: +SKIP
+    train, test = load(DataConfig("fashion-mnist"))
+    len(train.images), train.num_classes               # (60000, 10)
+    x, y = next(iter(train.loader(batch_size=128, seed=0)))
 """
 
 from __future__ import annotations

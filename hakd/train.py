@@ -4,10 +4,9 @@ The run folder holds ``checkpoint.pt`` (model, optimiser, schedule, history; wri
 atomically after every epoch), ``metrics.csv`` (one row per epoch) and
 ``config.json``. A killed run continues from its last finished epoch::
 
-    >>> from hakd import models, data
-    >>> train_split, test_split = data.load(DataConfig("fashion-mnist"))        # doctest: +SKIP
-    >>> net = models.create("resnet20", in_channels=1)                         # doctest: +SKIP
-    >>> fit(net, train_split, test_split, TrainConfig(epochs=1), "runs/r20")  # doctest: +SKIP
+    train_split, test_split = data.load(DataConfig("fashion-mnist"))
+    net = models.create("resnet20", in_channels=1)
+    fit(net, train_split, test_split, TrainConfig(epochs=1), "runs/r20")
 """
 
 from __future__ import annotations

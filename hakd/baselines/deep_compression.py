@@ -5,11 +5,12 @@ fine-tuning in between with the masks held), cluster the survivors into ``2**bit
 shared values (k-means, linear initialisation), then Huffman-code the cluster indices
 and the gaps between non-zero positions. The compressed size counts every byte needed
 to restore the weights; :func:`decompress` restores them exactly. Sparse weights still
-run on dense kernels, so the latency is the dense model's: the point HAKD makes.
+run on dense kernels, so the latency is the dense model's: the point HAKD makes::
 
-    >>> masks = magnitude_prune(model, 0.9)          # doctest: +SKIP
-    >>> packed = compress(model, conv_bits=8, fc_bits=5)   # doctest: +SKIP
-    >>> packed.size_bytes, decompress(packed, model)       # doctest: +SKIP
+    masks = magnitude_prune(model, 0.9)
+    share_in_place(model)
+    packed = compress(model, conv_bits=8, fc_bits=5)
+    print(packed.size_bytes); decompress(packed, model)
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ would save none).
 >>> curve = {8: 10.0, 9: 15.0, 12: 15.1, 16: 15.2, 17: 21.0, 24: 21.0}
 >>> optimal_points(curve, tol=0.03)
 [8, 16, 24]
->>> sweep = adaptive_sweep(lambda w: curve_of(w), 24, grid=8)   # doctest: +SKIP
+>>> adaptive_sweep(lambda w: 10.0 * ((w + 7) // 8), 64, grid=8).optimal
+[8, 16, 24, 32, 40, 48, 56, 64]
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ channel with the lowest accumulated Fisher saliency over all prunable groups, th
 the accumulators; stop when the target (channels, parameter or MAC fraction, or a
 latency budget from the cost model) is met. The run folder holds ``state.pt`` (written
 atomically after every removal: a killed run resumes from it), ``history.json`` (one
-entry per removed channel) and, at the end, ``plan.json``.
+entry per removed channel) and, at the end, ``plan.json``::
 
-    >>> result = fisher_prune(gm, groups, train, PruneConfig(amount=0.5), "runs/prune")   # doctest: +SKIP
-    >>> result.plan.pruned_widths()                                                        # doctest: +SKIP
+    result = fisher_prune(gm, groups, train, PruneConfig(amount=0.5), "runs/prune")
+    student = rebuild(result.model, groups, result.plan)
 """
 
 from __future__ import annotations
