@@ -11,7 +11,6 @@ Everything runs with one thread (TVM and PyTorch), batch 1, 3x32x32 input, on th
 """
 
 import argparse
-import csv
 import platform
 import statistics
 import sys
@@ -34,18 +33,9 @@ from hakd.cost.table import LatencyTable  # noqa: E402
 from hakd.export import export, load  # noqa: E402
 from hakd.passes.groups import find_groups  # noqa: E402
 from hakd.passes.trace import trace  # noqa: E402
+from common import RESULTS, write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-RESULTS = Path(__file__).parent / "results"
 SHAPE = (1, 3, 32, 32)
-
-
-def write_csv(name, rows):
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / name, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {RESULTS / name}", flush=True)
 
 
 def torch_eager_s(model, repeat=20):

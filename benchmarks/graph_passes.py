@@ -6,11 +6,9 @@ Writes benchmarks/results/graph_passes.csv (columns explained in benchmarks/READ
 """
 
 import argparse
-import csv
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,8 +18,7 @@ from hakd.passes.groups import find_groups
 from hakd.passes.rebuild import rebuild
 from hakd.passes.trace import trace
 from hakd.plan import PrunePlan
-
-OUT = Path(__file__).parent / "results" / "graph_passes.csv"
+from common import write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def half_plan(groups):
@@ -63,12 +60,7 @@ def main():
                          total_s=f"{sum(med):.4f}", params=p0, params_after_half_plan=p1, repeats=args.repeat,
                          threads=args.threads, cpu=platform.processor() or platform.machine()))
         print(rows[-1])
-    OUT.parent.mkdir(exist_ok=True)
-    with open(OUT, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {OUT}")
+    write_csv("graph_passes.csv", rows)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ prunes to 90% sparsity. Writes benchmarks/results/pruning.csv (columns in the RE
 
 import argparse
 import copy
-import csv
 import time
 from pathlib import Path
 
@@ -30,8 +29,8 @@ from hakd.passes.groups import find_groups
 from hakd.passes.rebuild import rebuild
 from hakd.passes.trace import trace
 from hakd.train import evaluate, fit, load_trained
+from common import write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-RESULTS = Path(__file__).parent / "results"
 RUNS = Path(__file__).parent / "out"
 
 
@@ -101,12 +100,7 @@ def main():
            f"sparsity {sparsity:.3f}, {packed.size_bytes} bytes compressed vs {fp32} fp32 "
            f"(ratio {fp32 / packed.size_bytes:.1f}x); 8-bit conv / 5-bit fc sharing; {args.dc_steps} steps per stage; "
            "dense kernels: latency unchanged")
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "pruning.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {RESULTS / 'pruning.csv'}")
+    write_csv("pruning.csv", rows)
 
 
 if __name__ == "__main__":

@@ -11,21 +11,14 @@ import torch
 from hakd import models
 from hakd.cli import main
 from hakd.config import TrainConfig
-from hakd.data import Split
 from hakd.errors import CheckpointError, TrainingError
 from hakd.train import CHECKPOINT, METRICS, fit, load_trained
-from tests.conftest import REPO, needs_fashion_mnist
+from tests.conftest import REPO, band_split, needs_fashion_mnist
 
 
 def tiny_splits(n=64, seed=0):
-    """A learnable synthetic task: the label is the brightest quadrant-ish band."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 4, (n,), generator=g)
-    images = torch.randint(0, 60, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
-    for i, y in enumerate(labels):
-        images[i, :, 2 * y : 2 * y + 2] += 180
-    return (Split(images, labels, (60.0,), (60.0,), augment=False, num_classes=4),
-            Split(images, labels, (60.0,), (60.0,), augment=False, num_classes=4))
+    split = band_split(n, seed)
+    return split, split
 
 
 def test_fit_learns_and_writes_metrics(tmp_path):

@@ -15,6 +15,7 @@ from hakd.passes.probes import insert_probes
 from hakd.passes.rebuild import rebuild
 from hakd.passes.trace import trace
 from hakd.plan import PrunePlan
+from tests.conftest import band_split
 
 
 class Small(nn.Module):
@@ -75,12 +76,7 @@ def test_masks_equal_rebuild():
 
 
 def data(n=96, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 4, (n,), generator=g)
-    images = torch.randint(0, 50, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
-    for i, y in enumerate(labels):
-        images[i, :, 2 * y: 2 * y + 2] += 200
-    return Split(images, labels, (60.0,), (60.0,), augment=False, num_classes=4)
+    return band_split(n, seed)
 
 
 CONFIG = PruneConfig(target="channels", amount=5, prune_every=3, batch_size=16, lr=0.01, threads=1)
