@@ -82,10 +82,7 @@ def FUSION_PIPELINE() -> tvm.transform.Pass:
 
 def fold_batchnorm(gm: fx.GraphModule) -> fx.GraphModule:
     """A copy of ``gm`` in eval mode with every conv -> BatchNorm pair folded into one conv."""
-    folded = fold_conv_bn(copy.deepcopy(gm).eval(), inplace=True)
-    for n in folded.graph.nodes:  # keep the shapes and analyses trace() recorded
-        n.meta = dict(n.meta)
-    return folded
+    return fold_conv_bn(copy.deepcopy(gm).eval(), inplace=True)
 
 
 def signature(func, kind: str, shapes) -> str:

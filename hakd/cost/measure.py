@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import tvm
 
-from hakd.cost.target import DeviceSpec, TargetSpec
+from hakd.cost.target import DeviceSpec, TargetSpec, host_arch
 from hakd.errors import HakdError
 
 __all__ = ["MeasureConfig", "Measurement", "LocalRunner", "RpcRunner", "DeviceError", "build_kernel", "make_runner", "pin_threads"]
@@ -147,14 +147,12 @@ class RpcRunner:
         return session
 
     def export(self, lib, folder: str) -> str:
-        path = os.path.join(folder, "kernel.so")
-        fcompile = None
-        if not self.target.runs_here() or self.target.mtriple:
-            from tvm.support import cc
+        """Write the kernel as a shared library for the board (cross-compiled for another architecture)."""
+        from tvm.support import cc
 
-            if self.target.arch != "x86_64":
-                fcompile = cc.cross_compiler(f"{self.target.mtriple}-g++")
-        lib.export_library(path, fcompile=fcompile)
+        path = os.path.join(folder, "kernel.so")
+        foreign = self.target.arch != host_arch()
+        lib.export_library(path, fcompile=cc.cross_compiler(f"{self.target.mtriple}-g++") if foreign else None)
         return path
 
     def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main") -> Measurement:

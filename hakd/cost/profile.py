@@ -18,7 +18,7 @@ from torch import fx
 
 from hakd.cost.lower import Kernel, Lowered, lower
 from hakd.cost.measure import MeasureConfig, Measurement, build_kernel, make_runner
-from hakd.cost.schedules import ScheduleConfig, ScheduleError, apply_schedule, candidates
+from hakd.cost.schedules import ScheduleConfig, apply_schedule, candidates
 from hakd.cost.table import DEFAULT_TABLE, LatencyTable
 from hakd.cost.target import parse_device, parse_target
 from hakd.errors import HakdError
@@ -92,7 +92,7 @@ class Profiler:
             func = apply_schedule(kernel.func, cfg)
             lib, compile_s = build_kernel(func, self.target)
             self.compiles += 1
-        except (ScheduleError, Exception) as e:  # a template that does not fit or fails to build
+        except Exception as e:  # a template that does not fit (ScheduleError) or fails to build
             m = Measurement(error=f"build failed: {type(e).__name__}: {str(e)[:300]}")
         else:
             m = self.runner.time(lib, kernel.shapes, compile_s)

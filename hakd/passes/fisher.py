@@ -13,6 +13,7 @@ entry per removed channel) and, at the end, ``plan.json``::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -189,8 +190,6 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
 
 def _unprobed(probed: ProbedModel, gm: fx.GraphModule) -> fx.GraphModule:
     """The fine-tuned weights in a copy of the original traced model (probes removed)."""
-    import copy
-
     clean = copy.deepcopy(gm)
     state = {k[len("gm."):]: v for k, v in probed.state_dict().items() if k.startswith("gm.") and "hakd_probe" not in k}
     clean.load_state_dict(state)

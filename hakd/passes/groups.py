@@ -223,7 +223,7 @@ class _Analysis(fx.Interpreter):
             return None
         if n.op == "call_module":
             return self.label_module(n, self.fetch_attr(n.target), value)
-        name = n.target if n.op == "call_method" else n.target
+        name = n.target
         if n.op == "call_method" and name in ("size", "dim", "numel") or not _tensors(value):
             return None
         if name in ops.BINARY_FUNCTIONS or (n.op == "call_method" and name in ops.BINARY_METHODS):
