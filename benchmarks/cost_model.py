@@ -107,6 +107,27 @@ def staircases(cases, quick):
     write_csv("staircases.csv", rows)
 
 
+def reuse(model_name="resnet56", groups_names=tuple(f"layers.{i}.conv1" for i in range(10, 18))):
+    """Adaptive sweeps of several identical groups sharing one table, against independent full sweeps."""
+    gm = trace(models.create(model_name).eval(), torch.zeros(SHAPE))
+    groups = find_groups(gm)
+    with tempfile.TemporaryDirectory() as d:
+        full_prof = Profiler("host", table=LatencyTable(Path(d) / "full.sqlite"))
+        t0 = time.time()
+        group_staircase(full_prof, gm, groups, groups_names[0], adaptive=False)
+        full_one, full_s = full_prof.compiles, time.time() - t0
+        prof = Profiler("host", table=LatencyTable(Path(d) / "shared.sqlite"))
+        t0 = time.time()
+        found = [group_staircase(prof, gm, groups, g).optimal for g in groups_names]
+        shared_s = time.time() - t0
+    write_csv("sweep_reuse.csv", [dict(
+        model=model_name, groups=f"{groups_names[0]}..{groups_names[-1]} ({len(groups_names)} groups of equal shape)",
+        full_compiles_one_group=full_one, full_compiles_all_groups=full_one * len(groups_names), full_s_one_group=f"{full_s:.0f}",
+        adaptive_shared_table_compiles=prof.compiles, adaptive_shared_table_s=f"{shared_s:.0f}",
+        compile_ratio=f"{prof.compiles / (full_one * len(groups_names)):.3f}",
+        optimal_points_per_group=" | ".join(" ".join(map(str, f)) for f in found))])
+
+
 def profile_time(name="resnet56"):
     gm = trace(models.create(name).eval(), torch.zeros(SHAPE))
     with tempfile.TemporaryDirectory() as d:
@@ -128,7 +149,7 @@ def profile_time(name="resnet56"):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="one model, one small staircase (a smoke run)")
-    ap.add_argument("--only", choices=["e2e", "staircases", "profile"], default=None)
+    ap.add_argument("--only", choices=["e2e", "staircases", "reuse", "profile"], default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
     MeasureConfig()  # defaults: number 10, repeat 5, min_repeat_ms 20, 1 thread
@@ -144,6 +165,8 @@ def main():
                 ("resnet56", "layers.0.conv1"), ("resnet56", "layers.9.conv1"), ("resnet56", "layers.18.conv1"),
                 ("mobilenet_v2", "features.2.conv.0.0")]
             staircases(cases, args.quick)
+        if args.only in (None, "reuse") and not args.quick:
+            reuse()
 
 
 if __name__ == "__main__":
