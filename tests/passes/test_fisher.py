@@ -132,3 +132,15 @@ def test_bad_inputs(tmp_path):
         fisher_prune(*traced(), data(), PruneConfig(target="latency", amount=1e-3), tmp_path / "d")
     with pytest.raises(ValueError, match="fraction"):
         PruneConfig(target="params", amount=1.5)
+
+
+def test_penalised_variant_prefers_channels_that_save_more_parameters(tmp_path):
+    gm, groups = traced()
+    # with a huge penalty the share of parameters a channel saves decides, whatever its saliency
+    from hakd.passes.fisher import _param_share
+
+    share = _param_share(gm, groups, (1, 1, 8, 8))
+    heavy = max(share, key=share.get)
+    config = PruneConfig(target="channels", amount=13, prune_every=3, batch_size=16, lr=0.01, threads=1, penalty=1e6)
+    result = fisher_prune(gm, groups, data(), config, tmp_path)
+    assert result.history[0]["group"] == heavy
