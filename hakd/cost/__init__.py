@@ -3,5 +3,6 @@
 ``target`` parses targets and devices, ``lower`` turns a traced model into fused TVM
 kernels, ``schedules`` holds hakd's kernel templates, ``measure`` times kernels here or
 on a board, ``table`` stores every measurement in SQLite, ``profile`` measures a model
-and its channel groups' staircases, ``staircase`` finds the optimal widths.
+and its channel groups' staircases, ``staircase`` finds the optimal widths, and
+``deploy`` builds whole models with the measured schedules.
 """
