@@ -144,3 +144,18 @@ def test_penalised_variant_prefers_channels_that_save_more_parameters(tmp_path):
     config = PruneConfig(target="channels", amount=13, prune_every=3, batch_size=16, lr=0.01, threads=1, penalty=1e6)
     result = fisher_prune(gm, groups, data(), config, tmp_path)
     assert result.history[0]["group"] == heavy
+
+
+@pytest.mark.slow
+def test_latency_target_uses_the_cost_model(tmp_path):
+    from hakd.cost.measure import MeasureConfig
+    from hakd.cost.profile import Profiler
+    from hakd.cost.table import LatencyTable
+
+    gm, groups = traced()
+    prof = Profiler("host", table=LatencyTable(tmp_path / "t.sqlite"), measure=MeasureConfig(number=5, repeat=3, min_repeat_ms=5))
+    full = prof.model(gm).latency_s
+    config = PruneConfig(target="latency", amount=0.7 * full, prune_every=2, batch_size=16, lr=0.01, threads=1)
+    result = fisher_prune(gm, groups, data(), config, tmp_path / "run", profiler=prof)
+    assert result.history[-1]["latency_s"] <= 0.7 * full
+    assert all(h["latency_s"] > 0.7 * full for h in result.history[:-1])  # it stopped at the first plan within budget
