@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from hakd.errors import ConfigError
@@ -184,7 +183,6 @@ def _prune(args):
     from hakd.passes.fisher import fisher_prune
     from hakd.passes.groups import find_groups
     from hakd.passes.rebuild import rebuild
-    from hakd.plan import PrunePlan
 
     gm, what = _model(args)
     groups = find_groups(gm)

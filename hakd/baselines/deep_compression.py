@@ -16,13 +16,13 @@ run on dense kernels, so the latency is the dense model's: the point HAKD makes:
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 import torch
 from torch import nn
 
-from hakd.baselines.huffman import coded_bits, decode, encode, huffman_codes
+from hakd.baselines.huffman import decode, encode, huffman_codes
 
 __all__ = ["magnitude_prune", "apply_masks", "kmeans_share", "compress", "decompress", "CompressedModel", "CompressedTensor"]
 
@@ -164,7 +164,7 @@ def prune_and_finetune(model: nn.Module, train, schedule=(0.5, 0.75, 0.9), steps
     torch.manual_seed(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     loader = train.loader(batch_size, seed=seed)
-    masks, step, epoch = None, 0, 0
+    masks, epoch = None, 0
     model.train()
     for sparsity in schedule:
         masks = magnitude_prune(model, sparsity, masks)

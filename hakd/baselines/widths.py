@@ -20,7 +20,6 @@ import math
 from typing import Callable, Dict
 
 import numpy as np
-import torch
 from torch import fx
 
 from hakd.errors import ConfigError

@@ -12,7 +12,7 @@ each timing, and takes the fastest: the very schedule :mod:`hakd.export` deploys
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 from torch import fx
 

@@ -5,7 +5,7 @@ import tvm
 
 from hakd.cost.lower import lower
 from hakd.cost.measure import build_kernel
-from hakd.cost.schedules import ScheduleConfig, apply_schedule, candidates, kernel_kind
+from hakd.cost.schedules import ScheduleConfig, apply_schedule, candidates
 from hakd.cost.target import parse_target
 from hakd.passes.trace import trace
 from tests.passes.tv_models import TV_MODELS
