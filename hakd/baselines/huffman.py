@@ -13,7 +13,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-__all__ = ["huffman_codes", "encode", "decode", "coded_bits"]
+__all__ = ["huffman_codes", "encode", "decode"]
 
 
 def huffman_codes(symbols: Sequence[int]) -> Dict[int, str]:
@@ -34,11 +34,6 @@ def huffman_codes(symbols: Sequence[int]) -> Dict[int, str]:
         heapq.heappush(heap, (n1 + n2, tie, merged))
         tie += 1
     return heap[0][2]
-
-
-def coded_bits(symbols: Sequence[int], codes: Dict[int, str]) -> int:
-    counts = Counter(int(s) for s in symbols)
-    return sum(n * len(codes[s]) for s, n in counts.items())
 
 
 def encode(symbols: Sequence[int], codes: Dict[int, str]) -> bytes:

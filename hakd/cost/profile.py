@@ -12,7 +12,7 @@ each timing, and takes the fastest: the very schedule :mod:`hakd.export` deploys
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from torch import fx
 
@@ -53,9 +53,6 @@ class ModelTiming:
     @property
     def latency_s(self) -> float:
         return sum(k.latency_s * k.calls for k in self.kernels)
-
-    def schedules(self) -> Dict[str, str]:
-        return {k.signature: k.schedule for k in self.kernels}
 
     def latency_of_modules(self, modules) -> float:
         """Latency of the kernel calls that read the weights of any of ``modules``."""

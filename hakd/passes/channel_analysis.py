@@ -72,6 +72,7 @@ class ChannelAnalysis(fx.Interpreter):
         self.uf = UnionFind()
         self.sources: List[_Source] = []
         self.source_of_module: Dict[str, _Source] = {}
+        self.in_ids_of_module: Dict[str, torch.Tensor] = {}  # of a module's first call
         self.blocked: Dict[int, str] = {}  # id -> why its group cannot be pruned
         self.records: Dict[str, ModuleRecord] = {}
         self.labels: Dict[fx.Node, object] = {}
@@ -194,17 +195,14 @@ class ChannelAnalysis(fx.Interpreter):
         qual = n.target
         if qual in self.source_of_module:
             src = self.source_of_module[qual]
-            self.tie(torch.as_tensor(self.records_by_module[qual].in_ids), in_ids)
+            self.tie(self.in_ids_of_module[qual], in_ids)
             out = torch.arange(src.base, src.base + src.width)
         else:
             out = self.new_source(qual, value.shape[-1 if kind == "linear" else 1])
             self.source_of_module[qual] = self.sources[-1]
+            self.in_ids_of_module[qual] = in_ids
         self.record(n, kind, in_ids, out)
         return out.view(*[1] * (value.ndim - 1), -1) if kind == "linear" else out.view(1, -1, *[1] * (value.ndim - 2))
-
-    @property
-    def records_by_module(self):
-        return {r.module: r for r in self.records.values()}
 
     def record(self, n, kind, in_ids, out_ids):
         self.records[n.name] = ModuleRecord(n.target, kind, np.asarray(in_ids), np.asarray(out_ids))

@@ -146,9 +146,7 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
     epoch, skip = position
     while not done:
         loader.set_epoch(epoch)
-        batches = 0
         for i, (x, y) in enumerate(loader):
-            batches += 1
             if i < skip:
                 continue
             loss = F.cross_entropy(probed(x), y)
@@ -178,8 +176,6 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
             if config.max_steps and step >= config.max_steps:
                 raise TrainingError(f"pruning reached max_steps={config.max_steps} before its target; "
                                     f"raise max_steps or prune more often (prune_every={config.prune_every})")
-        if batches == 0:
-            raise TrainingError("the training data for pruning yielded no batch; check the data set and its limits")
         epoch, skip = epoch + 1, 0
     probed.record(False)
     checkpoint((epoch, skip))

@@ -98,10 +98,6 @@ class ChannelGroups:
             kept[sel] = np.isin(self._pos_of[sel], positions)
         return kept
 
-    def keep_mask(self, ids, keep: Dict[str, np.ndarray]) -> np.ndarray:
-        """Which of ``ids`` survive when each group named in ``keep`` keeps those positions."""
-        return self.kept_ids(keep)[np.asarray(ids, dtype=np.int64).reshape(-1)]
-
     def to_dict(self) -> dict:
         return {"groups": [g.to_dict() for g in self.groups]}
 

@@ -40,7 +40,7 @@ def compress(label: torch.Tensor) -> torch.Tensor:
 def channel_vector(label: torch.Tensor, shape: Sequence[int]) -> Optional[torch.Tensor]:
     """Ids of channel dim 1, one per channel, or None if a channel's id varies over space."""
     reduced = uniform_except(label, shape, keep=(1,))
-    return None if reduced is None else reduced.reshape(-1)[: shape[1]].clone() if reduced.numel() == shape[1] else None
+    return None if reduced is None else reduced.reshape(-1).clone()
 
 
 def feature_vector(label: torch.Tensor, shape: Sequence[int]) -> Optional[torch.Tensor]:

@@ -126,3 +126,30 @@ def test_golden_groups(name):
     got = groups_of(models.create(name)).to_dict()
     path = GOLDEN / f"{name}_groups.json"
     assert got == json.loads(path.read_text()), f"groups of {name} changed; if intended, regenerate {path}"
+
+
+class SharedConv(nn.Module):
+    """One conv module called twice: its input channels at both calls must be pruned together."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(3, 8, 3, padding=1)
+        self.shared = nn.Conv2d(8, 6, 1)
+        self.head = nn.Conv2d(12, 4, 1)
+
+    def forward(self, x):
+        return self.head(torch.cat([self.shared(self.a(x)), self.shared(self.b(x))], 1))
+
+
+def test_a_module_called_twice_ties_its_inputs():
+    from hakd.passes.rebuild import rebuild, zero_pruned
+    from hakd.plan import PrunePlan
+
+    gm = trace(SharedConv().eval(), torch.zeros(1, 3, 8, 8))
+    g = find_groups(gm)
+    assert Member("b", "out") in g["a"].members  # a's and b's outputs both feed the shared weights
+    plan = PrunePlan({"a": (0, 2, 5), "shared": (1, 4)}, g.widths())
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuild(gm, g, plan)(x), zero_pruned(gm, g, plan, x), atol=1e-6, rtol=0)
