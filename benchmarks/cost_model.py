@@ -11,6 +11,7 @@ Everything runs with one thread (TVM and PyTorch), batch 1, 3x32x32 input, on th
 """
 
 import argparse
+import json
 import platform
 import statistics
 import sys
@@ -27,7 +28,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from hakd import models  # noqa: E402
-from hakd.cost.measure import MeasureConfig  # noqa: E402
 from hakd.cost.profile import Profiler, group_staircase  # noqa: E402
 from hakd.cost.table import LatencyTable  # noqa: E402
 from hakd.export import export, load  # noqa: E402
@@ -58,25 +58,35 @@ def calibrated(name):
     return model.eval()
 
 
-def e2e(names, table, folder):
+def e2e(names, folder, rounds=3):
+    """Per model and round: profile with a fresh table (the prediction), then time the exported
+    model; rounds interleave the two so that a noisy spell of the machine hits both."""
     rows = []
     for name in names:
         model = calibrated(name)
         gm = trace(model, torch.zeros(SHAPE))
-        prof = Profiler("host", table=table)
-        t0 = time.time()
-        result = export(gm, Path(folder) / name, prof)
-        export_s = time.time() - t0
-        compiled = load(Path(folder) / name)
-        measured = compiled.time(number=20, repeat=15, min_repeat_ms=100)
+        predicted, measured, noise = [], [], []
+        for r in range(rounds):
+            with tempfile.TemporaryDirectory() as d:
+                prof = Profiler("host", table=LatencyTable(Path(d) / "t.sqlite"))
+                t0 = time.time()
+                result = export(gm, Path(folder) / name, prof)
+                export_s = time.time() - t0
+                times = load(Path(folder) / name).time(number=20, repeat=15, min_repeat_ms=100)
+            predicted.append(result.predicted_latency_s)
+            measured.append(float(np.median(times)))
+            noise.append(float((times.max() - times.min()) / np.median(times)))
+        ratios = [p / m for p, m in zip(predicted, measured)]
+        pred, med = float(np.median(predicted)), float(np.median(measured))
         eager = torch_eager_s(model)
-        med = float(np.median(measured))
-        rows.append(dict(model=name, predicted_us=f"{result.predicted_latency_s * 1e6:.1f}", measured_us=f"{med * 1e6:.1f}",
-                         predicted_over_measured=f"{result.predicted_latency_s / med:.3f}",
-                         measured_noise=f"{(measured.max() - measured.min()) / med:.3f}",
+        meta = json.loads((Path(folder) / name / "hakd-export.json").read_text())
+        rows.append(dict(model=name, rounds=rounds, predicted_us=f"{pred * 1e6:.1f}", measured_us=f"{med * 1e6:.1f}",
+                         predicted_over_measured=f"{pred / med:.3f}",
+                         ratio_per_round=" ".join(f"{x:.3f}" for x in ratios),
+                         measured_noise=f"{float(np.median(noise)):.3f}", cache_context=meta["cache_context"],
+                         call_overhead_us=f"{meta['call_overhead_s'] * 1e6:.2f}", kernel_calls=sum(k["calls"] for k in meta["kernels"]),
                          pytorch_eager_us=f"{eager * 1e6:.1f}", pytorch_over_hakd=f"{eager / med:.2f}",
-                         max_abs_error=f"{result.max_abs_error:.2e}",
-                         export_s=f"{export_s:.1f}", compiles=prof.compiles))
+                         max_abs_error=f"{result.max_abs_error:.2e}", export_s=f"{export_s:.1f}", compiles=prof.compiles))
         print(rows[-1], flush=True)
     write_csv("e2e.csv", rows)
 
@@ -162,14 +172,13 @@ def main():
     ap.add_argument("--only", choices=["e2e", "staircases", "reuse", "profile"], default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    MeasureConfig()  # defaults: number 10, repeat 5, min_repeat_ms 20, 1 thread
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}, {platform.processor() or platform.machine()}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
-        table = LatencyTable(Path(folder) / "latency.sqlite")
         if args.only in (None, "profile"):
             profile_time()
         if args.only in (None, "e2e"):
-            e2e(["resnet20"] if args.quick else ["resnet20", "resnet56", "mobilenet_v2", "densenet40"], table, folder)
+            e2e(["resnet20"] if args.quick else ["resnet20", "resnet56", "mobilenet_v2", "densenet40"], folder,
+                rounds=1 if args.quick else 3)
         if args.only in (None, "staircases"):
             cases = [("resnet56", "layers.0.conv1")] if args.quick else [
                 ("resnet56", "layers.0.conv1"), ("resnet56", "layers.9.conv1"), ("resnet56", "layers.18.conv1"),

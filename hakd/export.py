@@ -56,6 +56,7 @@ def export(gm: fx.GraphModule, folder, profiler, input_shape=None, check_inputs:
             error = max(error, float(np.abs(compiled(x.numpy()) - expected).max()))
     meta = {"format": "hakd.export/1", "target": profiler.target.key(), "input_shape": list(input_shape),
             "library": library.name, "threads": profiler.measure.threads, "predicted_latency_s": timing.latency_s,
+            "cache_context": timing.context, "call_overhead_s": timing.call_overhead_s,
             "max_abs_error_vs_pytorch": error, "kernels": [{**dataclasses.asdict(k), "calls": k.calls} for k in timing.kernels]}
     atomic_write_text(folder / META, json.dumps(meta, indent=1))
     return ExportResult(folder, library, timing.latency_s, error)

@@ -18,6 +18,7 @@ wherever the kernel appears: in another layer, another width, or the deployed mo
 from __future__ import annotations
 
 import copy
+import math
 import dataclasses
 from typing import Dict, List, Tuple
 
@@ -66,6 +67,16 @@ class Lowered:
     mod: "tvm.IRModule"
     kernels: Dict[str, Kernel]
     input_shape: Tuple[int, ...]
+
+    @property
+    def calls(self) -> int:
+        return sum(k.calls for k in self.kernels.values())
+
+    @property
+    def footprint_bytes(self) -> int:
+        """Bytes one inference touches besides each kernel's input (weights, outputs, residuals):
+        the data that streams through the caches between two calls of a kernel."""
+        return sum(4 * math.prod(s) * k.calls for k in self.kernels.values() for s in k.shapes[1:])
 
     def for_module(self, module: str) -> List[Kernel]:
         return [k for k in self.kernels.values() if module in k.modules]

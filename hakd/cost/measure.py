@@ -5,6 +5,14 @@ Timing follows TVM's ``time_evaluator``: one warm-up call (discarded), then
 measurement lasts ``min_repeat_ms``). The latency is the median over repeats and the
 noise is (max - min) / median. A failure is a value: ``Measurement(error=...)``.
 
+A kernel called in a loop finds its weights and output in cache; inside a model it
+does not: between two inferences the rest of the model streams its own weights and
+activations through the caches. The *cache context* of a timing says which case is
+measured (see :func:`cache_context`): ``"warm"`` (repeated calls), ``"cold"`` (every
+operand but the input flushed to memory before each call) or ``"reuse-<N>MiB"`` (N MiB
+of other data read before each call, then the input touched again: the state a kernel
+finds in a model whose inference touches N MiB). Each context is a separate table row.
+
 >>> m = Measurement(latency_s=1e-4, noise=0.02)
 >>> m.ok, round(m.latency_us)
 (True, 100)
@@ -24,7 +32,10 @@ import tvm
 from hakd.cost.target import DeviceSpec, TargetSpec, host_arch
 from hakd.errors import HakdError
 
-__all__ = ["MeasureConfig", "Measurement", "LocalRunner", "RpcRunner", "DeviceError", "build_kernel", "make_runner", "pin_threads"]
+__all__ = ["MeasureConfig", "Measurement", "LocalRunner", "RpcRunner", "DeviceError", "build_kernel", "make_runner",
+           "pin_threads", "cache_context", "CACHE_MODES"]
+
+CACHE_MODES = ("model", "warm", "cold")
 
 
 class DeviceError(HakdError):
@@ -33,11 +44,17 @@ class DeviceError(HakdError):
 
 @dataclasses.dataclass(frozen=True)
 class MeasureConfig:
-    """How kernels are timed. ``threads`` is pinned for every timing (TVM's thread pool)."""
+    """How kernels are timed. ``threads`` is pinned for every timing (TVM's thread pool).
+
+    ``cache``: ``"model"`` (default) times each kernel in the cache state it meets inside
+    the model being profiled; ``"warm"`` and ``"cold"`` force one state. Outside the warm
+    state every call is timed alone, ``cold_repeat`` times."""
 
     number: int = 10
     repeat: int = 5
     min_repeat_ms: int = 20
+    cache: str = "model"
+    cold_repeat: int = 30
     threads: int = 1
     retries: int = 2
     retry_wait_s: float = 1.0
@@ -47,8 +64,12 @@ class MeasureConfig:
     def __post_init__(self):
         from hakd.config import _at_least
 
-        for name, low in (("number", 1), ("repeat", 1), ("min_repeat_ms", 0), ("threads", 1), ("retries", 0), ("session_timeout_s", 1)):
+        from hakd.config import _one_of
+
+        for name, low in (("number", 1), ("repeat", 1), ("min_repeat_ms", 0), ("threads", 1), ("retries", 0),
+                          ("session_timeout_s", 1), ("cold_repeat", 1)):
             _at_least(self, name, low)
+        _one_of(self, "cache", CACHE_MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +103,51 @@ def build_kernel(func, target: TargetSpec):
     return lib, time.perf_counter() - t0
 
 
+def cache_context(mode: str, footprint_bytes: int, evict_here: bool = True) -> str:
+    """The cache context kernels of a model touching ``footprint_bytes`` per inference are
+    timed in. Footprints are rounded up to a power of two MiB, so models of similar size
+    share table rows; where hakd cannot run code beside the kernel (an RPC board), the
+    model context is ``"cold"``, the limit of a footprint larger than the board's caches.
+
+    >>> cache_context("model", 5 * 2**20), cache_context("model", 100), cache_context("model", 10**7, evict_here=False)
+    ('reuse-8MiB', 'reuse-1MiB', 'cold')
+    """
+    if mode != "model":
+        return mode
+    if not evict_here:
+        return "cold"
+    mib = 1
+    while mib * 2**20 < footprint_bytes:
+        mib *= 2
+    return f"reuse-{mib}MiB"
+
+
+_EVICTION = {"buffer": np.zeros(0, dtype=np.float32)}
+
+
+@tvm.register_global_func("hakd.evict_caches", override=True)
+def _evict_caches(*args):
+    """time_evaluator's pre-call hook in a reuse context: stream the eviction buffer, then
+    touch the kernel's first argument again (its producer ran just before it)."""
+    _EVICTION["buffer"].sum()
+    args[0].numpy()
+
+
+def _timer(mod, entry: str, dev, config: MeasureConfig, context: str):
+    if context == "warm":
+        return mod.time_evaluator(entry, dev, number=config.number, repeat=config.repeat, min_repeat_ms=config.min_repeat_ms)
+    if context == "cold":
+        preproc = "cache_flush_cpu_non_first_arg"
+    elif context.startswith("reuse-") and context.endswith("MiB"):
+        size = int(context[len("reuse-"):-len("MiB")]) * 2**20 // 4
+        if _EVICTION["buffer"].size != size:
+            _EVICTION["buffer"] = np.ones(size, dtype=np.float32)
+        preproc = "hakd.evict_caches"
+    else:
+        raise ValueError(f"unknown cache context {context!r}")
+    return mod.time_evaluator(entry, dev, number=1, repeat=config.cold_repeat, f_preproc=preproc)
+
+
 def _summarise(results: Sequence[float], compile_s: float) -> Measurement:
     r = np.asarray(results, dtype=float)
     median = float(np.median(r))
@@ -101,17 +167,25 @@ class LocalRunner:
         self.device = DeviceSpec()
         pin_threads(config.threads)
 
-    def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main") -> Measurement:
-        c = self.config
+    def context(self, footprint_bytes: int) -> str:
+        return cache_context(self.config.cache, footprint_bytes)
+
+    def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main", context: str = "warm") -> Measurement:
         try:
             dev = tvm.cpu(0)
             mod = lib.mod if hasattr(lib, "mod") else lib
             args = _random_args(shapes, dev)
             mod[entry](*args)  # warm-up, discarded
-            timer = mod.time_evaluator(entry, dev, number=c.number, repeat=c.repeat, min_repeat_ms=c.min_repeat_ms)
-            return _summarise(timer(*args).results, compile_s)
+            return _summarise(_timer(mod, entry, dev, self.config, context)(*args).results, compile_s)
         except Exception as e:  # a kernel that crashes or fails to run is a failed measurement
             return Measurement(error=f"{type(e).__name__}: {str(e)[:300]}", compile_s=compile_s)
+
+    def time_vm(self, executable, input_shape) -> Measurement:
+        """One call of a compiled model's ``main`` here (Relax VM, warm)."""
+        try:
+            return _summarise(_time_vm(executable, tvm.cpu(0), input_shape, self.config), 0.0)
+        except Exception as e:
+            return Measurement(error=f"{type(e).__name__}: {str(e)[:300]}")
 
 
 class RpcRunner:
@@ -155,7 +229,27 @@ class RpcRunner:
         lib.export_library(path, fcompile=cc.cross_compiler(f"{self.target.mtriple}-g++") if foreign else None)
         return path
 
-    def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main") -> Measurement:
+    def context(self, footprint_bytes: int) -> str:
+        return cache_context(self.config.cache, footprint_bytes, evict_here=False)
+
+    def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main", context: str = "warm") -> Measurement:
+        if context.startswith("reuse-"):
+            raise ValueError(f"context {context!r} needs hakd beside the kernel; an RPC board times 'warm' or 'cold'")
+
+        def run(mod, dev):
+            args = _random_args(shapes, dev)
+            mod[entry](*args)  # warm-up, discarded
+            return _timer(mod, entry, dev, self.config, context)(*args).results
+
+        return self._remote(lib, run, compile_s)
+
+    def time_vm(self, executable, input_shape) -> Measurement:
+        """One call of a compiled model's ``main`` on the board (Relax VM, warm)."""
+        return self._remote(executable, lambda mod, dev: _time_vm(mod, dev, input_shape, self.config))
+
+    def _remote(self, lib, run, compile_s: float = 0.0) -> Measurement:
+        """Export ``lib``, then ``run(remote_module, remote_device) -> seconds per repeat`` in a
+        new session, retried on connection failures."""
         c = self.config
         with tempfile.TemporaryDirectory() as folder:
             try:
@@ -169,14 +263,7 @@ class RpcRunner:
                 try:
                     remote = self._connect()
                     remote.upload(path)
-                    mod = remote.load_module(os.path.basename(path))
-                    dev = remote.cpu(0)
-                    args = _random_args(shapes, dev)
-                    mod[entry](*args)
-                    timer = mod.time_evaluator(entry, dev, number=c.number, repeat=c.repeat, min_repeat_ms=c.min_repeat_ms)
-                    result = _summarise(timer(*args).results, compile_s)
-                    del mod, args, timer, dev
-                    return result
+                    return _summarise(run(remote.load_module(os.path.basename(path)), remote.cpu(0)), compile_s)
                 except Exception as e:  # connection lost, server gone, session timed out
                     last = e
                     errors.append(f"{type(e).__name__}: {str(e)[:150]}")
@@ -189,6 +276,18 @@ class RpcRunner:
                 f"(python -m tvm.exec.query_rpc_tracker --host {self.device.host} --port {self.device.port}). "
                 "Finished measurements are kept in the latency table: rerun to continue"
             ) from last
+
+
+def _time_vm(mod, dev, input_shape, config: MeasureConfig):
+    """Seconds per call of ``main`` of a Relax executable (``mod``), one value per repeat."""
+    from tvm import relax
+
+    vm = relax.VirtualMachine(mod, dev)
+    x = tvm.runtime.tensor(np.random.default_rng(0).standard_normal(input_shape).astype("float32"), dev)
+    vm.set_input("main", x)
+    vm.invoke_stateful("main")  # warm-up, discarded
+    timer = vm.time_evaluator("invoke_stateful", dev, number=config.number, repeat=config.repeat, min_repeat_ms=config.min_repeat_ms)
+    return timer("main").results
 
 
 def make_runner(target: TargetSpec, device: DeviceSpec, config: MeasureConfig = MeasureConfig()):

@@ -2,7 +2,10 @@
 
 A :class:`Profiler` owns a target, a device runner and a latency table. For each
 fused kernel it tries every schedule candidate (reusing table rows first), records
-each timing, and takes the fastest: the very schedule :mod:`hakd.export` deploys::
+each timing, and takes the fastest: the very schedule :mod:`hakd.export` deploys.
+Kernels are timed in the cache context of the model they belong to
+(:func:`hakd.cost.measure.cache_context`), and the runtime's cost per kernel call
+(:mod:`hakd.cost.dispatch`) is measured once per target and added per call::
 
     prof = Profiler("host", table=LatencyTable(":memory:"))
     timing = prof.model(trace(resnet20(), torch.zeros(1, 3, 32, 32)))
@@ -14,8 +17,11 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional
 
+import tvm
 from torch import fx
+from tvm import relax
 
+from hakd.cost.dispatch import CHAIN, SHAPE, SIGNATURE, dispatch_chain
 from hakd.cost.lower import Kernel, Lowered, lower
 from hakd.cost.measure import MeasureConfig, Measurement, build_kernel, make_runner
 from hakd.cost.schedules import ScheduleConfig, apply_schedule, candidates
@@ -46,18 +52,21 @@ class KernelTiming:
 
 @dataclasses.dataclass
 class ModelTiming:
-    """Predicted latency of a lowered model: the sum over fused kernels of latency x calls."""
+    """Predicted latency of a lowered model: the sum over fused kernels of (latency + the
+    runtime's cost of a call) x calls, every kernel timed in cache context ``context``."""
 
     kernels: List[KernelTiming]
+    call_overhead_s: float = 0.0
+    context: str = "warm"
 
     @property
     def latency_s(self) -> float:
-        return sum(k.latency_s * k.calls for k in self.kernels)
+        return sum((k.latency_s + self.call_overhead_s) * k.calls for k in self.kernels)
 
     def latency_of_modules(self, modules) -> float:
         """Latency of the kernel calls that read the weights of any of ``modules``."""
         modules = set(modules)
-        return sum(k.latency_s for k in self.kernels for call in k.call_modules if modules & set(call))
+        return sum(k.latency_s + self.call_overhead_s for k in self.kernels for call in k.call_modules if modules & set(call))
 
 
 class Profiler:
@@ -79,9 +88,9 @@ class Profiler:
     def target_key(self) -> str:
         return self.target.key()
 
-    def time_config(self, kernel: Kernel, cfg: ScheduleConfig) -> Measurement:
-        """One schedule of one kernel: from the table, or built, timed and recorded."""
-        known = self.table.lookup(self.target_key, kernel.signature, cfg.key(), self.measure.threads)
+    def time_config(self, kernel: Kernel, cfg: ScheduleConfig, context: str = "warm") -> Measurement:
+        """One schedule of one kernel in one cache context: from the table, or built, timed and recorded."""
+        known = self.table.lookup(self.target_key, kernel.signature, cfg.key(), self.measure.threads, context=context)
         if known is not None:
             self.table_hits += 1
             return known
@@ -92,13 +101,13 @@ class Profiler:
         except Exception as e:  # a template that does not fit (ScheduleError) or fails to build
             m = Measurement(error=f"build failed: {type(e).__name__}: {str(e)[:300]}")
         else:
-            m = self.runner.time(lib, kernel.shapes, compile_s)
-        self.table.record(self.target_key, kernel.signature, cfg.key(), self.measure.threads, m, str(self.device))
+            m = self.runner.time(lib, kernel.shapes, compile_s, context=context)
+        self.table.record(self.target_key, kernel.signature, cfg.key(), self.measure.threads, m, str(self.device), context=context)
         return m
 
-    def kernel(self, kernel: Kernel) -> KernelTiming:
-        """The fastest schedule of a kernel (every candidate timed once, ever, per table)."""
-        results = [(cfg, self.time_config(kernel, cfg)) for cfg in candidates(kernel.func)]
+    def kernel(self, kernel: Kernel, context: str = "warm") -> KernelTiming:
+        """The fastest schedule of a kernel (every candidate timed once, ever, per table and context)."""
+        results = [(cfg, self.time_config(kernel, cfg, context)) for cfg in candidates(kernel.func)]
         ok = [(cfg, m) for cfg, m in results if m.ok]
         if not ok:
             errors = "; ".join(f"{cfg.key()}: {m.error}" for cfg, m in results)
@@ -107,18 +116,41 @@ class Profiler:
         cfg, m = min(ok, key=lambda x: x[1].latency_s)
         return KernelTiming(kernel.name, kernel.signature, cfg.key(), m.latency_s, m.noise, kernel.call_modules)
 
-    def lowered(self, low: Lowered) -> ModelTiming:
-        return ModelTiming([self.kernel(k) for k in low.kernels.values()])
+    def context(self, low: Lowered) -> str:
+        """The cache context this profiler times ``low``'s kernels in."""
+        return self.runner.context(low.footprint_bytes)
 
-    def model(self, gm: fx.GraphModule, input_shape=None) -> ModelTiming:
+    def call_overhead(self) -> float:
+        """Seconds the deployed runtime spends per kernel call besides the kernel (measured once per table)."""
+        key = (self.target_key, SIGNATURE, "vm", self.measure.threads)
+        m = self.table.lookup(*key)
+        if m is None:
+            with tvm.transform.PassContext(opt_level=3):
+                executable = relax.build(dispatch_chain(), target=self.target.tvm_target())
+            self.compiles += 1
+            m = self.runner.time_vm(executable, SHAPE)
+            self.table.record(*key, m, str(self.device))
+        if not m.ok:
+            raise ProfileError(f"the runtime's cost per kernel call could not be measured on {self.target_key} "
+                               f"at {self.device}: {m.error}")
+        return m.latency_s / CHAIN
+
+    def lowered(self, low: Lowered, context: Optional[str] = None) -> ModelTiming:
+        """Predicted latency of a lowered model; kernels timed in ``context`` (default: the model's own)."""
+        context = context or self.context(low)
+        return ModelTiming([self.kernel(k, context) for k in low.kernels.values()], self.call_overhead(), context)
+
+    def model(self, gm: fx.GraphModule, input_shape=None, context: Optional[str] = None) -> ModelTiming:
         """Predicted latency of a traced model, batch as in its example input."""
-        return self.lowered(lower(gm, input_shape))
+        return self.lowered(lower(gm, input_shape), context)
 
 
-def group_latency(profiler: Profiler, gm: fx.GraphModule, groups, group: str, width: int) -> float:
+def group_latency(profiler: Profiler, gm: fx.GraphModule, groups, group: str, width: int,
+                  context: Optional[str] = None) -> float:
     """Latency of the fused kernels that read or write one channel group, with the group at
     ``width`` (its first channels) and every other width held: the group's producers (their
-    output channels) and consumers (their input channels), each fused with its epilogue."""
+    output channels) and consumers (their input channels), each fused with its epilogue.
+    ``context``: the cache context (default: the pruned model's own)."""
     from hakd.passes.rebuild import rebuild
     from hakd.plan import PrunePlan
 
@@ -127,7 +159,7 @@ def group_latency(profiler: Profiler, gm: fx.GraphModule, groups, group: str, wi
         raise ProfileError(f"width {width} is outside 1..{full} for group {group!r}")
     plan = PrunePlan.from_widths({group: width}, groups.widths())
     members = {m.module for m in groups[group].members if m.role in ("in", "out")}
-    return profiler.model(rebuild(gm, groups, plan)).latency_of_modules(members)
+    return profiler.model(rebuild(gm, groups, plan), context=context).latency_of_modules(members)
 
 
 def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups, group: str, adaptive: bool = True,
@@ -137,6 +169,7 @@ def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups, group: str, 
 
     if not groups[group].prunable:
         raise ProfileError(f"group {group!r} cannot be pruned ({groups[group].reason}); it has no staircase")
-    measure = lambda w: group_latency(profiler, gm, groups, group, w)  # noqa: E731
+    context = profiler.context(lower(gm))  # the whole model's, held for every width like the other groups
+    measure = lambda w: group_latency(profiler, gm, groups, group, w, context)  # noqa: E731
     width, tol = groups[group].width, DEFAULT_TOLERANCE if tol is None else tol
     return adaptive_sweep(measure, width, grid, tol) if adaptive else full_sweep(measure, width, tol)

@@ -1,7 +1,8 @@
 """The persistent latency table: every kernel measurement, in SQLite.
 
 A row is keyed by target, kernel signature (op, shapes, structural hash), schedule
-configuration, hakd's schedule version and threads. Each measurement is committed
+configuration, hakd's schedule version, threads and cache context (see
+:func:`hakd.cost.measure.cache_context`). Each measurement is committed
 as soon as it is taken (WAL journal), so a killed sweep loses at most the kernel it
 was timing, and a rerun reuses every finished row.
 
@@ -35,6 +36,7 @@ CREATE TABLE IF NOT EXISTS latency (
     schedule TEXT NOT NULL,
     schedule_version INTEGER NOT NULL,
     threads INTEGER NOT NULL,
+    context TEXT NOT NULL,
     latency_s REAL,
     noise REAL,
     error TEXT,
@@ -42,11 +44,13 @@ CREATE TABLE IF NOT EXISTS latency (
     device TEXT,
     host TEXT,
     measured_at REAL,
-    PRIMARY KEY (target, signature, schedule, schedule_version, threads)
+    PRIMARY KEY (target, signature, schedule, schedule_version, threads, context)
 );
 """
-COLUMNS = ("target", "signature", "schedule", "schedule_version", "threads", "latency_s", "noise", "error",
+COLUMNS = ("target", "signature", "schedule", "schedule_version", "threads", "context", "latency_s", "noise", "error",
            "compile_s", "device", "host", "measured_at")
+FIRST_COLUMNS = COLUMNS[:5] + COLUMNS[6:]  # hakd 0.1 tables: no context, every row timed warm
+INSERT = f"INTO latency VALUES ({','.join('?' * len(COLUMNS))})"
 
 
 class TableError(HakdError):
@@ -63,33 +67,44 @@ class LatencyTable:
         try:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
+            cols = tuple(r[1] for r in self.db.execute("PRAGMA table_info(latency)"))
+            if cols == FIRST_COLUMNS:
+                self._add_context_column()
             self.db.executescript(SCHEMA)
-            cols = [r[1] for r in self.db.execute("PRAGMA table_info(latency)")]
+            cols = tuple(r[1] for r in self.db.execute("PRAGMA table_info(latency)"))
         except sqlite3.DatabaseError as e:
             raise TableError(f"{self.path} is not a usable hakd latency table ({e}); move it aside to start a new one") from e
-        if tuple(cols) != COLUMNS:
-            raise TableError(f"{self.path} has a latency table with other columns {cols}; move it aside to start a new one")
+        if cols != COLUMNS:
+            raise TableError(f"{self.path} has a latency table with other columns {list(cols)}; move it aside to start a new one")
+
+    def _add_context_column(self) -> None:
+        """Upgrade a table written before cache contexts: its rows were timed warm. One transaction."""
+        select = ",".join("'warm'" if c == "context" else c for c in COLUMNS)
+        self.db.executescript("BEGIN; ALTER TABLE latency RENAME TO latency_old;" + SCHEMA +
+                              f"INSERT INTO latency SELECT {select} FROM latency_old; DROP TABLE latency_old; COMMIT;")
 
     def record(self, target: str, signature: str, schedule: str, threads: int, m: Measurement,
-               device: str = "local", version: int = SCHEDULE_VERSION) -> None:
+               device: str = "local", version: int = SCHEDULE_VERSION, context: str = "warm") -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO latency VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (target, signature, schedule, version, threads, m.latency_s, m.noise, m.error, m.compile_s, device,
+            "INSERT OR REPLACE " + INSERT,
+            (target, signature, schedule, version, threads, context, m.latency_s, m.noise, m.error, m.compile_s, device,
              socket.gethostname(), time.time()),
         )
 
-    def lookup(self, target: str, signature: str, schedule: str, threads: int, version: int = SCHEDULE_VERSION) -> Optional[Measurement]:
+    def lookup(self, target: str, signature: str, schedule: str, threads: int, version: int = SCHEDULE_VERSION,
+               context: str = "warm") -> Optional[Measurement]:
         row = self.db.execute(
             "SELECT latency_s, noise, error, compile_s FROM latency WHERE target=? AND signature=? AND schedule=? "
-            "AND schedule_version=? AND threads=?", (target, signature, schedule, version, threads)).fetchone()
+            "AND schedule_version=? AND threads=? AND context=?", (target, signature, schedule, version, threads, context)).fetchone()
         return None if row is None else Measurement(*row)
 
-    def best(self, target: str, signature: str, threads: int, version: int = SCHEDULE_VERSION) -> Optional[tuple]:
+    def best(self, target: str, signature: str, threads: int, version: int = SCHEDULE_VERSION,
+             context: str = "warm") -> Optional[tuple]:
         """(schedule, Measurement) of the fastest successful row for a kernel, or None."""
         row = self.db.execute(
             "SELECT schedule, latency_s, noise, error, compile_s FROM latency WHERE target=? AND signature=? "
-            "AND schedule_version=? AND threads=? AND error IS NULL ORDER BY latency_s LIMIT 1",
-            (target, signature, version, threads)).fetchone()
+            "AND schedule_version=? AND threads=? AND context=? AND error IS NULL ORDER BY latency_s LIMIT 1",
+            (target, signature, version, threads, context)).fetchone()
         return None if row is None else (row[0], Measurement(*row[1:]))
 
     def rows(self) -> Iterator[dict]:
@@ -101,10 +116,10 @@ class LatencyTable:
 
     def summary(self) -> Dict[str, dict]:
         out = {}
-        for target, threads, n, kernels, failed in self.db.execute(
-                "SELECT target, threads, COUNT(*), COUNT(DISTINCT signature), SUM(error IS NOT NULL) FROM latency "
-                "GROUP BY target, threads"):
-            out[f"{target} (threads={threads})"] = {"rows": n, "kernels": kernels, "failed": failed}
+        for target, threads, context, n, kernels, failed in self.db.execute(
+                "SELECT target, threads, context, COUNT(*), COUNT(DISTINCT signature), SUM(error IS NOT NULL) FROM latency "
+                "GROUP BY target, threads, context"):
+            out[f"{target} (threads={threads}, {context})"] = {"rows": n, "kernels": kernels, "failed": failed}
         return out
 
     def export_csv(self, path: Union[str, Path]) -> int:
@@ -122,7 +137,7 @@ class LatencyTable:
         src = LatencyTable(other)
         added = kept = 0
         for row in src.rows():
-            cur = self.db.execute("INSERT OR IGNORE INTO latency VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", tuple(row[c] for c in COLUMNS))
+            cur = self.db.execute("INSERT OR IGNORE " + INSERT, tuple(row[c] for c in COLUMNS))
             added += cur.rowcount
             kept += 1 - cur.rowcount
         src.close()

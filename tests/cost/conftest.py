@@ -8,7 +8,7 @@ from hakd.cost.measure import MeasureConfig
 from hakd.passes.groups import find_groups
 from hakd.passes.trace import trace
 
-QUICK = MeasureConfig(number=2, repeat=2, min_repeat_ms=1, threads=1, retries=1, retry_wait_s=0.2, session_timeout_s=30,
+QUICK = MeasureConfig(number=2, repeat=2, min_repeat_ms=1, cold_repeat=3, threads=1, retries=1, retry_wait_s=0.2, session_timeout_s=30,
                       connect_timeout_s=5)
 
 

@@ -6,7 +6,7 @@ import torch
 
 from hakd.cost.deploy import DeployError
 from hakd.cost.profile import Profiler
-from hakd.cost.table import LatencyTable
+from hakd.cost.table import INSERT, LatencyTable
 from hakd.export import META, export, load
 from tests.cost.conftest import QUICK
 
@@ -22,7 +22,7 @@ def test_export_runs_the_measured_kernels_and_matches_pytorch(tiny, tmp_path):
     assert meta["target"] == prof.target.key() and meta["input_shape"] == [1, 3, 16, 16]
     # every deployed kernel's schedule is the fastest one recorded in the table for its signature
     for k in meta["kernels"]:
-        best_schedule, best = prof.table.best(prof.target.key(), k["signature"], QUICK.threads)
+        best_schedule, best = prof.table.best(prof.target.key(), k["signature"], QUICK.threads, context=meta["cache_context"])
         assert k["schedule"] == best_schedule and k["latency_s"] == best.latency_s
     model = load(tmp_path / "out")
     x = torch.randn(1, 3, 16, 16)
@@ -44,8 +44,7 @@ def test_cross_export_for_a_board(tiny, tmp_path):
     prof.target = board  # compile for the board with the recorded schedules' table rows
     prof.table = LatencyTable(tmp_path / "t.sqlite")
     for row in list(prof.table.rows()):  # copy rows to the board's key (a real board would have measured them)
-        prof.table.db.execute("INSERT OR IGNORE INTO latency VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                              (board.key(), *list(row.values())[1:]))
+        prof.table.db.execute("INSERT OR IGNORE " + INSERT, (board.key(), *list(row.values())[1:]))
     executable, timing, _ = compile_scheduled(gm, prof)
     path = write_library(executable, tmp_path, board)
     assert path.suffix in (".so", ".tar") and path.stat().st_size > 0

@@ -39,6 +39,8 @@ def test_measuring_through_a_real_rpc_tracker_and_server(tiny, rpc_pair, tmp_pat
     r, l = remote.kernel(conv), local.kernel(conv)
     assert r.latency_s > 0 and remote.compiles == len(candidates(conv.func))
     assert 0.2 < r.latency_s / l.latency_s < 5  # same machine, loopback: the same order of magnitude
+    whole = remote.model(gm)  # a board times kernels cold, and the runtime call cost through the VM
+    assert whole.context == "cold" and 0 < whole.call_overhead_s < 1e-4
     rows = list(remote.table.rows())
     assert {row["device"] for row in rows} == {rpc_pair.device}
 

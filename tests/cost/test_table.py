@@ -24,7 +24,32 @@ def test_record_lookup_best_persist(tmp_path):
     schedule, m = again.best("llvm", "sigA", 1)
     assert schedule == "conv2d/oc16/v16" and m.latency_s == 1e-5
     assert again.lookup("llvm", "sigA", "default", 1).error == "build failed"
-    assert again.summary() == {"llvm (threads=1)": {"rows": 3, "kernels": 1, "failed": 1}}
+    assert again.summary() == {"llvm (threads=1, warm)": {"rows": 3, "kernels": 1, "failed": 1}}
+
+
+def test_cache_contexts_are_separate_rows(tmp_path):
+    t = LatencyTable(tmp_path / "t.sqlite")
+    t.record("llvm", "sigA", "default", 1, Measurement(1e-5, 0.0))
+    t.record("llvm", "sigA", "default", 1, Measurement(3e-5, 0.0), context="reuse-8MiB")
+    assert t.lookup("llvm", "sigA", "default", 1).latency_s == 1e-5
+    assert t.lookup("llvm", "sigA", "default", 1, context="reuse-8MiB").latency_s == 3e-5
+    assert t.lookup("llvm", "sigA", "default", 1, context="cold") is None
+    assert t.best("llvm", "sigA", 1, context="reuse-8MiB")[1].latency_s == 3e-5
+
+
+def test_table_from_before_cache_contexts_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE latency (target TEXT NOT NULL, signature TEXT NOT NULL, schedule TEXT NOT NULL, "
+               "schedule_version INTEGER NOT NULL, threads INTEGER NOT NULL, latency_s REAL, noise REAL, error TEXT, "
+               "compile_s REAL, device TEXT, host TEXT, measured_at REAL, "
+               "PRIMARY KEY (target, signature, schedule, schedule_version, threads))")
+    db.execute("INSERT INTO latency VALUES ('llvm','sigA','default',1,1,2e-5,0.01,NULL,0.3,'local','h',0)")
+    db.commit()
+    db.close()
+    t = LatencyTable(path)
+    assert t.lookup("llvm", "sigA", "default", 1, version=1).latency_s == 2e-5  # kept, as a warm timing
+    assert [r["context"] for r in t.rows()] == ["warm"]
 
 
 def test_older_schedule_versions_are_not_reused(tmp_path):

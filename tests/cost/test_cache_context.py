@@ -1,0 +1,55 @@
+"""Kernels are timed in the cache state they meet inside their model; runtime call cost is measured."""
+
+import pytest
+import torch
+from torch import nn
+
+from hakd.config import ConfigError
+from hakd.cost.dispatch import SIGNATURE
+from hakd.cost.lower import lower
+from hakd.cost.measure import LocalRunner, MeasureConfig, build_kernel
+from hakd.cost.profile import Profiler
+from hakd.cost.table import LatencyTable
+from hakd.passes.trace import trace
+from tests.cost.conftest import QUICK
+
+
+def test_footprint_counts_weights_outputs_and_residuals_not_inputs():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()).eval()
+    low = lower(trace(model, torch.zeros(1, 3, 8, 8)))
+    (k,) = low.kernels.values()
+    assert k.shapes == ((1, 3, 8, 8), (8, 3, 3, 3), (1, 8, 1, 1), (1, 8, 8, 8))
+    assert low.footprint_bytes == 4 * (8 * 3 * 3 * 3 + 8 + 8 * 8 * 8) and low.calls == 1
+
+
+def test_every_context_times_the_kernel_and_a_bad_one_is_a_failed_value(tiny):
+    gm, _ = tiny
+    k = max(lower(gm).kernels.values(), key=lambda k: k.shapes[1][0] * k.shapes[1][1])
+    runner = LocalRunner(QUICK)
+    lib, _ = build_kernel(k.func, Profiler("host", table=LatencyTable(":memory:"), measure=QUICK).target)
+    for context in ("warm", "cold", "reuse-2MiB"):
+        m = runner.time(lib, k.shapes, context=context)
+        assert m.ok and m.latency_s > 0, (context, m.error)
+    bad = runner.time(lib, k.shapes, context="lukewarm")
+    assert not bad.ok and "unknown cache context 'lukewarm'" in bad.error
+
+
+def test_profiles_use_the_models_context_and_measure_the_call_cost_once(tiny, tmp_path):
+    gm, _ = tiny
+    table = LatencyTable(tmp_path / "t.sqlite")
+    prof = Profiler("host", table=table, measure=QUICK)
+    timing = prof.model(gm)
+    assert timing.context == "reuse-1MiB"  # TinyRes touches well under 1 MiB per inference
+    assert 0 < timing.call_overhead_s < 2e-5
+    calls = sum(k.calls for k in timing.kernels)
+    assert timing.latency_s == pytest.approx(sum(k.latency_s * k.calls for k in timing.kernels) + calls * timing.call_overhead_s)
+    assert {r["context"] for r in table.rows() if r["signature"] != SIGNATURE} == {"reuse-1MiB"}
+    again = Profiler("host", table=table, measure=QUICK)
+    assert again.model(gm).latency_s == timing.latency_s and again.compiles == 0
+    warm = Profiler("host", table=table, measure=MeasureConfig(number=2, repeat=2, min_repeat_ms=1, cache="warm"))
+    assert warm.model(gm).context == "warm" and warm.compiles > 0  # another context: other rows
+
+
+def test_unknown_cache_mode_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="model.*warm.*cold"):
+        MeasureConfig(cache="hot")
