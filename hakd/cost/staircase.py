@@ -33,19 +33,25 @@ def optimal_points(latency: Mapping[int, float], tol: float = DEFAULT_TOLERANCE)
 
 @dataclasses.dataclass
 class Sweep:
-    """Measured latencies by width and the optimal points among them."""
+    """Measured latencies by width, widths estimated on measured ramps, and the optimal points."""
 
     latency: Dict[int, float]
     tol: float
-    candidates: Optional[Set[int]] = None  # widths that may be step ends; None: every measured width
+    candidates: Optional[Set[int]] = None  # widths that may be step ends; None: every width of the curve
+    estimated: Dict[int, float] = dataclasses.field(default_factory=dict)  # interpolated, not measured
 
     @property
     def evaluations(self) -> int:
         return len(self.latency)
 
     @property
+    def curve(self) -> Dict[int, float]:
+        """Every width known: measured ones, and on ramps the linear interpolation between them."""
+        return {**self.estimated, **self.latency}
+
+    @property
     def optimal(self) -> List[int]:
-        points = optimal_points(self.latency, self.tol)
+        points = optimal_points(self.curve, self.tol)
         return points if self.candidates is None else [w for w in points if w in self.candidates]
 
 
@@ -59,31 +65,50 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
     """Find the optimal points with far fewer measurements than :func:`full_sweep`.
 
     Measures a coarse grid (multiples of ``grid``, the schedules' channel tile, plus the
-    ends); where latency jumps between two grid points by more than ``tol``, binary
-    search finds the widest width still on the lower step. Only grid points and the
-    steps' ends found so are candidates for optimal points (a bisection midpoint is not).
+    ends), then refines each interval [a, b] whose latency rises by more than ``tol``:
+
+    - a *ramp* when both its midpoint and a + 1 lie nearer the line from a to b than to
+      either end's level: the widths inside are interpolated (on a ramp steeper than
+      ``tol`` per channel every width is its own step end);
+    - otherwise a *step* somewhere inside: both halves are refined the same way, which
+      finds the widest width of each lower level as a binary search would.
+
+    A flat interval needs nothing: no width inside it can be optimal. Candidates for
+    optimal points are the widths whose right neighbour is known (measured or
+    interpolated), so that their step end is established.
+
+    >>> ramp = adaptive_sweep(lambda w: 100.0 + 20.0 * w, 16, grid=8)  # 5% or more per channel
+    >>> ramp.evaluations, ramp.optimal == list(range(1, 17))
+    (7, True)
     """
     latency: Dict[int, float] = {}
+    estimated: Dict[int, float] = {}
 
     def at(w: int) -> float:
         if w not in latency:
             latency[w] = measure(w)
         return latency[w]
 
+    def on_line(a: int, b: int, w: int) -> bool:
+        line = at(a) + (at(b) - at(a)) * (w - a) / (b - a)
+        return abs(at(w) - line) < 0.5 * min(abs(at(w) - at(a)), abs(at(b) - at(w)))
+
+    def refine(a: int, b: int) -> None:
+        if b - a <= 1 or at(b) <= at(a) * (1 + tol):
+            return
+        mid = (a + b) // 2
+        at(mid)
+        if b - a > 3 and on_line(a, b, mid) and on_line(a, b, a + 1):
+            estimated.update({w: at(a) + (at(b) - at(a)) * (w - a) / (b - a) for w in range(a + 2, b) if w != mid})
+            return
+        refine(a, mid)
+        refine(mid, b)
+
     grid_points = sorted({min_width, max_width, *range(max(grid, min_width), max_width + 1, grid)})
     for w in grid_points:
         at(w)
-    candidates = set(grid_points)
     for a, b in zip(grid_points, grid_points[1:]):
-        level = at(a) * (1 + tol)
-        if at(b) <= level or b - a <= 1:
-            continue
-        lo, hi = a, b  # at(lo) within the level, at(hi) above it
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if at(mid) <= level:
-                lo = mid
-            else:
-                hi = mid
-        candidates.add(lo)
-    return Sweep(latency, tol, candidates)
+        refine(a, b)
+    known = {*latency, *estimated}
+    candidates = {w for w in known if w + 1 in known or w == max_width} | set(grid_points)
+    return Sweep(latency, tol, candidates, estimated)
