@@ -15,7 +15,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax, te
 
-__all__ = ["dispatch_chain", "CHAIN", "SIGNATURE"]
+__all__ = ["dispatch_chain", "build_chain", "CHAIN", "SHAPE", "SIGNATURE"]
 
 CHAIN = 64
 SHAPE = (1, 16, 8, 8)
@@ -38,3 +38,9 @@ def dispatch_chain(calls: int = CHAIN) -> tvm.IRModule:
             out = bb.emit_output(y)
         bb.emit_func_output(out)
     return bb.get()
+
+
+def build_chain(target: tvm.target.Target):
+    """The chain compiled for ``target`` as a Relax executable (input ``SHAPE``)."""
+    with tvm.transform.PassContext(opt_level=3):
+        return relax.build(dispatch_chain(), target=target)

@@ -50,10 +50,16 @@ class Kernel:
     shapes: Tuple[Tuple[int, ...], ...]
     signature: str
     call_modules: Tuple[Tuple[str, ...], ...] = ()  # per call: the fx modules whose weights it reads
+    weight_args: Tuple[int, ...] = ()  # positions of the arguments that are weights (the rest: activations, output last)
 
     @property
     def calls(self) -> int:
         return len(self.call_modules)
+
+    @property
+    def activation_args(self) -> Tuple[int, ...]:
+        """Positions of the inputs computed by earlier kernels of the model."""
+        return tuple(i for i in range(len(self.shapes) - 1) if i not in self.weight_args)
 
     @property
     def modules(self) -> Tuple[str, ...]:
@@ -74,9 +80,10 @@ class Lowered:
 
     @property
     def footprint_bytes(self) -> int:
-        """Bytes one inference touches besides each kernel's input (weights, outputs, residuals):
-        the data that streams through the caches between two calls of a kernel."""
-        return sum(4 * math.prod(s) * k.calls for k in self.kernels.values() for s in k.shapes[1:])
+        """Bytes one inference writes or reads for the first time (every call's weights and
+        output): the data that streams through the caches between two calls of a kernel."""
+        return sum(4 * math.prod(k.shapes[i]) * k.calls for k in self.kernels.values()
+                   for i in (*k.weight_args, len(k.shapes) - 1))
 
     def for_module(self, module: str) -> List[Kernel]:
         return [k for k in self.kernels.values() if module in k.modules]
@@ -134,6 +141,11 @@ def _kernels(mod, gm: fx.GraphModule) -> Dict[str, Kernel]:
             kind = kernel_kind(func)
             kernels[gv.name_hint] = Kernel(gv.name_hint, func, kind, shapes, signature(func, kind, shapes))
     call_tir = tvm.ir.Op.get("relax.call_tir")
+    from_weights = set()  # values computed from weights alone (a bias reshaped for broadcasting); names repeat, vars do not
+
+    def is_weight(a) -> bool:
+        return isinstance(a, tvm.ir.expr.Constant) or (isinstance(a, relax.Var) and (a.name in param_owner or a in from_weights))
+
     for block in mod["main"].body.blocks:
         for binding in block.bindings:
             call = binding.value
@@ -142,7 +154,10 @@ def _kernels(mod, gm: fx.GraphModule) -> Dict[str, Kernel]:
             k = kernels[call.args[0].name_hint]
             args = list(call.args[1].fields)
             owners = [param_owner[a.name] for a in args if isinstance(a, relax.Var) and a.name in param_owner]
-            if len(owners) == len(args):
-                continue  # computes on weights only (a bias reshape): folded away when weights are bound
+            weights = tuple(i for i, a in enumerate(args) if is_weight(a))
+            if len(weights) == len(args):
+                from_weights.add(binding.var)
+                continue  # computes on weights only: folded away when weights are bound
             k.call_modules += (tuple(dict.fromkeys(owners)),)
+            k.weight_args = weights
     return {name: k for name, k in kernels.items() if k.calls}

@@ -9,9 +9,11 @@ A kernel called in a loop finds its weights and output in cache; inside a model 
 does not: between two inferences the rest of the model streams its own weights and
 activations through the caches. The *cache context* of a timing says which case is
 measured (see :func:`cache_context`): ``"warm"`` (repeated calls), ``"cold"`` (every
-operand but the input flushed to memory before each call) or ``"reuse-<N>MiB"`` (N MiB
-of other data read before each call, then the input touched again: the state a kernel
-finds in a model whose inference touches N MiB). Each context is a separate table row.
+operand but the first input flushed to memory before each call) or ``"reuse-<N>MiB"``
+(N MiB of other data read before each call, then the kernel's activation inputs touched
+again: the state a kernel finds in a model whose inference touches N MiB, where its
+weights and output were last used an inference ago and its inputs were just computed).
+Each context is a separate table row.
 
 >>> m = Measurement(latency_s=1e-4, noise=0.02)
 >>> m.ok, round(m.latency_us)
@@ -62,9 +64,7 @@ class MeasureConfig:
     connect_timeout_s: float = 10.0
 
     def __post_init__(self):
-        from hakd.config import _at_least
-
-        from hakd.config import _one_of
+        from hakd.config import _at_least, _one_of
 
         for name, low in (("number", 1), ("repeat", 1), ("min_repeat_ms", 0), ("threads", 1), ("retries", 0),
                           ("session_timeout_s", 1), ("cold_repeat", 1)):
@@ -122,18 +122,19 @@ def cache_context(mode: str, footprint_bytes: int, evict_here: bool = True) -> s
     return f"reuse-{mib}MiB"
 
 
-_EVICTION = {"buffer": np.zeros(0, dtype=np.float32)}
+_EVICTION = {"buffer": np.zeros(0, dtype=np.float32), "hot": (0,)}
 
 
 @tvm.register_global_func("hakd.evict_caches", override=True)
 def _evict_caches(*args):
     """time_evaluator's pre-call hook in a reuse context: stream the eviction buffer, then
-    touch the kernel's first argument again (its producer ran just before it)."""
+    touch the kernel's activation inputs again (their producers ran just before it)."""
     _EVICTION["buffer"].sum()
-    args[0].numpy()
+    for i in _EVICTION["hot"]:
+        np.from_dlpack(args[i]).sum()  # read in place: a copy would evict as much as it touches
 
 
-def _timer(mod, entry: str, dev, config: MeasureConfig, context: str):
+def _timer(mod, entry: str, dev, config: MeasureConfig, context: str, hot: Sequence[int] = (0,)):
     if context == "warm":
         return mod.time_evaluator(entry, dev, number=config.number, repeat=config.repeat, min_repeat_ms=config.min_repeat_ms)
     if context == "cold":
@@ -142,6 +143,7 @@ def _timer(mod, entry: str, dev, config: MeasureConfig, context: str):
         size = int(context[len("reuse-"):-len("MiB")]) * 2**20 // 4
         if _EVICTION["buffer"].size != size:
             _EVICTION["buffer"] = np.ones(size, dtype=np.float32)
+        _EVICTION["hot"] = tuple(hot)
         preproc = "hakd.evict_caches"
     else:
         raise ValueError(f"unknown cache context {context!r}")
@@ -170,13 +172,16 @@ class LocalRunner:
     def context(self, footprint_bytes: int) -> str:
         return cache_context(self.config.cache, footprint_bytes)
 
-    def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main", context: str = "warm") -> Measurement:
+    def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main", context: str = "warm",
+             hot: Sequence[int] = (0,)) -> Measurement:
+        """Time ``lib[entry]`` on random arguments of ``shapes`` in cache ``context``; ``hot``: the
+        positions of the arguments a model's earlier kernels just wrote (kept in cache)."""
         try:
             dev = tvm.cpu(0)
             mod = lib.mod if hasattr(lib, "mod") else lib
             args = _random_args(shapes, dev)
             mod[entry](*args)  # warm-up, discarded
-            return _summarise(_timer(mod, entry, dev, self.config, context)(*args).results, compile_s)
+            return _summarise(_timer(mod, entry, dev, self.config, context, hot)(*args).results, compile_s)
         except Exception as e:  # a kernel that crashes or fails to run is a failed measurement
             return Measurement(error=f"{type(e).__name__}: {str(e)[:300]}", compile_s=compile_s)
 
@@ -232,7 +237,9 @@ class RpcRunner:
     def context(self, footprint_bytes: int) -> str:
         return cache_context(self.config.cache, footprint_bytes, evict_here=False)
 
-    def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main", context: str = "warm") -> Measurement:
+    def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main", context: str = "warm",
+             hot: Sequence[int] = (0,)) -> Measurement:
+        """As :meth:`LocalRunner.time`; on a board only the first argument stays hot when cold."""
         if context.startswith("reuse-"):
             raise ValueError(f"context {context!r} needs hakd beside the kernel; an RPC board times 'warm' or 'cold'")
 

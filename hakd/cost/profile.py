@@ -17,11 +17,9 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional
 
-import tvm
 from torch import fx
-from tvm import relax
 
-from hakd.cost.dispatch import CHAIN, SHAPE, SIGNATURE, dispatch_chain
+from hakd.cost.dispatch import CHAIN, SHAPE, SIGNATURE, build_chain
 from hakd.cost.lower import Kernel, Lowered, lower
 from hakd.cost.measure import MeasureConfig, Measurement, build_kernel, make_runner
 from hakd.cost.schedules import ScheduleConfig, apply_schedule, candidates
@@ -101,7 +99,7 @@ class Profiler:
         except Exception as e:  # a template that does not fit (ScheduleError) or fails to build
             m = Measurement(error=f"build failed: {type(e).__name__}: {str(e)[:300]}")
         else:
-            m = self.runner.time(lib, kernel.shapes, compile_s, context=context)
+            m = self.runner.time(lib, kernel.shapes, compile_s, context=context, hot=kernel.activation_args or (0,))
         self.table.record(self.target_key, kernel.signature, cfg.key(), self.measure.threads, m, str(self.device), context=context)
         return m
 
@@ -125,10 +123,8 @@ class Profiler:
         key = (self.target_key, SIGNATURE, "vm", self.measure.threads)
         m = self.table.lookup(*key)
         if m is None:
-            with tvm.transform.PassContext(opt_level=3):
-                executable = relax.build(dispatch_chain(), target=self.target.tvm_target())
+            m = self.runner.time_vm(build_chain(self.target.tvm_target()), SHAPE)
             self.compiles += 1
-            m = self.runner.time_vm(executable, SHAPE)
             self.table.record(*key, m, str(self.device))
         if not m.ok:
             raise ProfileError(f"the runtime's cost per kernel call could not be measured on {self.target_key} "

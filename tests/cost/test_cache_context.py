@@ -14,11 +14,12 @@ from hakd.passes.trace import trace
 from tests.cost.conftest import QUICK
 
 
-def test_footprint_counts_weights_outputs_and_residuals_not_inputs():
+def test_footprint_counts_weights_and_outputs():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()).eval()
     low = lower(trace(model, torch.zeros(1, 3, 8, 8)))
     (k,) = low.kernels.values()
     assert k.shapes == ((1, 3, 8, 8), (8, 3, 3, 3), (1, 8, 1, 1), (1, 8, 8, 8))
+    assert k.weight_args == (1, 2) and k.activation_args == (0,)
     assert low.footprint_bytes == 4 * (8 * 3 * 3 * 3 + 8 + 8 * 8 * 8) and low.calls == 1
 
 
@@ -28,7 +29,7 @@ def test_every_context_times_the_kernel_and_a_bad_one_is_a_failed_value(tiny):
     runner = LocalRunner(QUICK)
     lib, _ = build_kernel(k.func, Profiler("host", table=LatencyTable(":memory:"), measure=QUICK).target)
     for context in ("warm", "cold", "reuse-2MiB"):
-        m = runner.time(lib, k.shapes, context=context)
+        m = runner.time(lib, k.shapes, context=context, hot=k.activation_args)
         assert m.ok and m.latency_s > 0, (context, m.error)
     bad = runner.time(lib, k.shapes, context="lukewarm")
     assert not bad.ok and "unknown cache context 'lukewarm'" in bad.error
@@ -53,3 +54,23 @@ def test_profiles_use_the_models_context_and_measure_the_call_cost_once(tiny, tm
 def test_unknown_cache_mode_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="model.*warm.*cold"):
         MeasureConfig(cache="hot")
+
+
+def test_a_residual_kernel_keeps_both_activations_hot(tiny):
+    gm, _ = tiny
+    low = lower(gm, bind_params=True)  # weights are constants, as deployed
+    residual = next(k for k in low.kernels.values() if k.kind == "conv2d" and len(k.activation_args) == 2)
+    assert len(residual.weight_args) == 2  # the conv's weight and bias; input and residual are activations
+
+
+@pytest.mark.parametrize("name", ["resnet20", "densenet40"])
+def test_every_conv_is_in_a_kernel_and_no_activation_is_taken_for_a_weight(name):
+    from hakd import models
+
+    gm = trace(models.create(name).eval(), torch.zeros(1, 3, 32, 32))
+    low = lower(gm)
+    convs = {n for n, m in gm.named_modules() if isinstance(m, nn.Conv2d)}
+    assert convs <= {m for k in low.kernels.values() for m in k.modules}
+    for k in low.kernels.values():
+        assert 0 in k.activation_args, k.name  # every kernel computes on its predecessor's output
+        assert k.kind != "conv2d" or 1 in k.weight_args, k.name
