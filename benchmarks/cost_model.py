@@ -117,6 +117,7 @@ def staircases(cases, quick):
         ax.plot(sorted(ad.latency), [ad.latency[w] * 1e6 for w in sorted(ad.latency)], "o", ms=3, color="tab:blue",
                 label=f"adaptive ({ad.evaluations} widths)")
         ax.plot(full.optimal, [full.latency[w] * 1e6 for w in full.optimal], "v", color="tab:red", label="optimal (full)")
+        ax.plot(ad.optimal, [ad.curve[w] * 1e6 for w in ad.optimal], "^", ms=4, mfc="none", color="tab:green", label="optimal (adaptive)")
         ax.set_xlabel(f"width of group {group}")
         ax.set_ylabel("latency of its kernels (us)")
         ax.set_title(f"{model_name}: {group} (TVM, hakd schedules, 1 thread, {platform.machine()})", fontsize=9)

@@ -57,7 +57,8 @@ def _profiler(args):
     from hakd.cost.measure import MeasureConfig
     from hakd.cost.profile import Profiler
 
-    return Profiler(args.target, device=args.device, table=args.table, measure=MeasureConfig(threads=args.threads))
+    return Profiler(args.target, device=args.device, table=args.table, measure=MeasureConfig(threads=args.threads),
+                    tune_trials=getattr(args, "tune_trials", 0))
 
 
 def _groups(args):
@@ -92,18 +93,20 @@ def _staircase(args):
     prof = _profiler(args)
     sweep = group_staircase(prof, gm, groups, args.group, adaptive=not args.full, tol=args.tol)
     print(f"{what}: group {args.group} on {prof.target.key()}: {sweep.evaluations} widths measured, {prof.compiles} compiles")
-    for w in sorted(sweep.latency):
-        print(f"  {w:5d} {sweep.latency[w] * 1e6:10.1f} us{'  <- optimal' if w in sweep.optimal else ''}")
+    curve, optimal = sweep.curve, set(sweep.optimal)
+    for w in sorted(curve):
+        how = "measured" if w in sweep.latency else "on a ramp"
+        print(f"  {w:5d} {curve[w] * 1e6:10.1f} us  {how}{'  <- optimal' if w in optimal else ''}")
     if args.plot:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        widths = sorted(sweep.latency)
         fig, ax = plt.subplots(figsize=(7, 3.5))
-        ax.plot(widths, [sweep.latency[w] * 1e6 for w in widths], "o-", ms=3)
-        ax.plot(sweep.optimal, [sweep.latency[w] * 1e6 for w in sweep.optimal], "v", color="tab:red", label="optimal widths")
+        ax.plot(sorted(curve), [curve[w] * 1e6 for w in sorted(curve)], "-", lw=1, color="0.5", label="staircase")
+        ax.plot(sorted(sweep.latency), [sweep.latency[w] * 1e6 for w in sorted(sweep.latency)], "o", ms=3, label="measured")
+        ax.plot(sweep.optimal, [curve[w] * 1e6 for w in sweep.optimal], "v", color="tab:red", label="optimal widths")
         ax.set_xlabel(f"width of {args.group}")
         ax.set_ylabel("latency of its kernels (us)")
         ax.legend()
@@ -153,8 +156,10 @@ def add_commands(sub) -> None:
     p = sub.add_parser("groups", help="list a model's channel groups")
     model_args(p, cost=False)
     p.set_defaults(handler=_groups)
+    tune_help = "also tune every convolution with meta_schedule, N trials each (minutes per kernel; for final models)"
     p = sub.add_parser("profile", help="measure every fused kernel of a model on a target")
     model_args(p)
+    p.add_argument("--tune-trials", type=int, default=0, metavar="N", help=tune_help)
     p.set_defaults(handler=_profile)
     p = sub.add_parser("staircase", help="latency of one channel group's kernels for each width")
     model_args(p)
@@ -166,6 +171,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("export", help="compile a model with its measured schedules")
     model_args(p)
     p.add_argument("--out", required=True)
+    p.add_argument("--tune-trials", type=int, default=0, metavar="N", help=tune_help)
     p.set_defaults(handler=_export)
     p = sub.add_parser("table", help="list, export or merge latency tables")
     p.add_argument("action", choices=["list", "export", "merge"])

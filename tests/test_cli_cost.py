@@ -19,7 +19,7 @@ def test_table_commands(tmp_path, capsys):
     assert main(["table", "list", "--table", str(a)]) == 0
     assert main(["table", "export", str(tmp_path / "rows.csv"), "--table", str(a)]) == 0
     out = capsys.readouterr().out
-    assert "1 rows added" in out and "llvm (threads=1): 1 kernels" in out and "wrote 1 rows" in out
+    assert "1 rows added" in out and "llvm (threads=1, warm): 1 kernels" in out and "wrote 1 rows" in out
 
 
 def test_bad_target_and_group_are_clear(capsys):

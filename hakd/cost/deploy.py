@@ -15,7 +15,7 @@ import tvm
 from tvm import relax
 
 from hakd.cost.lower import lower
-from hakd.cost.schedules import ScheduleConfig, apply_schedule
+from hakd.cost.schedules import ScheduleConfig
 from hakd.errors import HakdError
 
 __all__ = ["compile_scheduled", "write_library", "VmModel", "DeployError"]
@@ -31,7 +31,7 @@ def compile_scheduled(gm, profiler, input_shape=None):
     timing = profiler.lowered(low)
     mod = low.mod
     for k in timing.kernels:
-        mod[k.kernel] = apply_schedule(low.kernels[k.kernel].func, ScheduleConfig.from_key(k.schedule))
+        mod[k.kernel] = profiler.schedule(low.kernels[k.kernel].func, ScheduleConfig.from_key(k.schedule))
     with tvm.transform.PassContext(opt_level=3):
         executable = relax.build(mod, target=profiler.target.tvm_target())
     return executable, timing, low.input_shape

@@ -15,6 +15,7 @@ Kernels are timed in the cache context of the model they belong to
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from typing import List, Optional
 
 from torch import fx
@@ -22,7 +23,7 @@ from torch import fx
 from hakd.cost.dispatch import CHAIN, SHAPE, SIGNATURE, build_chain
 from hakd.cost.lower import Kernel, Lowered, lower
 from hakd.cost.measure import MeasureConfig, Measurement, build_kernel, make_runner
-from hakd.cost.schedules import ScheduleConfig, apply_schedule, candidates
+from hakd.cost.schedules import TUNABLE, ScheduleConfig, apply_schedule, candidates
 from hakd.cost.table import DEFAULT_TABLE, LatencyTable
 from hakd.cost.target import parse_device, parse_target
 from hakd.errors import HakdError
@@ -73,7 +74,7 @@ class Profiler:
     ``compiles`` and ``table_hits`` count the work done, for benchmarks.
     """
 
-    def __init__(self, target="host", device=None, table=None, measure: MeasureConfig = MeasureConfig()):
+    def __init__(self, target="host", device=None, table=None, measure: MeasureConfig = MeasureConfig(), tune_trials: int = 0):
         self.target = parse_target(target)
         self.device = parse_device(device)
         self.measure = measure
@@ -81,6 +82,12 @@ class Profiler:
         self.table = table if isinstance(table, LatencyTable) else LatencyTable(table or DEFAULT_TABLE)
         self.compiles = 0
         self.table_hits = 0
+        self.tuner = None
+        if tune_trials:  # meta_schedule's database lives beside the table
+            from hakd.cost.tune import Tuner
+
+            folder = self.table.path + ".tuning" if self.table.path != ":memory:" else tempfile.mkdtemp(prefix="hakd-tuning-")
+            self.tuner = Tuner(folder, self.target, tune_trials, measure.threads)
 
     @property
     def target_key(self) -> str:
@@ -93,7 +100,7 @@ class Profiler:
             self.table_hits += 1
             return known
         try:
-            func = apply_schedule(kernel.func, cfg)
+            func = self.schedule(kernel.func, cfg)
             lib, compile_s = build_kernel(func, self.target)
             self.compiles += 1
         except Exception as e:  # a template that does not fit (ScheduleError) or fails to build
@@ -103,9 +110,24 @@ class Profiler:
         self.table.record(self.target_key, kernel.signature, cfg.key(), self.measure.threads, m, str(self.device), context=context)
         return m
 
+    def schedule(self, func, cfg: ScheduleConfig):
+        """``func`` scheduled as ``cfg`` says: a hakd template, or a kernel tuned by meta_schedule."""
+        if cfg.template == "meta_schedule":
+            if self.tuner is None:
+                raise ProfileError(f"schedule {cfg.key()} was tuned by meta_schedule: create the Profiler with tune_trials")
+            return self.tuner.apply(func, cfg)
+        return apply_schedule(func, cfg)
+
+    def candidates(self, kernel: Kernel) -> List[ScheduleConfig]:
+        """hakd's template candidates, plus the meta_schedule-tuned one when tuning is on."""
+        configs = candidates(kernel.func)
+        if self.tuner is not None and kernel.kind in TUNABLE:
+            configs.append(self.tuner.candidate(kernel.func))
+        return configs
+
     def kernel(self, kernel: Kernel, context: str = "warm") -> KernelTiming:
         """The fastest schedule of a kernel (every candidate timed once, ever, per table and context)."""
-        results = [(cfg, self.time_config(kernel, cfg, context)) for cfg in candidates(kernel.func)]
+        results = [(cfg, self.time_config(kernel, cfg, context)) for cfg in self.candidates(kernel)]
         ok = [(cfg, m) for cfg, m in results if m.ok]
         if not ok:
             errors = "; ".join(f"{cfg.key()}: {m.error}" for cfg, m in results)

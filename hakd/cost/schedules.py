@@ -28,8 +28,9 @@ from tvm import s_tir, tirx
 
 from hakd.errors import HakdError
 
-__all__ = ["ScheduleConfig", "SCHEDULE_VERSION", "kernel_kind", "candidates", "apply_schedule", "ScheduleError"]
+__all__ = ["ScheduleConfig", "SCHEDULE_VERSION", "TUNABLE", "kernel_kind", "candidates", "apply_schedule", "ScheduleError"]
 
+TUNABLE = ("conv2d", "depthwise", "grouped")  # kinds hakd.cost.tune may hand to meta_schedule
 SCHEDULE_VERSION = 1  # bump when a template changes: table rows of older versions are not reused
 
 
@@ -44,13 +45,17 @@ class ScheduleConfig:
     template: str
     oc_tile: int = 0
     vector: int = 0
+    digest: str = ""  # a tuned schedule (hakd.cost.tune): the digest of the scheduled kernel
 
     def key(self) -> str:
-        return "/".join([self.template] + ([f"oc{self.oc_tile}"] if self.oc_tile else []) + ([f"v{self.vector}"] if self.vector else []))
+        return "/".join([self.template] + ([f"oc{self.oc_tile}"] if self.oc_tile else []) + ([f"v{self.vector}"] if self.vector else [])
+                        + ([self.digest] if self.digest else []))
 
     @classmethod
     def from_key(cls, key: str) -> "ScheduleConfig":
         parts = key.split("/")
+        if parts[0] == "meta_schedule":
+            return cls(parts[0], digest=parts[1] if len(parts) > 1 else "")
         kw = {}
         for p in parts[1:]:
             if p.startswith("oc"):

@@ -67,9 +67,9 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
     Measures a coarse grid (multiples of ``grid``, the schedules' channel tile, plus the
     ends), then refines each interval [a, b] whose latency rises by more than ``tol``:
 
-    - a *ramp* when both its midpoint and a + 1 lie nearer the line from a to b than to
-      either end's level: the widths inside are interpolated (on a ramp steeper than
-      ``tol`` per channel every width is its own step end);
+    - a *ramp* when both its midpoint and a + 1 lie within ``tol`` of the line from a to
+      b, or nearer it than to either end's level: the widths inside are interpolated (on
+      a ramp steeper than ``tol`` per channel every width is its own step end);
     - otherwise a *step* somewhere inside: both halves are refined the same way, which
       finds the widest width of each lower level as a binary search would.
 
@@ -91,7 +91,7 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
 
     def on_line(a: int, b: int, w: int) -> bool:
         line = at(a) + (at(b) - at(a)) * (w - a) / (b - a)
-        return abs(at(w) - line) < 0.5 * min(abs(at(w) - at(a)), abs(at(b) - at(w)))
+        return abs(at(w) - line) <= max(tol * line, 0.5 * min(abs(at(w) - at(a)), abs(at(b) - at(w))))
 
     def refine(a: int, b: int) -> None:
         if b - a <= 1 or at(b) <= at(a) * (1 + tol):

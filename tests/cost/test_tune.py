@@ -1,0 +1,45 @@
+"""Optional meta_schedule tuning: the tuned kernel is a candidate, timed, recorded and deployed."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hakd.cost.lower import lower
+from hakd.cost.profile import Profiler
+from hakd.cost.schedules import ScheduleConfig, ScheduleError
+from hakd.cost.table import LatencyTable
+from hakd.export import META, export, load
+from hakd.passes.trace import trace
+from tests.cost.conftest import QUICK
+
+pytestmark = pytest.mark.slow
+
+
+def test_tuned_schedule_is_a_candidate_and_is_what_export_deploys(tmp_path):
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()).eval()
+    gm = trace(model, torch.zeros(1, 8, 8, 8))
+    table = LatencyTable(tmp_path / "t.sqlite")
+    prof = Profiler("host", table=table, measure=QUICK, tune_trials=4)
+    prof.model(gm)
+    tuned = [r for r in table.rows() if r["schedule"].startswith("meta_schedule/")]
+    assert len(tuned) == 1 and tuned[0]["error"] is None and tuned[0]["latency_s"] > 0
+    assert (tmp_path / "t.sqlite.tuning").is_dir()
+    # a second profiler finds the tuned kernel in the database: no new tuning, no new compile
+    again = Profiler("host", table=table, measure=QUICK, tune_trials=4)
+    again.model(gm)
+    assert again.compiles == 0
+    # force the tuned schedule to win, then export: the deployed kernel is the tuned one
+    table.db.execute("UPDATE latency SET latency_s = 1e-9 WHERE schedule LIKE 'meta_schedule/%'")
+    result = export(gm, tmp_path / "out", again)
+    meta = json.loads((tmp_path / "out" / META).read_text())
+    assert any(k["schedule"] == tuned[0]["schedule"] for k in meta["kernels"])
+    x = torch.randn(1, 8, 8, 8)
+    np.testing.assert_allclose(load(tmp_path / "out")(x.numpy()), model(x).detach().numpy(), atol=1e-4)
+    assert result.max_abs_error < 1e-4
+    # a schedule the database does not hold is refused, not silently replaced
+    (kernel,) = lower(gm).kernels.values()
+    with pytest.raises(ScheduleError, match="no longer holds"):
+        again.schedule(kernel.func, ScheduleConfig("meta_schedule", digest="0" * 12))
