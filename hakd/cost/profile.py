@@ -23,7 +23,7 @@ from torch import fx
 from hakd.cost.dispatch import CHAIN, SHAPE, SIGNATURE, build_chain
 from hakd.cost.lower import Kernel, Lowered, lower
 from hakd.cost.measure import MeasureConfig, Measurement, build_kernel, make_runner
-from hakd.cost.schedules import TUNABLE, ScheduleConfig, apply_schedule, candidates
+from hakd.cost.schedules import TUNABLE, TUNED, ScheduleConfig, apply_schedule, candidates
 from hakd.cost.table import DEFAULT_TABLE, LatencyTable
 from hakd.cost.target import parse_device, parse_target
 from hakd.errors import HakdError
@@ -84,7 +84,12 @@ class Profiler:
         self.table_hits = 0
         self.tuner = None
         if tune_trials:  # meta_schedule's database lives beside the table
+            from hakd.config import ConfigError
             from hakd.cost.tune import Tuner
+
+            if self.device.kind != "local":
+                raise ConfigError(f"tune_trials: meta_schedule tunes on this host only, not on {self.device}; "
+                                  "profile the board without tuning, or tune on the board itself")
 
             folder = self.table.path + ".tuning" if self.table.path != ":memory:" else tempfile.mkdtemp(prefix="hakd-tuning-")
             self.tuner = Tuner(folder, self.target, tune_trials, measure.threads)
@@ -112,7 +117,7 @@ class Profiler:
 
     def schedule(self, func, cfg: ScheduleConfig):
         """``func`` scheduled as ``cfg`` says: a hakd template, or a kernel tuned by meta_schedule."""
-        if cfg.template == "meta_schedule":
+        if cfg.template == TUNED:
             if self.tuner is None:
                 raise ProfileError(f"schedule {cfg.key()} was tuned by meta_schedule: create the Profiler with tune_trials")
             return self.tuner.apply(func, cfg)

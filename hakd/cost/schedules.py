@@ -28,9 +28,10 @@ from tvm import s_tir, tirx
 
 from hakd.errors import HakdError
 
-__all__ = ["ScheduleConfig", "SCHEDULE_VERSION", "TUNABLE", "kernel_kind", "candidates", "apply_schedule", "ScheduleError"]
+__all__ = ["ScheduleConfig", "SCHEDULE_VERSION", "TUNABLE", "TUNED", "kernel_kind", "candidates", "apply_schedule", "ScheduleError"]
 
 TUNABLE = ("conv2d", "depthwise", "grouped")  # kinds hakd.cost.tune may hand to meta_schedule
+TUNED = "meta_schedule"  # the template name of a tuned kernel
 SCHEDULE_VERSION = 1  # bump when a template changes: table rows of older versions are not reused
 
 
@@ -54,7 +55,7 @@ class ScheduleConfig:
     @classmethod
     def from_key(cls, key: str) -> "ScheduleConfig":
         parts = key.split("/")
-        if parts[0] == "meta_schedule":
+        if parts[0] == TUNED:
             return cls(parts[0], digest=parts[1] if len(parts) > 1 else "")
         kw = {}
         for p in parts[1:]:

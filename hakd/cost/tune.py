@@ -24,12 +24,11 @@ import tvm
 import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
 
-from hakd.cost.schedules import ScheduleConfig, ScheduleError
+from hakd.config import ConfigError
+from hakd.cost.schedules import TUNED, ScheduleConfig, ScheduleError
 from hakd.cost.target import TargetSpec
 
-__all__ = ["Tuner", "TUNED", "digest"]
-
-TUNED = "meta_schedule"
+__all__ = ["Tuner", "digest"]
 
 
 def digest(func) -> str:
@@ -46,7 +45,7 @@ class Tuner:
 
     def __init__(self, folder, target: TargetSpec, trials: int, threads: int = 1):
         if trials < 1:
-            raise ValueError(f"tune trials must be at least 1, got {trials}")
+            raise ConfigError(f"tune_trials must be at least 1, got {trials}")
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         # meta_schedule needs the core count to plan parallel loops: the threads kernels run with

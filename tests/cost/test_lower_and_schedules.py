@@ -5,7 +5,9 @@ import tvm
 
 from hakd.cost.lower import lower
 from hakd.cost.measure import build_kernel
+from hakd.cost.profile import Profiler
 from hakd.cost.schedules import ScheduleConfig, apply_schedule, candidates
+from hakd.cost.table import LatencyTable
 from hakd.cost.target import parse_target
 from hakd.passes.trace import trace
 from tests.passes.tv_models import TV_MODELS
@@ -58,3 +60,12 @@ def test_candidates_and_keys():
     cfg = ScheduleConfig("conv2d", oc_tile=16, vector=8)
     assert ScheduleConfig.from_key(cfg.key()) == cfg
     assert ScheduleConfig.from_key("default") == ScheduleConfig("default")
+    tuned = ScheduleConfig("meta_schedule", digest="0a1b2c3d4e5f")
+    assert tuned.key() == "meta_schedule/0a1b2c3d4e5f" and ScheduleConfig.from_key(tuned.key()) == tuned
+
+
+def test_tuning_on_a_board_is_refused_clearly():
+    from hakd.config import ConfigError
+
+    with pytest.raises(ConfigError, match="tunes on this host only"):
+        Profiler("host", device="rpc://127.0.0.1:9/none", table=LatencyTable(":memory:"), tune_trials=4)
