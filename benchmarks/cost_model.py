@@ -7,6 +7,8 @@ Writes, under benchmarks/results/ (columns explained in benchmarks/README.md):
   staircases.csv    full vs adaptive sweeps of several channel groups (compiles, optimal points)
   staircase_*.png   latency-vs-width plots with the optimal points marked
   profile_time.csv  cold and warm profile time of a whole ResNet-56
+  sweep_reuse.csv   adaptive sweeps of 8 equal groups sharing a table, against full sweeps
+  tuning.csv        meta_schedule (optional tuning) against hakd's templates, a few kernels
 Everything runs with one thread (TVM and PyTorch), batch 1, 3x32x32 input, on this host.
 """
 
@@ -28,7 +30,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from hakd import models  # noqa: E402
+from hakd.cost.lower import lower  # noqa: E402
 from hakd.cost.profile import Profiler, group_staircase  # noqa: E402
+from hakd.cost.schedules import candidates  # noqa: E402
 from hakd.cost.table import LatencyTable  # noqa: E402
 from hakd.export import export, load  # noqa: E402
 from hakd.passes.groups import find_groups  # noqa: E402
@@ -167,10 +171,34 @@ def profile_time(name="resnet56"):
                                         predicted_us=f"{warm.latency_s * 1e6:.1f}", kernels=len(warm.kernels))])
 
 
+def tune(name="resnet20", trials=32):
+    """meta_schedule against hakd's templates on the distinct 3x3 convolutions of one model."""
+    gm = trace(calibrated(name), torch.zeros(SHAPE))
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        prof = Profiler("host", table=LatencyTable(Path(d) / "t.sqlite"), tune_trials=trials)
+        low = lower(gm)
+        context = prof.context(low)
+        convs = [k for k in low.kernels.values() if k.kind == "conv2d" and k.shapes[1][2:] == (3, 3)]
+        for k in sorted(convs, key=lambda k: k.shapes[0][1] * k.shapes[-1][1])[::3]:
+            templates = [(cfg.key(), prof.time_config(k, cfg, context)) for cfg in candidates(k.func)]
+            best_key, best = min(((key, m) for key, m in templates if m.ok), key=lambda x: x[1].latency_s)
+            t0 = time.time()
+            cfg = prof.tuner.candidate(k.func)
+            tuning_s = time.time() - t0
+            tuned = prof.time_config(k, cfg, context)
+            rows.append(dict(model=name, kernel=k.name, shapes=k.signature.split("|")[1], calls=k.calls, context=context,
+                             template_best_us=f"{best.latency_us:.1f}", template_schedule=best_key,
+                             tuned_us=f"{tuned.latency_us:.1f}", tuned_over_template=f"{tuned.latency_s / best.latency_s:.2f}",
+                             trials=trials, tuning_s=f"{tuning_s:.0f}"))
+            print(rows[-1], flush=True)
+    write_csv("tuning.csv", rows)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="one model, one small staircase (a smoke run)")
-    ap.add_argument("--only", choices=["e2e", "staircases", "reuse", "profile"], default=None)
+    ap.add_argument("--only", choices=["e2e", "staircases", "reuse", "profile", "tune"], default=None)
     ap.add_argument("--models", nargs="+", default=["resnet20", "resnet56", "mobilenet_v2", "densenet40"], help="e2e models")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -187,6 +215,8 @@ def main():
             staircases(cases, args.quick)
         if args.only in (None, "reuse") and not args.quick:
             reuse()
+        if args.only in (None, "tune") and not args.quick:
+            tune()
 
 
 if __name__ == "__main__":
