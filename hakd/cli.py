@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -86,6 +87,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("hakd: interrupted; finished epochs are checkpointed (rerun with --resume)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader (e.g. `| head`) stopped reading: like any Unix tool, stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

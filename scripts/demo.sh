@@ -24,7 +24,8 @@ echo "== 3. staircase of group layers.6.conv1"
 $HAKD staircase --run "$OUT/teacher" --group layers.6.conv1 --table "$TABLE" --plot "$OUT/staircase_layers_6_conv1.png" | tail -n 4
 echo "== 4. Fisher pruning to $KEEP of the parameters"
 $HAKD prune --run "$OUT/teacher" --target params --amount "$KEEP" --prune-every 10 --threads "$(nproc)" \
-  --out "$OUT/fisher" --resume | head -n 1
+  --out "$OUT/fisher" --resume > "$OUT/fisher.log"
+grep -m 1 "plan in" "$OUT/fisher.log"
 echo "== 5. pruned model compiled with its measured schedules"
 $HAKD export --model-file "$OUT/fisher/model.pt" --table "$TABLE" --out "$OUT/deploy"
 echo "done: see $OUT/ (teacher/metrics.csv, fisher/history.json, deploy/hakd-export.json, staircase PNG)"
