@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import warnings
 from typing import List, Optional
 
 from torch import fx
@@ -23,7 +24,7 @@ from torch import fx
 from hakd.cost.dispatch import CHAIN, SHAPE, SIGNATURE, build_chain
 from hakd.cost.lower import Kernel, Lowered, lower
 from hakd.cost.measure import MeasureConfig, Measurement, build_kernel, make_runner
-from hakd.cost.schedules import TUNABLE, TUNED, ScheduleConfig, apply_schedule, candidates
+from hakd.cost.schedules import TUNABLE, TUNED, ScheduleConfig, ScheduleError, apply_schedule, candidates
 from hakd.cost.table import DEFAULT_TABLE, LatencyTable
 from hakd.cost.target import parse_device, parse_target
 from hakd.errors import HakdError
@@ -127,7 +128,10 @@ class Profiler:
         """hakd's template candidates, plus the meta_schedule-tuned one when tuning is on."""
         configs = candidates(kernel.func)
         if self.tuner is not None and kernel.kind in TUNABLE:
-            configs.append(self.tuner.candidate(kernel.func))
+            try:
+                configs.append(self.tuner.candidate(kernel.func))
+            except ScheduleError as e:  # tuning found nothing valid: the templates still compete
+                warnings.warn(f"kernel {kernel.name}: {e}; keeping hakd's templates only")
         return configs
 
     def kernel(self, kernel: Kernel, context: str = "warm") -> KernelTiming:

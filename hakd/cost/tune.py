@@ -69,7 +69,8 @@ class Tuner:
             with tempfile.TemporaryDirectory() as work:
                 logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
                 ms.tune_tir(_module(func), self.target.tvm_target(), work_dir=work, max_trials_global=self.trials,
-                            num_trials_per_iter=min(self.trials, 16), database=self.database, cost_model="random")
+                            num_trials_per_iter=min(self.trials, 16), database=self.database, cost_model="random",
+                            seed=0)  # reproducible search
             found = self.scheduled(func)
         if found is None:
             raise ScheduleError(f"meta_schedule found no valid schedule in {self.trials} trials")

@@ -153,7 +153,8 @@ def test_latency_target_uses_the_cost_model(tmp_path):
     from hakd.cost.table import LatencyTable
 
     gm, groups = traced()
-    prof = Profiler("host", table=LatencyTable(tmp_path / "t.sqlite"), measure=MeasureConfig(number=5, repeat=3, min_repeat_ms=5))
+    prof = Profiler("host", table=LatencyTable(tmp_path / "t.sqlite"),
+                    measure=MeasureConfig(number=5, repeat=3, min_repeat_ms=5, cache="warm"))  # steady timings of tiny kernels
     full = prof.model(gm).latency_s
     config = PruneConfig(target="latency", amount=0.7 * full, prune_every=2, batch_size=16, lr=0.01, threads=1)
     result = fisher_prune(gm, groups, data(), config, tmp_path / "run", profiler=prof)
