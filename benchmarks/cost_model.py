@@ -32,6 +32,7 @@ import torch  # noqa: E402
 from hakd import models  # noqa: E402
 from hakd.cost.lower import lower  # noqa: E402
 from hakd.cost.profile import Profiler, group_staircase  # noqa: E402
+from hakd.cost.staircase import grid_points  # noqa: E402
 from hakd.cost.schedules import candidates  # noqa: E402
 from hakd.cost.table import LatencyTable  # noqa: E402
 from hakd.export import export, load  # noqa: E402
@@ -87,6 +88,7 @@ def e2e(names, folder, rounds=3):
         rows.append(dict(model=name, rounds=rounds, predicted_us=f"{pred * 1e6:.1f}", measured_us=f"{med * 1e6:.1f}",
                          predicted_over_measured=f"{pred / med:.3f}",
                          ratio_per_round=" ".join(f"{x:.3f}" for x in ratios),
+                         fastest_over_fastest=f"{min(predicted) / min(measured):.3f}",
                          measured_noise=f"{float(np.median(noise)):.3f}", cache_context=meta["cache_context"],
                          call_overhead_us=f"{meta['call_overhead_s'] * 1e6:.2f}", kernel_calls=sum(k["calls"] for k in meta["kernels"]),
                          pytorch_eager_us=f"{eager * 1e6:.1f}", pytorch_over_hakd=f"{eager / med:.2f}",
@@ -104,16 +106,23 @@ def staircases(cases, quick):
         for mode in ("full", "adaptive"):
             with tempfile.TemporaryDirectory() as d:
                 prof = Profiler("host", table=LatencyTable(Path(d) / "t.sqlite"))
-                t0 = time.time()
-                sweeps[mode] = (group_staircase(prof, gm, groups, group, adaptive=mode == "adaptive"), prof.compiles, time.time() - t0)
+                prof.model(gm)  # the unpruned model, profiled first in the pipeline anyway: not the sweep's work
+                model_compiles, t0 = prof.compiles, time.time()
+                sweep = group_staircase(prof, gm, groups, group, adaptive=mode == "adaptive")
+                sweeps[mode] = (sweep, prof.compiles - model_compiles, time.time() - t0)
         (full, full_compiles, full_s), (ad, ad_compiles, ad_s) = sweeps["full"], sweeps["adaptive"]
         near = [p for p in full.optimal if any(abs(p - q) <= 1 for q in ad.optimal)]
-        rows.append(dict(model=model_name, group=group, width=groups[group].width,
+        grid = grid_points(groups[group].width)
+        transfer = [ad.latency[w] / full.latency[w] for w in ad.latency if w not in grid]
+        control = [ad.latency[w] / full.latency[w] for w in grid]  # every candidate in both modes: drift between the runs
+        rows.append(dict(model=model_name, group=group, width=groups[group].width, model_compiles=model_compiles,
                          full_evaluations=full.evaluations, full_compiles=full_compiles, full_s=f"{full_s:.0f}",
                          adaptive_evaluations=ad.evaluations, adaptive_compiles=ad_compiles, adaptive_s=f"{ad_s:.0f}",
                          compile_ratio=f"{ad_compiles / max(full_compiles, 1):.3f}",
                          full_optimal=" ".join(map(str, full.optimal)), adaptive_optimal=" ".join(map(str, ad.optimal)),
-                         full_optimal_found=f"{len(near)}/{len(full.optimal)}"))
+                         full_optimal_found=f"{len(near)}/{len(full.optimal)}",
+                         transferred_over_full=f"{np.median(transfer):.3f} {max(transfer):.3f}" if transfer else "",
+                         grid_over_full=f"{np.median(control):.3f} {max(control):.3f}"))
         print(rows[-1], flush=True)
         widths = sorted(full.latency)
         fig, ax = plt.subplots(figsize=(7, 3.5))

@@ -75,7 +75,6 @@ class VmModel:
 
     def time(self, number: int = 10, repeat: int = 5, min_repeat_ms: int = 50) -> np.ndarray:
         """Seconds per inference, one value per repeat (TVM's time_evaluator on the VM)."""
-        x = tvm.runtime.tensor(np.random.default_rng(0).standard_normal(self.input_shape).astype("float32"), self.dev)
-        self.vm.set_input("main", x)
-        timer = self.vm.time_evaluator("invoke_stateful", self.dev, number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
-        return np.asarray(timer("main").results)
+        from hakd.cost.measure import time_vm_main
+
+        return np.asarray(time_vm_main(self.vm, self.dev, self.input_shape, number, repeat, min_repeat_ms))

@@ -34,7 +34,7 @@ import tvm
 from hakd.cost.target import DeviceSpec, TargetSpec, host_arch
 from hakd.errors import HakdError
 
-__all__ = ["MeasureConfig", "Measurement", "LocalRunner", "RpcRunner", "DeviceError", "build_kernel", "make_runner",
+__all__ = ["MeasureConfig", "Measurement", "LocalRunner", "RpcRunner", "DeviceError", "build_kernel", "make_runner", "time_vm_main",
            "pin_threads", "cache_context", "CACHE_MODES"]
 
 CACHE_MODES = ("model", "warm", "cold")
@@ -289,11 +289,16 @@ def _time_vm(mod, dev, input_shape, config: MeasureConfig):
     """Seconds per call of ``main`` of a Relax executable (``mod``), one value per repeat."""
     from tvm import relax
 
-    vm = relax.VirtualMachine(mod, dev)
+    return time_vm_main(relax.VirtualMachine(mod, dev), dev, input_shape, config.number, config.repeat, config.min_repeat_ms)
+
+
+def time_vm_main(vm, dev, input_shape, number: int, repeat: int, min_repeat_ms: int):
+    """Seconds per call of a loaded Relax VM's ``main`` on a fixed random input, one value per
+    repeat, after one discarded warm-up call (TVM's time_evaluator on ``invoke_stateful``)."""
     x = tvm.runtime.tensor(np.random.default_rng(0).standard_normal(input_shape).astype("float32"), dev)
     vm.set_input("main", x)
-    vm.invoke_stateful("main")  # warm-up, discarded
-    timer = vm.time_evaluator("invoke_stateful", dev, number=config.number, repeat=config.repeat, min_repeat_ms=config.min_repeat_ms)
+    vm.invoke_stateful("main")
+    timer = vm.time_evaluator("invoke_stateful", dev, number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
     return timer("main").results
 
 

@@ -15,9 +15,11 @@ Kernels are timed in the cache context of the model they belong to
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import tempfile
 import warnings
-from typing import List, Optional
+import weakref
+from typing import Dict, List, Mapping, Optional, Set
 
 from torch import fx
 
@@ -92,7 +94,11 @@ class Profiler:
                 raise ConfigError(f"tune_trials: meta_schedule tunes on this host only, not on {self.device}; "
                                   "profile the board without tuning, or tune on the board itself")
 
-            folder = self.table.path + ".tuning" if self.table.path != ":memory:" else tempfile.mkdtemp(prefix="hakd-tuning-")
+            if self.table.path != ":memory:":
+                folder = self.table.path + ".tuning"
+            else:  # an in-memory table's tuning lives as long as the profiler
+                folder = tempfile.mkdtemp(prefix="hakd-tuning-")
+                weakref.finalize(self, shutil.rmtree, folder, True)
             self.tuner = Tuner(folder, self.target, tune_trials, measure.threads)
 
     @property
@@ -134,9 +140,14 @@ class Profiler:
                 warnings.warn(f"kernel {kernel.name}: {e}; keeping hakd's templates only")
         return configs
 
-    def kernel(self, kernel: Kernel, context: str = "warm") -> KernelTiming:
-        """The fastest schedule of a kernel (every candidate timed once, ever, per table and context)."""
-        results = [(cfg, self.time_config(kernel, cfg, context)) for cfg in self.candidates(kernel)]
+    def kernel(self, kernel: Kernel, context: str = "warm", only=None) -> KernelTiming:
+        """The fastest schedule of a kernel (every candidate timed once, ever, per table and context).
+
+        ``only``: schedule keys to try (others skipped; all when none of them applies)."""
+        configs = self.candidates(kernel)
+        if only:
+            configs = [c for c in configs if c.key() in only] or configs
+        results = [(cfg, self.time_config(kernel, cfg, context)) for cfg in configs]
         ok = [(cfg, m) for cfg, m in results if m.ok]
         if not ok:
             errors = "; ".join(f"{cfg.key()}: {m.error}" for cfg, m in results)
@@ -162,22 +173,22 @@ class Profiler:
                                f"at {self.device}: {m.error}")
         return m.latency_s / CHAIN
 
-    def lowered(self, low: Lowered, context: Optional[str] = None) -> ModelTiming:
-        """Predicted latency of a lowered model; kernels timed in ``context`` (default: the model's own)."""
-        context = context or self.context(low)
-        return ModelTiming([self.kernel(k, context) for k in low.kernels.values()], self.call_overhead(), context)
+    def lowered(self, low: Lowered, context: Optional[str] = None, only: Optional[Mapping[tuple, Set[str]]] = None) -> ModelTiming:
+        """Predicted latency of a lowered model; kernels timed in ``context`` (default: the model's own).
 
-    def model(self, gm: fx.GraphModule, input_shape=None, context: Optional[str] = None) -> ModelTiming:
+        ``only``: per kernel (keyed by its ``call_modules``), the schedule keys to try."""
+        context, only = context or self.context(low), only or {}
+        kernels = [self.kernel(k, context, only.get(k.call_modules)) for k in low.kernels.values()]
+        return ModelTiming(kernels, self.call_overhead(), context)
+
+    def model(self, gm: fx.GraphModule, input_shape=None, context: Optional[str] = None, only=None) -> ModelTiming:
         """Predicted latency of a traced model, batch as in its example input."""
-        return self.lowered(lower(gm, input_shape), context)
+        return self.lowered(lower(gm, input_shape), context, only)
 
 
-def group_latency(profiler: Profiler, gm: fx.GraphModule, groups, group: str, width: int,
-                  context: Optional[str] = None) -> float:
-    """Latency of the fused kernels that read or write one channel group, with the group at
-    ``width`` (its first channels) and every other width held: the group's producers (their
-    output channels) and consumers (their input channels), each fused with its epilogue.
-    ``context``: the cache context (default: the pruned model's own)."""
+def _group_timing(profiler: Profiler, gm: fx.GraphModule, groups, group: str, width: int,
+                  context: Optional[str] = None, only=None):
+    """(ModelTiming of the model with ``group`` at ``width``, the fx modules whose channels it changes)."""
     from hakd.passes.rebuild import rebuild
     from hakd.plan import PrunePlan
 
@@ -186,17 +197,49 @@ def group_latency(profiler: Profiler, gm: fx.GraphModule, groups, group: str, wi
         raise ProfileError(f"width {width} is outside 1..{full} for group {group!r}")
     plan = PrunePlan.from_widths({group: width}, groups.widths())
     members = {m.module for m in groups[group].members if m.role in ("in", "out")}
-    return profiler.model(rebuild(gm, groups, plan), context=context).latency_of_modules(members)
+    return profiler.model(rebuild(gm, groups, plan), context=context, only=only), members
+
+
+def group_latency(profiler: Profiler, gm: fx.GraphModule, groups, group: str, width: int,
+                  context: Optional[str] = None) -> float:
+    """Latency of the fused kernels that read or write one channel group, with the group at
+    ``width`` (its first channels) and every other width held: the group's producers (their
+    output channels) and consumers (their input channels), each fused with its epilogue.
+    ``context``: the cache context (default: the pruned model's own)."""
+    timing, members = _group_timing(profiler, gm, groups, group, width, context)
+    return timing.latency_of_modules(members)
 
 
 def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups, group: str, adaptive: bool = True,
                     grid: int = 8, tol: Optional[float] = None):
-    """The staircase of one group: a :class:`hakd.cost.staircase.Sweep` of model latency (s) by width."""
-    from hakd.cost.staircase import DEFAULT_TOLERANCE, adaptive_sweep, full_sweep
+    """The staircase of one group: a :class:`hakd.cost.staircase.Sweep` of model latency (s) by width.
+
+    A full sweep tries every schedule candidate at every width. An adaptive sweep does so
+    on its coarse grid only; between two grid widths each kernel tries just the schedules
+    that won at those two widths (*schedule transfer*: a kernel's best tile and vector
+    rarely change between neighbouring widths, and compiling the losers is most of a
+    sweep's cost). Every value is still a measured kernel, deployable as measured; a
+    later profile of the pruned model tries all candidates and can only be faster.
+    """
+    from hakd.cost.staircase import DEFAULT_TOLERANCE, adaptive_sweep, full_sweep, grid_points
 
     if not groups[group].prunable:
         raise ProfileError(f"group {group!r} cannot be pruned ({groups[group].reason}); it has no staircase")
     context = profiler.context(lower(gm))  # the whole model's, held for every width like the other groups
-    measure = lambda w: group_latency(profiler, gm, groups, group, w, context)  # noqa: E731
     width, tol = groups[group].width, DEFAULT_TOLERANCE if tol is None else tol
+    grid_widths = grid_points(width, grid)
+    winners: Dict[int, Dict[tuple, str]] = {}  # width -> kernel (its call_modules) -> fastest schedule
+
+    def transferred(w: int):
+        if not adaptive or w in grid_widths:
+            return None
+        below = winners[max(g for g in grid_widths if g < w)]
+        above = winners[min(g for g in grid_widths if g > w)]
+        return {k: {below.get(k), above.get(k)} - {None} for k in {*below, *above}}
+
+    def measure(w: int) -> float:
+        timing, members = _group_timing(profiler, gm, groups, group, w, context, transferred(w))
+        winners[w] = {k.call_modules: k.schedule for k in timing.kernels}
+        return timing.latency_of_modules(members)
+
     return adaptive_sweep(measure, width, grid, tol) if adaptive else full_sweep(measure, width, tol)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Dict, List, Mapping, Optional, Set
 
-__all__ = ["optimal_points", "adaptive_sweep", "full_sweep", "Sweep", "DEFAULT_TOLERANCE"]
+__all__ = ["optimal_points", "adaptive_sweep", "full_sweep", "grid_points", "Sweep", "DEFAULT_TOLERANCE"]
 
 DEFAULT_TOLERANCE = 0.04  # ~2x the median repeat-to-repeat noise of one thread (NOTES-TVM)
 
@@ -58,6 +58,15 @@ class Sweep:
 def full_sweep(measure: Callable[[int], float], max_width: int, tol: float = DEFAULT_TOLERANCE, min_width: int = 1) -> Sweep:
     """Measure every width from ``min_width`` to ``max_width``."""
     return Sweep({w: measure(w) for w in range(min_width, max_width + 1)}, tol)
+
+
+def grid_points(max_width: int, grid: int = 8, min_width: int = 1) -> List[int]:
+    """The coarse grid an adaptive sweep measures first: multiples of ``grid`` and both ends.
+
+    >>> grid_points(20, 8)
+    [1, 8, 16, 20]
+    """
+    return sorted({min_width, max_width, *range(max(grid, min_width), max_width + 1, grid)})
 
 
 def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 8, tol: float = DEFAULT_TOLERANCE,
@@ -104,11 +113,11 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
         refine(a, mid)
         refine(mid, b)
 
-    grid_points = sorted({min_width, max_width, *range(max(grid, min_width), max_width + 1, grid)})
-    for w in grid_points:
+    grid_widths = grid_points(max_width, grid, min_width)
+    for w in grid_widths:
         at(w)
-    for a, b in zip(grid_points, grid_points[1:]):
+    for a, b in zip(grid_widths, grid_widths[1:]):
         refine(a, b)
     known = {*latency, *estimated}
-    candidates = {w for w in known if w + 1 in known or w == max_width} | set(grid_points)
+    candidates = {w for w in known if w + 1 in known or w == max_width} | set(grid_widths)
     return Sweep(latency, tol, candidates, estimated)

@@ -1,0 +1,38 @@
+"""Adaptive group staircases: schedule transfer between grid widths saves compiles."""
+
+import pytest
+
+from hakd.cost.lower import lower
+from hakd.cost.profile import Profiler, group_latency, group_staircase
+from hakd.cost.staircase import grid_points
+from hakd.cost.table import LatencyTable
+from tests.cost.conftest import QUICK
+
+pytestmark = pytest.mark.slow
+
+
+def test_adaptive_sweep_tries_only_the_grid_winners_between_grid_widths(tiny, monkeypatch):
+    gm, groups = tiny
+    prof = Profiler("host", table=LatencyTable(":memory:"), measure=QUICK)
+    calls = []
+    kernel = Profiler.kernel
+
+    def spy(self, k, context="warm", only=None):
+        timing = kernel(self, k, context, only)
+        calls.append((only, timing.schedule))
+        return timing
+
+    monkeypatch.setattr(Profiler, "kernel", spy)
+    sweep = group_staircase(prof, gm, groups, "conv1.0")
+    monkeypatch.setattr(Profiler, "kernel", kernel)
+
+    assert [w for w in sweep.latency if w not in grid_points(groups["conv1.0"].width)], "no width between grid widths"
+    restricted = [(only, chosen) for only, chosen in calls if only]
+    assert restricted and all(chosen in only for only, chosen in restricted)
+    assert all(len(only) <= 2 for only, _ in restricted)
+
+    every = Profiler("host", table=LatencyTable(":memory:"), measure=QUICK)  # every candidate at the same widths
+    context = every.context(lower(gm))
+    for w in sweep.latency:
+        group_latency(every, gm, groups, "conv1.0", w, context)
+    assert prof.compiles < every.compiles
