@@ -153,7 +153,7 @@ class Profiler:
             errors = "; ".join(f"{cfg.key()}: {m.error}" for cfg, m in results)
             raise ProfileError(f"no schedule of kernel {kernel.name} ({kernel.signature}) could be timed on "
                                f"{self.target_key} at {self.device}: {errors}")
-        cfg, m = min(ok, key=lambda x: x[1].latency_s)
+        cfg, m = min(ok, key=lambda x: (x[1].latency_s, x[0].key()))  # ties (timer resolution) as LatencyTable.best
         return KernelTiming(kernel.name, kernel.signature, cfg.key(), m.latency_s, m.noise, kernel.call_modules)
 
     def context(self, low: Lowered) -> str:

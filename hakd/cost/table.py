@@ -100,10 +100,10 @@ class LatencyTable:
 
     def best(self, target: str, signature: str, threads: int, version: int = SCHEDULE_VERSION,
              context: str = "warm") -> Optional[tuple]:
-        """(schedule, Measurement) of the fastest successful row for a kernel, or None."""
+        """(schedule, Measurement) of the fastest successful row for a kernel (ties: first schedule key), or None."""
         row = self.db.execute(
             "SELECT schedule, latency_s, noise, error, compile_s FROM latency WHERE target=? AND signature=? "
-            "AND schedule_version=? AND threads=? AND context=? AND error IS NULL ORDER BY latency_s LIMIT 1",
+            "AND schedule_version=? AND threads=? AND context=? AND error IS NULL ORDER BY latency_s, schedule LIMIT 1",
             (target, signature, version, threads, context)).fetchone()
         return None if row is None else (row[0], Measurement(*row[1:]))
 

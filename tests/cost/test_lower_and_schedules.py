@@ -64,6 +64,18 @@ def test_candidates_and_keys():
     assert tuned.key() == "meta_schedule/0a1b2c3d4e5f" and ScheduleConfig.from_key(tuned.key()) == tuned
 
 
+def test_candidates_skip_the_loop_nest_where_it_never_wins(tiny):
+    narrow = trace(torch.nn.Sequential(torch.nn.Conv2d(16, 3, 1), torch.nn.ReLU()).eval(), torch.zeros(1, 16, 8, 8))
+    keys = {}
+    for low in (lower(tiny[0]), lower(narrow)):
+        for k in low.kernels.values():
+            out_channels = k.shapes[-1][1]
+            keys.setdefault((k.kind, out_channels >= 8), set()).update(c.key() for c in candidates(k.func))
+    assert "default" not in keys[("conv2d", True)] and keys[("conv2d", True)] == {"conv2d/oc8/v16", "conv2d/oc16/v16"}
+    assert keys[("conv2d", False)] == {"conv2d/oc8/v8", "default"}
+    assert "default" in keys[("depthwise", True)]
+
+
 def test_tuning_on_a_board_is_refused_clearly():
     from hakd.config import ConfigError
 
