@@ -39,6 +39,7 @@ class Sweep:
     tol: float
     candidates: Optional[Set[int]] = None  # widths that may be step ends; None: every width of the curve
     estimated: Dict[int, float] = dataclasses.field(default_factory=dict)  # interpolated, not measured
+    remeasured: Set[int] = dataclasses.field(default_factory=set)  # suspect widths measured twice (the lower kept)
 
     @property
     def evaluations(self) -> int:
@@ -70,7 +71,7 @@ def grid_points(max_width: int, grid: int = 8, min_width: int = 1) -> List[int]:
 
 
 def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 8, tol: float = DEFAULT_TOLERANCE,
-                   min_width: int = 1) -> Sweep:
+                   min_width: int = 1, remeasure: Optional[Callable[[int], float]] = None) -> Sweep:
     """Find the optimal points with far fewer measurements than :func:`full_sweep`.
 
     Measures a coarse grid (multiples of ``grid``, the schedules' channel tile, plus the
@@ -86,17 +87,27 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
     optimal points are the widths whose right neighbour is known (measured or
     interpolated), so that their step end is established.
 
+    A width measured slower than a wider one by more than ``tol`` is suspect (a load
+    burst on a shared machine only adds time, and a spike would be refined as a step):
+    with ``remeasure``, it is measured once more before refining, keeping the lower value.
+
     >>> ramp = adaptive_sweep(lambda w: 100.0 + 20.0 * w, 16, grid=8)  # 5% or more per channel
     >>> ramp.evaluations, ramp.optimal == list(range(1, 17))
     (7, True)
     """
     latency: Dict[int, float] = {}
     estimated: Dict[int, float] = {}
+    remeasured: Set[int] = set()
 
     def at(w: int) -> float:
         if w not in latency:
             latency[w] = measure(w)
         return latency[w]
+
+    def settle(w: int, wider: int) -> None:
+        if remeasure is not None and w not in remeasured and at(w) > at(wider) * (1 + tol):
+            remeasured.add(w)
+            latency[w] = min(latency[w], remeasure(w))
 
     def on_line(a: int, b: int, w: int) -> bool:
         line = at(a) + (at(b) - at(a)) * (w - a) / (b - a)
@@ -107,6 +118,7 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
             return
         mid = (a + b) // 2
         at(mid)
+        settle(mid, b)
         if b - a > 3 and on_line(a, b, mid) and on_line(a, b, a + 1):
             estimated.update({w: at(a) + (at(b) - at(a)) * (w - a) / (b - a) for w in range(a + 2, b) if w != mid})
             return
@@ -116,8 +128,10 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
     grid_widths = grid_points(max_width, grid, min_width)
     for w in grid_widths:
         at(w)
+    for a, b in reversed(list(zip(grid_widths, grid_widths[1:]))):  # widest first: each compared with a settled one
+        settle(a, b)
     for a, b in zip(grid_widths, grid_widths[1:]):
         refine(a, b)
     known = {*latency, *estimated}
     candidates = {w for w in known if w + 1 in known or w == max_width} | set(grid_widths)
-    return Sweep(latency, tol, candidates, estimated)
+    return Sweep(latency, tol, candidates, estimated, remeasured)

@@ -36,3 +36,16 @@ def test_adaptive_sweep_tries_only_the_grid_winners_between_grid_widths(tiny, mo
     for w in sweep.latency:
         group_latency(every, gm, groups, "conv1.0", w, context)
     assert prof.compiles < every.compiles
+
+
+def test_retime_keeps_the_lower_value_without_rebuilding(tiny):
+    gm, _ = tiny
+    prof = Profiler("host", table=LatencyTable(":memory:"), measure=QUICK)
+    timing = prof.model(gm)
+    k = max(timing.kernels, key=lambda k: k.latency_s)
+    key = (prof.target_key, k.signature, k.schedule, QUICK.threads)
+    before, compiles = prof.table.lookup(*key, context=timing.context), prof.compiles
+    kept = prof.retime(lower(gm).kernels[k.kernel], k.schedule, timing.context)
+    assert prof.compiles == compiles  # the library built for the first timing was kept
+    assert kept.latency_s <= before.latency_s
+    assert prof.table.lookup(*key, context=timing.context).latency_s == kept.latency_s

@@ -56,3 +56,20 @@ def test_adaptive_sweep_tells_ramps_from_steps(curve, most):
     full, adaptive = full_sweep(curve, 64), adaptive_sweep(curve, 64, grid=8)
     assert adaptive.optimal == full.optimal
     assert adaptive.evaluations <= most * full.evaluations
+
+
+def test_a_load_spike_is_measured_again_not_refined_as_a_step():
+    true = lambda w: 10.0 * ((w + 7) // 8)  # noqa: E731  steps of 8 channels
+    spikes = {16: 2.0, 40: 1.8}  # the first measurement of these widths hit a load burst
+    calls = []
+
+    def measure(w):
+        calls.append(w)
+        return true(w) * (spikes.get(w, 1.0) if calls.count(w) == 1 else 1.0)
+
+    fooled = adaptive_sweep(measure, 64, grid=8)
+    calls.clear()
+    settled = adaptive_sweep(measure, 64, grid=8, remeasure=measure)
+    assert settled.remeasured == {16, 40}
+    assert settled.optimal == list(range(8, 65, 8)) and settled.latency[16] == 20.0
+    assert 16 not in fooled.optimal and 15 in fooled.optimal  # taken at face value, a spike moves a step end
