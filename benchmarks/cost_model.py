@@ -117,7 +117,8 @@ def staircases(cases, quick):
         control = [ad.latency[w] / full.latency[w] for w in grid]  # every candidate in both modes: drift between the runs
         rows.append(dict(model=model_name, group=group, width=groups[group].width, model_compiles=model_compiles,
                          full_evaluations=full.evaluations, full_compiles=full_compiles, full_s=f"{full_s:.0f}",
-                         adaptive_evaluations=ad.evaluations, adaptive_compiles=ad_compiles, adaptive_s=f"{ad_s:.0f}",
+                         adaptive_evaluations=ad.evaluations, adaptive_remeasured=len(ad.remeasured),
+                         adaptive_compiles=ad_compiles, adaptive_s=f"{ad_s:.0f}",
                          compile_ratio=f"{ad_compiles / max(full_compiles, 1):.3f}",
                          full_optimal=" ".join(map(str, full.optimal)), adaptive_optimal=" ".join(map(str, ad.optimal)),
                          full_optimal_found=f"{len(near)}/{len(full.optimal)}",
