@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections import OrderedDict
 import tempfile
 import warnings
 import weakref
+from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Set
 
 from torch import fx
@@ -70,6 +70,11 @@ class ModelTiming:
         """Latency of the kernel calls that read the weights of any of ``modules``."""
         modules = set(modules)
         return sum(k.latency_s + self.call_overhead_s for k in self.kernels for call in k.call_modules if modules & set(call))
+
+    def kernels_of_modules(self, modules) -> List[KernelTiming]:
+        """The kernels with a call that reads the weights of any of ``modules``."""
+        modules = set(modules)
+        return [k for k in self.kernels if any(modules & set(call) for call in k.call_modules)]
 
 
 class Profiler:
@@ -209,9 +214,8 @@ class Profiler:
         return self.lowered(lower(gm, input_shape), context, only)
 
 
-def _group_timing(profiler: Profiler, gm: fx.GraphModule, groups, group: str, width: int,
-                  context: Optional[str] = None, only=None):
-    """(ModelTiming of the model with ``group`` at ``width``, the fx modules whose channels it changes, the lowered model)."""
+def _group_lowered(gm: fx.GraphModule, groups, group: str, width: int):
+    """(The lowered model with ``group`` at ``width``, the fx modules whose channels that changes)."""
     from hakd.passes.rebuild import rebuild
     from hakd.plan import PrunePlan
 
@@ -220,8 +224,7 @@ def _group_timing(profiler: Profiler, gm: fx.GraphModule, groups, group: str, wi
         raise ProfileError(f"width {width} is outside 1..{full} for group {group!r}")
     plan = PrunePlan.from_widths({group: width}, groups.widths())
     members = {m.module for m in groups[group].members if m.role in ("in", "out")}
-    low = lower(rebuild(gm, groups, plan))
-    return profiler.lowered(low, context, only), members, low
+    return lower(rebuild(gm, groups, plan)), members
 
 
 def group_latency(profiler: Profiler, gm: fx.GraphModule, groups, group: str, width: int,
@@ -230,8 +233,8 @@ def group_latency(profiler: Profiler, gm: fx.GraphModule, groups, group: str, wi
     ``width`` (its first channels) and every other width held: the group's producers (their
     output channels) and consumers (their input channels), each fused with its epilogue.
     ``context``: the cache context (default: the pruned model's own)."""
-    timing, members, _ = _group_timing(profiler, gm, groups, group, width, context)
-    return timing.latency_of_modules(members)
+    low, members = _group_lowered(gm, groups, group, width)
+    return profiler.lowered(low, context).latency_of_modules(members)
 
 
 def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups, group: str, adaptive: bool = True,
@@ -263,16 +266,16 @@ def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups, group: str, 
         above = winners[min(g for g in grid_widths if g > w)]
         return {k: {below.get(k), above.get(k)} - {None} for k in {*below, *above}}
 
-    def measure(w: int) -> float:
-        timing, members, _ = _group_timing(profiler, gm, groups, group, w, context, transferred(w))
+    def measure(w: int, retime: bool = False) -> float:
+        low, members = _group_lowered(gm, groups, group, w)
+        timing = profiler.lowered(low, context, transferred(w))
+        if retime:  # the group's kernels at w: their chosen schedules timed again, the lower value kept
+            for k in timing.kernels_of_modules(members):
+                profiler.retime(low.kernels[k.kernel], k.schedule, context)
+            timing = profiler.lowered(low, context, transferred(w))
         winners[w] = {k.call_modules: k.schedule for k in timing.kernels}
         return timing.latency_of_modules(members)
 
-    def remeasure(w: int) -> float:  # the group's kernels at w, their chosen schedules timed again
-        timing, members, low = _group_timing(profiler, gm, groups, group, w, context, transferred(w))
-        for k in timing.kernels:
-            if any(members & set(call) for call in k.call_modules):
-                profiler.retime(low.kernels[k.kernel], k.schedule, context)
-        return measure(w)
-
-    return adaptive_sweep(measure, width, grid, tol, remeasure=remeasure) if adaptive else full_sweep(measure, width, tol)
+    if not adaptive:
+        return full_sweep(measure, width, tol)
+    return adaptive_sweep(measure, width, grid, tol, remeasure=lambda w: measure(w, retime=True))
