@@ -87,9 +87,11 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
     optimal points are the widths whose right neighbour is known (measured or
     interpolated), so that their step end is established.
 
-    A width measured slower than a wider one by more than ``tol`` is suspect (a load
-    burst on a shared machine only adds time, and a spike would be refined as a step):
-    with ``remeasure``, it is measured once more before refining, keeping the lower value.
+    With ``remeasure`` (which re-times a width without compiling), suspect widths are
+    measured once more, keeping the lower value (a load burst on a shared machine only
+    adds time, and a spike would be refined as a step, costing compiles): a width slower
+    than a wider one by more than ``tol``, and the measured widths of an interval before
+    it is refined as a step.
 
     >>> ramp = adaptive_sweep(lambda w: 100.0 + 20.0 * w, 16, grid=8)  # 5% or more per channel
     >>> ramp.evaluations, ramp.optimal == list(range(1, 17))
@@ -104,14 +106,21 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
             latency[w] = measure(w)
         return latency[w]
 
-    def settle(w: int, wider: int) -> None:
-        if remeasure is not None and w not in remeasured and at(w) > at(wider) * (1 + tol):
+    def again(w: int) -> None:  # measure once more, keep the lower: a load burst only adds time
+        if remeasure is not None and w not in remeasured:
             remeasured.add(w)
             latency[w] = min(latency[w], remeasure(w))
+
+    def settle(w: int, wider: int) -> None:
+        if at(w) > at(wider) * (1 + tol):
+            again(w)
 
     def on_line(a: int, b: int, w: int) -> bool:
         line = at(a) + (at(b) - at(a)) * (w - a) / (b - a)
         return abs(at(w) - line) <= max(tol * line, 0.5 * min(abs(at(w) - at(a)), abs(at(b) - at(w))))
+
+    def is_ramp(a: int, b: int, mid: int) -> bool:
+        return on_line(a, b, mid) and on_line(a, b, a + 1)
 
     def refine(a: int, b: int) -> None:
         if b - a <= 1 or at(b) <= at(a) * (1 + tol):
@@ -119,9 +128,14 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
         mid = (a + b) // 2
         at(mid)
         settle(mid, b)
-        if b - a > 3 and on_line(a, b, mid) and on_line(a, b, a + 1):
-            estimated.update({w: at(a) + (at(b) - at(a)) * (w - a) / (b - a) for w in range(a + 2, b) if w != mid})
-            return
+        if b - a > 3:
+            if not is_ramp(a, b, mid):  # before refining it as a step, what was measured here is measured again
+                for w in (a, a + 1, mid, b):
+                    if w in latency:
+                        again(w)
+            if is_ramp(a, b, mid):
+                estimated.update({w: at(a) + (at(b) - at(a)) * (w - a) / (b - a) for w in range(a + 2, b) if w != mid})
+                return
         refine(a, mid)
         refine(mid, b)
 
