@@ -77,6 +77,10 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
     Measures a coarse grid (multiples of ``grid``, the schedules' channel tile, plus the
     ends), then refines each interval [a, b] whose latency rises by more than ``tol``:
 
+    - a *step just past a*, when a + 1 already lies within ``tol`` of b: a tiled schedule
+      adds a tile just past a multiple of its tile, so a + 1 is measured first, and when
+      it is, the widths up to b are interpolated from it (one measurement; a dip inside
+      such an interval would be missed);
     - a *ramp* when both its midpoint and a + 1 lie within ``tol`` of the line from a to
       b, or nearer it than to either end's level: the widths inside are interpolated (on
       a ramp steeper than ``tol`` per channel every width is its own step end);
@@ -124,6 +128,10 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
 
     def refine(a: int, b: int) -> None:
         if b - a <= 1 or at(b) <= at(a) * (1 + tol):
+            return
+        settle(a + 1, b)
+        if at(a + 1) * (1 + tol) >= at(b):  # the step is just past a
+            estimated.update({w: at(a + 1) + (at(b) - at(a + 1)) * (w - a - 1) / (b - a - 1) for w in range(a + 2, b)})
             return
         mid = (a + b) // 2
         at(mid)

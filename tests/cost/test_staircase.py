@@ -21,7 +21,14 @@ def test_adaptive_sweep_on_an_exact_staircase_finds_every_step_end():
 
     full, adaptive = full_sweep(stairs, 64), adaptive_sweep(stairs, 64, grid=8)
     assert adaptive.optimal == full.optimal == [8, 16, 24, 32, 40, 48, 56, 64]
-    assert adaptive.evaluations < full.evaluations / 2
+    assert sorted(adaptive.latency) == [1, 8, 9, 16, 17, 24, 25, 32, 33, 40, 41, 48, 49, 56, 57, 64]  # a + 1 after each step
+
+
+def test_steps_coarser_than_the_grid_cost_one_measurement_each():
+    stairs = lambda w: 10.0 * ((w + 15) // 16)  # noqa: E731  a tile of 16, a grid of 8
+    full, adaptive = full_sweep(stairs, 128), adaptive_sweep(stairs, 128, grid=8)
+    assert adaptive.optimal == full.optimal == list(range(16, 129, 16))
+    assert adaptive.evaluations == len(range(8, 129, 8)) + 1 + 7  # the grid with width 1, and a + 1 past 7 steps
 
 
 def _probe(name):
