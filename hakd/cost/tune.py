@@ -15,7 +15,10 @@ kernel, so export deploys exactly the kernel that was timed (or says the databas
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.util
 import logging
+import sys
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -34,6 +37,24 @@ __all__ = ["Tuner", "digest"]
 def digest(func) -> str:
     """Short structural digest of a scheduled kernel (names the exact kernel in a table key)."""
     return f"{tvm_ffi.structural_hash(func.without_attr('global_symbol')) & 0xFFFFFFFFFFFF:012x}"
+
+
+def cpu_tensor_intrinsics() -> None:
+    """Register TVM's CPU tensor intrinsics only, before meta_schedule imports them all.
+
+    meta_schedule imports ``tvm.s_tir.tensor_intrin`` in the tuning process and again in
+    every builder worker; that package parses every intrinsic TVM has, CUDA's alone 52 s
+    of TVMScript on this machine (measured), so each build outran the builder's 30 s
+    timeout and tuning found nothing. hakd tunes CPU kernels: the package is entered
+    without running its ``__init__``, and its CPU modules are imported (~2.6 s).
+    """
+    name = "tvm.s_tir.tensor_intrin"
+    if name in sys.modules:
+        return
+    package = importlib.util.module_from_spec(importlib.util.find_spec(name))  # not executed: no CUDA, ROCm, ...
+    sys.modules[name] = package
+    for cpu in ("x86", "arm_cpu", "riscv_cpu"):
+        importlib.import_module(f"{name}.{cpu}")
 
 
 def _module(func) -> tvm.IRModule:
@@ -68,8 +89,10 @@ class Tuner:
         if found is None:
             with tempfile.TemporaryDirectory() as work:
                 logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+                cpu_tensor_intrinsics()
                 ms.tune_tir(_module(func), self.target.tvm_target(), work_dir=work, max_trials_global=self.trials,
                             num_trials_per_iter=min(self.trials, 16), database=self.database, cost_model="random",
+                            builder=ms.builder.LocalBuilder(initializer=cpu_tensor_intrinsics),  # in each worker too
                             seed=0)  # reproducible search
             found = self.scheduled(func)
         if found is None:

@@ -49,3 +49,16 @@ def test_tuned_schedule_is_a_candidate_and_is_what_export_deploys(tmp_path):
     (kernel,) = lower(gm).kernels.values()
     with pytest.raises(ScheduleError, match="no longer holds"):
         again.schedule(kernel.func, ScheduleConfig("meta_schedule", digest="0" * 12))
+
+
+def test_only_cpu_tensor_intrinsics_are_parsed():
+    """In a fresh process: meta_schedule's import of every tensor intrinsic (CUDA's: ~50 s) is
+    replaced by the CPU ones, which are registered."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from hakd.cost.tune import cpu_tensor_intrinsics; cpu_tensor_intrinsics(); "
+            "import tvm.s_tir.tensor_intrin; from tvm.s_tir import TensorIntrin; TensorIntrin.get('dot_16x4_vnni'); "
+            "print(sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('tvm.s_tir.tensor_intrin.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True).stdout
+    assert out.split("\n")[-2] == str(["arm_cpu", "dot_product_common", "riscv_cpu", "x86"])
