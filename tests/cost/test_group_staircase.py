@@ -49,3 +49,17 @@ def test_retime_keeps_the_lower_value_without_rebuilding(tiny):
     assert prof.compiles == compiles  # the library built for the first timing was kept
     assert kept.latency_s <= before.latency_s
     assert prof.table.lookup(*key, context=timing.context).latency_s == kept.latency_s
+
+
+def test_a_winner_timed_in_this_run_is_timed_once_more(tiny, monkeypatch):
+    gm, _ = tiny
+    prof = Profiler("host", table=LatencyTable(":memory:"), measure=QUICK)
+    retimed, retime = [], Profiler.retime
+    monkeypatch.setattr(Profiler, "retime", lambda self, k, s, c: retimed.append((k.signature, s)) or retime(self, k, s, c))
+    timing = prof.model(gm)
+    assert sorted(retimed) == sorted({(k.signature, k.schedule) for k in timing.kernels})
+    prof.model(gm)
+    assert len(retimed) == len({(k.signature, k.schedule) for k in timing.kernels})  # once: not at every lookup
+    reloaded = Profiler("host", table=prof.table, measure=QUICK).model(gm)  # from the table: nothing timed
+    assert len(retimed) == len({(k.signature, k.schedule) for k in timing.kernels})
+    assert [k.latency_s for k in reloaded.kernels] == [k.latency_s for k in prof.model(gm).kernels]
