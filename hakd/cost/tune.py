@@ -73,7 +73,6 @@ class Tuner:
         self.target = dataclasses.replace(target, num_cores=target.num_cores or threads)
         self.trials = trials
         self.database = ms.database.JSONDatabase(work_dir=str(self.folder))
-        logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)  # its per-trial INFO lines
 
     def scheduled(self, func) -> Optional["tvm.tirx.PrimFunc"]:
         """The best tuned schedule of ``func`` in the database (named as ``func``), or None."""
@@ -89,6 +88,8 @@ class Tuner:
         found = self.scheduled(func)
         if found is None:
             with tempfile.TemporaryDirectory() as work:
+                # quiet its per-trial INFO lines; per call: each tune_tir resets the level to DEBUG
+                logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
                 cpu_tensor_intrinsics()
                 ms.tune_tir(_module(func), self.target.tvm_target(), work_dir=work, max_trials_global=self.trials,
                             num_trials_per_iter=min(self.trials, 16), database=self.database, cost_model="random",
