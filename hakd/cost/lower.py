@@ -1,7 +1,8 @@
 """Lower a traced model to fused TVM kernels, the way hakd compiles it for deployment.
 
 BatchNorm is folded into the preceding conv in PyTorch (exact in eval mode, and it
-avoids TVM 0.27's training-mode batch_norm import); the Relax pipeline then fuses
+avoids TVM 0.27's training-mode batch_norm import), any other BatchNorm becomes a
+per-channel scale and shift; the Relax pipeline then fuses
 conv + bias + residual add + ReLU into one kernel. Each fused kernel is identified
 by a signature (its kind, argument shapes and TVM structural hash) that is the same
 wherever the kernel appears: in another layer, another width, or the deployed model.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 import dataclasses
 from typing import Dict, List, Tuple
 
@@ -99,8 +101,38 @@ def FUSION_PIPELINE() -> tvm.transform.Pass:
 
 
 def fold_batchnorm(gm: fx.GraphModule) -> fx.GraphModule:
-    """A copy of ``gm`` in eval mode with every conv -> BatchNorm pair folded into one conv."""
-    return fold_conv_bn(copy.deepcopy(gm).eval(), inplace=True)
+    """A copy of ``gm`` in eval mode with every conv -> BatchNorm pair folded into one conv,
+    and every other BatchNorm2d as ``x * scale + shift`` (:func:`_as_channel_affine`)."""
+    folded = fold_conv_bn(copy.deepcopy(gm).eval(), inplace=True)
+    for node in list(folded.graph.nodes):
+        if node.op == "call_module" and isinstance(folded.get_submodule(node.target), torch.nn.BatchNorm2d):
+            _as_channel_affine(folded, node)
+    folded.recompile()
+    return folded
+
+
+def _as_channel_affine(gm: fx.GraphModule, node: fx.Node) -> None:
+    """Replace a BatchNorm2d not after a conv (DenseNet's after a concat, a pre-activation
+    block's) by ``x * scale + shift``, its parameters shaped (1, C, 1, 1) in a module at the
+    BatchNorm's path. TVM imports BatchNorm's 1-D weights reshaped inside the fused kernel
+    when weights are inputs and folded away when they are bound: two different kernels, so
+    the kernel measured would not be the kernel deployed. In this form both are one kernel."""
+    bn = gm.get_submodule(node.target)
+    if bn.running_mean is None:  # no running statistics: eval mode normalises by the batch's
+        return
+    with torch.no_grad():
+        scale = (bn.weight if bn.affine else 1.0) / torch.sqrt(bn.running_var + bn.eps)
+        shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
+    affine = torch.nn.Module()
+    affine.scale = torch.nn.Parameter(scale.reshape(1, -1, 1, 1).clone())
+    affine.shift = torch.nn.Parameter(shift.reshape(1, -1, 1, 1).clone())
+    parent, _, name = node.target.rpartition(".")
+    setattr(gm.get_submodule(parent), name, affine)
+    with gm.graph.inserting_before(node):
+        scaled = gm.graph.call_function(operator.mul, (node.args[0], gm.graph.get_attr(f"{node.target}.scale")))
+        out = gm.graph.call_function(operator.add, (scaled, gm.graph.get_attr(f"{node.target}.shift")))
+    node.replace_all_uses_with(out)
+    gm.graph.erase_node(node)
 
 
 def signature(func, kind: str, shapes) -> str:

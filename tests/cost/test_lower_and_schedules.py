@@ -3,13 +3,14 @@ import pytest
 import torch
 import tvm
 
-from hakd.cost.lower import lower
+from hakd.cost.lower import fold_batchnorm, lower
 from hakd.cost.measure import build_kernel
 from hakd.cost.profile import Profiler
 from hakd.cost.schedules import ScheduleConfig, apply_schedule, candidates
 from hakd.cost.table import LatencyTable
 from hakd.cost.target import parse_target
 from hakd.passes.trace import trace
+from tests.cost.conftest import randomised
 from tests.passes.tv_models import TV_MODELS
 
 
@@ -30,6 +31,35 @@ def test_signatures_are_stable_and_shared_by_equal_kernels(tiny):
     calls = lambda low: sorted((k.signature, k.calls) for k in low.kernels.values())  # noqa: E731
     assert calls(a) == calls(b)  # measuring (weights as inputs) and deploying (weights bound): the same kernel calls
     assert len({k.signature for k in a.kernels.values()}) == len(a.kernels)
+
+
+class ConcatBN(torch.nn.Module):
+    """DenseNet's pattern: a BatchNorm after a concat, with no conv before it to fold into."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(11)
+        self.out = torch.nn.Conv2d(11, 4, 1)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.bn(torch.cat([x, self.conv(x)], 1))))
+
+
+def test_a_batchnorm_after_a_concat_is_the_same_kernel_measured_and_deployed():
+    torch.manual_seed(0)
+    model = randomised(ConcatBN())
+    torch.nn.init.uniform_(model.bn.weight, 0.5, 1.5)
+    torch.nn.init.uniform_(model.bn.bias, -0.5, 0.5)
+    gm = trace(model, torch.zeros(1, 3, 8, 8))
+    a, b = lower(gm), lower(gm, bind_params=True)
+    calls = lambda low: sorted((k.signature, k.calls) for k in low.kernels.values())  # noqa: E731
+    assert calls(a) == calls(b)  # before: BN's 1-D weights were reshaped inside the kernel only when they were inputs
+    bn = [k for k in a.kernels.values() if "concatenate" in k.name]
+    assert len(bn) == 1 and bn[0].call_modules == (("bn",),)  # the kernel still reads (and names) the BatchNorm
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(fold_batchnorm(gm)(x), model(x), rtol=1e-5, atol=1e-5)
 
 
 def _run(func, args, target):
