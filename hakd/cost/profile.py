@@ -33,7 +33,7 @@ from hakd.cost.table import DEFAULT_TABLE, LatencyTable
 from hakd.cost.target import parse_device, parse_target
 from hakd.errors import HakdError
 
-__all__ = ["Profiler", "KernelTiming", "ModelTiming", "ProfileError", "group_latency", "group_staircase"]
+__all__ = ["Profiler", "KernelTiming", "ModelTiming", "ProfileError", "group_latency", "group_staircase", "lower_group"]
 
 
 class ProfileError(HakdError):
@@ -221,8 +221,13 @@ class Profiler:
         return self.lowered(lower(gm, input_shape), context, only)
 
 
-def _group_lowered(gm: fx.GraphModule, groups, group: str, width: int):
-    """(The lowered model with ``group`` at ``width``, the fx modules whose channels that changes)."""
+def lower_group(gm: fx.GraphModule, groups, group: str, width: int):
+    """(The lowered model with ``group`` at ``width``, the fx modules whose channels that changes):
+    producers and consumers, and per-channel ones (a depthwise conv, a BatchNorm not folded
+    into a conv), whose kernels change shape with the width too.
+
+    >>> low, modules = lower_group(gm, groups, "features.2.conv.0.0", 48)  # doctest: +SKIP
+    """
     from hakd.passes.rebuild import rebuild
     from hakd.plan import PrunePlan
 
@@ -230,7 +235,7 @@ def _group_lowered(gm: fx.GraphModule, groups, group: str, width: int):
     if not 1 <= width <= full:
         raise ProfileError(f"width {width} is outside 1..{full} for group {group!r}")
     plan = PrunePlan.from_widths({group: width}, groups.widths())
-    members = {m.module for m in groups[group].members if m.role in ("in", "out")}
+    members = {m.module for m in groups[group].members}
     return lower(rebuild(gm, groups, plan)), members
 
 
@@ -238,9 +243,10 @@ def group_latency(profiler: Profiler, gm: fx.GraphModule, groups, group: str, wi
                   context: Optional[str] = None) -> float:
     """Latency of the fused kernels that read or write one channel group, with the group at
     ``width`` (its first channels) and every other width held: the group's producers (their
-    output channels) and consumers (their input channels), each fused with its epilogue.
+    output channels), consumers (their input channels) and per-channel layers (depthwise
+    convs, BatchNorms not folded into a conv), each fused with its epilogue.
     ``context``: the cache context (default: the pruned model's own)."""
-    low, members = _group_lowered(gm, groups, group, width)
+    low, members = lower_group(gm, groups, group, width)
     return profiler.lowered(low, context).latency_of_modules(members)
 
 
@@ -274,7 +280,7 @@ def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups, group: str, 
         return {k: {below.get(k), above.get(k)} - {None} for k in {*below, *above}}
 
     def measure(w: int, retime: bool = False) -> float:
-        low, members = _group_lowered(gm, groups, group, w)
+        low, members = lower_group(gm, groups, group, w)
         timing = profiler.lowered(low, context, transferred(w))
         if retime:  # the group's kernels at w: their chosen schedules timed again, the lower value kept
             for k in timing.kernels_of_modules(members):

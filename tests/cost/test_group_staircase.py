@@ -3,7 +3,7 @@
 import pytest
 
 from hakd.cost.lower import lower
-from hakd.cost.profile import Profiler, group_latency, group_staircase
+from hakd.cost.profile import Profiler, group_latency, group_staircase, lower_group
 from hakd.cost.staircase import grid_points
 from hakd.cost.table import LatencyTable
 from tests.cost.conftest import QUICK
@@ -63,3 +63,10 @@ def test_a_winner_timed_in_this_run_is_timed_once_more(tiny, monkeypatch):
     reloaded = Profiler("host", table=prof.table, measure=QUICK).model(gm)  # from the table: nothing timed
     assert len(retimed) == len({(k.signature, k.schedule) for k in timing.kernels})
     assert [k.latency_s for k in reloaded.kernels] == [k.latency_s for k in prof.model(gm).kernels]
+
+
+def test_a_group_counts_its_depthwise_kernels_as_well_as_its_producers_and_consumers(tiny):
+    gm, groups = tiny
+    low, modules = lower_group(gm, groups, "stem.0", 8)
+    counted = {k.kind for k in low.kernels.values() if any(modules & set(call) for call in k.call_modules)}
+    assert {"conv2d", "depthwise"} <= counted  # dw.0 (a per-channel member) changes shape with the width too
