@@ -226,7 +226,14 @@ def lower_group(gm: fx.GraphModule, groups, group: str, width: int):
     producers and consumers, and per-channel ones (a depthwise conv, a BatchNorm not folded
     into a conv), whose kernels change shape with the width too.
 
-    >>> low, modules = lower_group(gm, groups, "features.2.conv.0.0", 48)  # doctest: +SKIP
+    >>> import torch
+    >>> from hakd.models import resnet20
+    >>> from hakd.passes.groups import find_groups
+    >>> from hakd.passes.trace import trace
+    >>> gm = trace(resnet20(), torch.zeros(1, 3, 32, 32))
+    >>> low, modules = lower_group(gm, find_groups(gm), "layers.0.conv1", 8)
+    >>> sorted(modules)  # its BatchNorm is folded into the conv: no kernel of its own
+    ['layers.0.bn1', 'layers.0.conv1', 'layers.0.conv2']
     """
     from hakd.passes.rebuild import rebuild
     from hakd.plan import PrunePlan
