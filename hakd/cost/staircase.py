@@ -139,9 +139,8 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
         if b - a > 3:
             if not is_ramp(a, b, mid):  # before refining it as a step, what was measured here is measured again
                 for w in (a, a + 1, mid, b):
-                    if w in latency:
-                        again(w)
-            if is_ramp(a, b, mid):
+                    again(w)
+            if is_ramp(a, b, mid):  # tested again: the lower values may make it one
                 estimated.update({w: at(a) + (at(b) - at(a)) * (w - a) / (b - a) for w in range(a + 2, b) if w != mid})
                 return
         refine(a, mid)
