@@ -67,9 +67,10 @@ def retimed_prediction_s(gm, prof):
     """The prediction again, from the deployed schedules built and timed afresh (a new table)
     right after the model's measurement: the same cost model, taken in the same spell of the
     machine's load as the measurement, which the profile before export was not."""
-    deployed = {k.call_modules: {k.schedule} for k in prof.model(gm).kernels}  # table hits: nothing timed
+    low = lower(gm)
+    deployed = {k.call_modules: {k.schedule} for k in prof.lowered(low).kernels}  # table hits: nothing timed
     with tempfile.TemporaryDirectory() as d:
-        return Profiler("host", table=LatencyTable(Path(d) / "t.sqlite")).model(gm, only=deployed).latency_s
+        return Profiler("host", table=LatencyTable(Path(d) / "t.sqlite")).lowered(low, only=deployed).latency_s
 
 
 def e2e(names, folder, rounds=3):
