@@ -31,7 +31,8 @@ import torch  # noqa: E402
 
 from hakd import models  # noqa: E402
 from hakd.cost.lower import lower  # noqa: E402
-from hakd.cost.profile import Profiler, group_staircase  # noqa: E402
+from hakd.cost.profile import Profiler  # noqa: E402
+from hakd.sweep import group_staircase  # noqa: E402
 from hakd.cost.staircase import grid_points  # noqa: E402
 from hakd.cost.schedules import candidates  # noqa: E402
 from hakd.cost.table import LatencyTable  # noqa: E402

@@ -83,7 +83,7 @@ def _profile(args):
 
 
 def _staircase(args):
-    from hakd.cost.profile import group_staircase
+    from hakd.sweep import group_staircase
     from hakd.passes.groups import find_groups
 
     gm, what = _model(args)

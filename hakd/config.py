@@ -129,6 +129,7 @@ class TrainConfig(_JsonConfig):
 
 
 PRUNE_TARGETS = ("channels", "params", "macs", "latency")
+PENALTIES = ("params", "latency")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,9 +139,10 @@ class PruneConfig(_JsonConfig):
 
     ``target`` and ``amount``: ``channels`` keeps ``amount`` prunable channels in all;
     ``params``/``macs`` keep that fraction of the model's parameters/MACs; ``latency``
-    stops at ``amount`` seconds predicted by a cost-model Profiler. ``penalty`` > 0 is the
-    penalised variant: a channel's score is its saliency minus ``penalty`` times the share
-    of parameters its removal saves.
+    stops at ``amount`` seconds predicted by the cost model. ``penalty`` > 0 is the penalised
+    variant: a channel's score is its saliency minus ``penalty`` times the share of the
+    model's parameters (``penalty_on="params"``) or of its latency, read from the groups'
+    staircases (``penalty_on="latency"``), that removing it saves.
 
     Example: ``PruneConfig(target="params", amount=0.5, prune_every=100)``.
     """
@@ -153,12 +155,14 @@ class PruneConfig(_JsonConfig):
     momentum: float = 0.9
     weight_decay: float = 5e-4
     penalty: float = 0.0
+    penalty_on: str = "params"
     seed: int = 0
     threads: Optional[int] = None
     max_steps: Optional[int] = None
 
     def __post_init__(self):
         _one_of(self, "target", PRUNE_TARGETS)
+        _one_of(self, "penalty_on", PENALTIES)
         _at_least(self, "amount", 0.0)
         if self.target in ("params", "macs") and not 0.0 < self.amount < 1.0:
             raise ConfigError(f"PruneConfig.amount is the fraction of {self.target} to keep, in (0, 1); got {self.amount}")

@@ -19,6 +19,8 @@ __all__ = [
     "TraceError",
     "GroupError",
     "PlanError",
+    "StaircaseError",
+    "BudgetError",
 ]
 
 
@@ -56,3 +58,11 @@ class GroupError(HakdError):
 
 class PlanError(HakdError):
     """A prune plan does not fit the model it is applied to."""
+
+
+class StaircaseError(HakdError):
+    """Staircases are missing, damaged, of another model, or stale for the plan they are used with."""
+
+
+class BudgetError(HakdError):
+    """A latency budget cannot be met; the message states the fastest latency reachable."""

@@ -24,6 +24,7 @@ from torch import fx
 
 from hakd.errors import ConfigError
 from hakd.passes.counts import count
+from hakd.passes import snap
 from hakd.passes.groups import ChannelGroups
 from hakd.passes.rebuild import rebuild
 from hakd.plan import PrunePlan
@@ -67,24 +68,9 @@ def round_to_multiple(plan: PrunePlan, groups: ChannelGroups, gm: fx.GraphModule
                       mode: str = "down") -> PrunePlan:
     """Round each pruned group's width to a multiple of ``multiple`` (never below it, never above
     the group's width): ``down`` drops the plan's least important kept channels (L1), ``up``
-    restores the most important pruned ones."""
-    if mode not in ("down", "up"):
-        raise ConfigError(f"round_to_multiple mode is {mode!r}; valid values: down, up")
-    scores = l1_importance(gm, groups)
-    keep = {}
-    for g in groups.prunable():
-        kept = list(plan.keep.get(g.name, range(g.width)))
-        n = len(kept)
-        rounded = (n // multiple if mode == "down" else -(-n // multiple)) * multiple
-        rounded = min(g.width, max(min(multiple, g.width), rounded))
-        order = np.argsort(-scores[g.name], kind="stable")
-        if rounded < n:
-            kept = sorted(sorted(kept, key=lambda c: -scores[g.name][c])[:rounded])
-        elif rounded > n:
-            extra = [c for c in order if c not in set(kept)][: rounded - n]
-            kept = sorted(kept + [int(c) for c in extra])
-        keep[g.name] = tuple(int(c) for c in kept)
-    return PrunePlan(keep, groups.widths(), note=f"{plan.note} rounded {mode} to x{multiple}".strip())
+    restores the most important pruned ones. One mechanism with snapping:
+    :func:`hakd.passes.snap.round_to_multiple` with L1 importance."""
+    return snap.round_to_multiple(plan, groups, l1_importance(gm, groups), multiple, mode)
 
 
 def fit_fraction(make_plan: Callable[[float], PrunePlan], gm: fx.GraphModule, groups: ChannelGroups,

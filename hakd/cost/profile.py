@@ -21,7 +21,7 @@ import tempfile
 import warnings
 import weakref
 from collections import OrderedDict
-from typing import Dict, List, Mapping, Optional, Set
+from typing import Callable, Dict, List, Mapping, Optional, Set
 
 from torch import fx
 
@@ -33,7 +33,7 @@ from hakd.cost.table import DEFAULT_TABLE, LatencyTable
 from hakd.cost.target import parse_device, parse_target
 from hakd.errors import HakdError
 
-__all__ = ["Profiler", "KernelTiming", "ModelTiming", "ProfileError", "group_latency", "group_staircase", "lower_group"]
+__all__ = ["Profiler", "KernelTiming", "ModelTiming", "ProfileError", "sweep_widths"]
 
 
 class ProfileError(HakdError):
@@ -221,45 +221,16 @@ class Profiler:
         return self.lowered(lower(gm, input_shape), context, only)
 
 
-def lower_group(gm: fx.GraphModule, groups, group: str, width: int):
-    """(The lowered model with ``group`` at ``width``, the fx modules whose channels that changes):
-    producers and consumers, and per-channel ones (a depthwise conv, a BatchNorm not folded
-    into a conv), whose kernels change shape with the width too.
+def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], modules, max_width: int, *,
+                 adaptive: bool = True, grid: int = 8, tol: Optional[float] = None, context: Optional[str] = None,
+                 include=(), min_width: int = 1):
+    """A latency staircase over widths: :class:`hakd.cost.staircase.Sweep` of the latency (s) of the
+    kernel calls that read the weights of any of ``modules`` in ``model_at(width)``.
 
-    >>> import torch
-    >>> from hakd.models import resnet20
-    >>> from hakd.passes.groups import find_groups
-    >>> from hakd.passes.trace import trace
-    >>> gm = trace(resnet20(), torch.zeros(1, 3, 32, 32))
-    >>> low, modules = lower_group(gm, find_groups(gm), "layers.0.conv1", 8)
-    >>> sorted(modules)  # its BatchNorm is folded into the conv: no kernel of its own
-    ['layers.0.bn1', 'layers.0.conv1', 'layers.0.conv2']
-    """
-    from hakd.passes.rebuild import rebuild
-    from hakd.plan import PrunePlan
-
-    full = groups[group].width
-    if not 1 <= width <= full:
-        raise ProfileError(f"width {width} is outside 1..{full} for group {group!r}")
-    plan = PrunePlan.from_widths({group: width}, groups.widths())
-    members = {m.module for m in groups[group].members}
-    return lower(rebuild(gm, groups, plan)), members
-
-
-def group_latency(profiler: Profiler, gm: fx.GraphModule, groups, group: str, width: int,
-                  context: Optional[str] = None) -> float:
-    """Latency of the fused kernels that read or write one channel group, with the group at
-    ``width`` (its first channels) and every other width held: the group's producers (their
-    output channels), consumers (their input channels) and per-channel layers (depthwise
-    convs, BatchNorms not folded into a conv), each fused with its epilogue.
-    ``context``: the cache context (default: the pruned model's own)."""
-    low, members = lower_group(gm, groups, group, width)
-    return profiler.lowered(low, context).latency_of_modules(members)
-
-
-def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups, group: str, adaptive: bool = True,
-                    grid: int = 8, tol: Optional[float] = None):
-    """The staircase of one group: a :class:`hakd.cost.staircase.Sweep` of model latency (s) by width.
+    The cost model knows kernels and widths only: what a width means (a channel group of a
+    plan, say) is ``model_at``'s business (:mod:`hakd.sweep`). ``context``: the cache context
+    held at every width (default: that of ``model_at(max_width)``); ``include``: widths
+    measured as grid widths besides the grid (e.g. the width a plan has now).
 
     A full sweep tries every schedule candidate at every width. An adaptive sweep does so
     on its coarse grid only; between two grid widths each kernel tries just the schedules
@@ -272,11 +243,10 @@ def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups, group: str, 
     """
     from hakd.cost.staircase import DEFAULT_TOLERANCE, adaptive_sweep, full_sweep, grid_points
 
-    if not groups[group].prunable:
-        raise ProfileError(f"group {group!r} cannot be pruned ({groups[group].reason}); it has no staircase")
-    context = profiler.context(lower(gm))  # the whole model's, held for every width like the other groups
-    width, tol = groups[group].width, DEFAULT_TOLERANCE if tol is None else tol
-    grid_widths = grid_points(width, grid)
+    modules = set(modules)
+    tol = DEFAULT_TOLERANCE if tol is None else tol
+    context = context or profiler.context(lower(model_at(max_width)))
+    grid_widths = sorted({*grid_points(max_width, grid, min_width), *(w for w in include if min_width <= w <= max_width)})
     winners: Dict[int, Dict[tuple, str]] = {}  # width -> kernel (its call_modules) -> fastest schedule
 
     def transferred(w: int):
@@ -287,15 +257,16 @@ def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups, group: str, 
         return {k: {below.get(k), above.get(k)} - {None} for k in {*below, *above}}
 
     def measure(w: int, retime: bool = False) -> float:
-        low, members = lower_group(gm, groups, group, w)
+        low = lower(model_at(w))
         timing = profiler.lowered(low, context, transferred(w))
-        if retime:  # the group's kernels at w: their chosen schedules timed again, the lower value kept
-            for k in timing.kernels_of_modules(members):
+        if retime:  # the kernels at w: their chosen schedules timed again, the lower value kept
+            for k in timing.kernels_of_modules(modules):
                 profiler.retime(low.kernels[k.kernel], k.schedule, context)
             timing = profiler.lowered(low, context, transferred(w))
         winners[w] = {k.call_modules: k.schedule for k in timing.kernels}
-        return timing.latency_of_modules(members)
+        return timing.latency_of_modules(modules)
 
     if not adaptive:
-        return full_sweep(measure, width, tol)
-    return adaptive_sweep(measure, width, grid, tol, remeasure=lambda w: measure(w, retime=True))
+        return full_sweep(measure, max_width, tol, min_width)
+    return adaptive_sweep(measure, max_width, grid, tol, min_width, remeasure=lambda w: measure(w, retime=True),
+                          include=include)

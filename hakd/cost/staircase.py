@@ -71,11 +71,11 @@ def grid_points(max_width: int, grid: int = 8, min_width: int = 1) -> List[int]:
 
 
 def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 8, tol: float = DEFAULT_TOLERANCE,
-                   min_width: int = 1, remeasure: Optional[Callable[[int], float]] = None) -> Sweep:
+                   min_width: int = 1, remeasure: Optional[Callable[[int], float]] = None, include=()) -> Sweep:
     """Find the optimal points with far fewer measurements than :func:`full_sweep`.
 
     Measures a coarse grid (multiples of ``grid``, the schedules' channel tile, plus the
-    ends), then refines each interval [a, b] whose latency rises by more than ``tol``:
+    ends and the widths in ``include``), then refines each interval [a, b] whose latency rises by more than ``tol``:
 
     - a *step just past a*, when a + 1 already lies within ``tol`` of b: a tiled schedule
       adds a tile just past a multiple of its tile, so a + 1 is measured first, and when
@@ -146,7 +146,7 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
         refine(a, mid)
         refine(mid, b)
 
-    grid_widths = grid_points(max_width, grid, min_width)
+    grid_widths = sorted({*grid_points(max_width, grid, min_width), *(w for w in include if min_width <= w <= max_width)})
     for w in grid_widths:
         at(w)
     for a, b in reversed(list(zip(grid_widths, grid_widths[1:]))):  # widest first: each compared with a settled one

@@ -5,7 +5,9 @@ channel with the lowest accumulated Fisher saliency over all prunable groups, th
 the accumulators; stop when the target (channels, parameter or MAC fraction, or a
 latency budget from the cost model) is met. The run folder holds ``state.pt`` (written
 atomically after every removal: a killed run resumes from it), ``history.json`` (one
-entry per removed channel) and, at the end, ``plan.json``::
+entry per removed channel), ``importance.json`` (each channel's saliency: a kept channel's
+over the last window, a pruned one's at its removal; snapping and the budget allocator
+rank channels by it) and, at the end, ``plan.json``::
 
     result = fisher_prune(gm, groups, train, PruneConfig(amount=0.5), "runs/prune")
     student = rebuild(result.model, groups, result.plan)
@@ -18,7 +20,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -35,9 +37,11 @@ from hakd.passes.probes import ProbedModel, insert_probes
 from hakd.passes.rebuild import rebuild
 from hakd.plan import PrunePlan
 
-__all__ = ["fisher_prune", "PruneResult", "STATE", "HISTORY", "PLAN"]
+__all__ = ["fisher_prune", "PruneResult", "load_importance", "STATE", "HISTORY", "PLAN", "IMPORTANCE"]
 
-STATE, HISTORY, PLAN = "state.pt", "history.json", "plan.json"
+STATE, HISTORY, PLAN, IMPORTANCE = "state.pt", "history.json", "plan.json", "importance.json"
+LatencyOf = Callable[[Dict[str, int]], float]  # widths of every group -> predicted seconds
+LatencySaved = Callable[[str, int], float]  # (group, width) -> share of the latency one channel less saves
 
 
 @dataclasses.dataclass
@@ -45,15 +49,28 @@ class PruneResult:
     plan: PrunePlan
     history: List[dict]
     model: fx.GraphModule  # the fine-tuned model at full width (apply ``plan`` with rebuild)
+    importance: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # per group, one saliency per channel
+
+
+def load_importance(folder) -> Dict[str, np.ndarray]:
+    """The per-channel importance a Fisher run folder holds (``importance.json``)."""
+    path = Path(folder) / IMPORTANCE
+    if not path.is_file():
+        raise CheckpointError(f"no {IMPORTANCE} in {folder}: it is written by Fisher pruning (fisher_prune, `hakd prune`)")
+    try:
+        return {g: np.asarray(v, dtype=float) for g, v in json.loads(path.read_text()).items()}
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} is damaged ({type(e).__name__}: {e})") from e
 
 
 class _Target:
     """Measures how far a plan is from the pruning target."""
 
-    def __init__(self, gm, groups, config: PruneConfig, input_shape, profiler=None):
-        self.gm, self.groups, self.config, self.input_shape, self.profiler = gm, groups, config, input_shape, profiler
-        if config.target == "latency" and profiler is None:
-            raise ConfigError("PruneConfig(target='latency') needs a cost-model Profiler (fisher_prune(..., profiler=...))")
+    def __init__(self, gm, groups, config: PruneConfig, input_shape, latency_of: Optional[LatencyOf] = None):
+        self.gm, self.groups, self.config, self.input_shape, self.latency_of = gm, groups, config, input_shape, latency_of
+        if config.target == "latency" and latency_of is None:
+            raise ConfigError("PruneConfig(target='latency') needs the cost model's prediction: pass "
+                              "fisher_prune(..., latency_of=hakd.sweep.latency_of(Profiler(target), gm, groups))")
         self.full_params, self.full_macs = count(gm, input_shape)
         prunable = groups.prunable()
         if config.target == "channels" and config.amount < len(prunable):
@@ -65,7 +82,7 @@ class _Target:
         params, macs = count(small, self.input_shape)
         out = {"params": params, "macs": macs, "channels": sum(widths.values())}
         if self.config.target == "latency":
-            out["latency_s"] = self.profiler.model(small).latency_s
+            out["latency_s"] = self.latency_of(plan.pruned_widths())
         return out
 
     def met(self, m: dict) -> bool:
@@ -73,6 +90,19 @@ class _Target:
         return {"channels": lambda: m["channels"] <= c.amount, "params": lambda: m["params"] <= c.amount * self.full_params,
                 "macs": lambda: m["macs"] <= c.amount * self.full_macs,
                 "latency": lambda: m["latency_s"] <= c.amount}[c.target]()
+
+
+def _penalty_share(gm, groups, config: PruneConfig, input_shape, latency_saved: Optional[LatencySaved]):
+    """(group, width) -> what one channel less saves, as a share of the model: parameters, or latency."""
+    if config.penalty == 0:
+        return lambda g, w: 0.0
+    if config.penalty_on == "latency":
+        if latency_saved is None:
+            raise ConfigError("PruneConfig(penalty_on='latency') needs the staircases: pass fisher_prune(..., "
+                              "latency_saved=hakd.sweep.latency_saved(staircases, full_latency_s))")
+        return latency_saved
+    share = _param_share(gm, groups, input_shape)
+    return lambda g, w: share.get(g, 0.0)
 
 
 def _param_share(gm, groups, input_shape) -> Dict[str, float]:
@@ -86,13 +116,13 @@ def _param_share(gm, groups, input_shape) -> Dict[str, float]:
     return share
 
 
-def _choose(probed: ProbedModel, saliency: Dict[str, np.ndarray], penalty: float, share: Dict[str, float]):
+def _choose(probed: ProbedModel, saliency: Dict[str, np.ndarray], penalty: float, share: Callable[[str, int], float]):
     best = None
     for g, sal in saliency.items():
         alive = probed.alive[g]
         if alive.sum() <= 1:
             continue  # never empty a group
-        score = np.where(alive, sal - penalty * share.get(g, 0.0), np.inf)
+        score = np.where(alive, sal - penalty * share(g, int(alive.sum())), np.inf)
         k = int(np.argmin(score))
         if best is None or score[k] < best[2]:
             best = (g, k, float(score[k]), float(sal[k]))
@@ -100,19 +130,27 @@ def _choose(probed: ProbedModel, saliency: Dict[str, np.ndarray], penalty: float
 
 
 def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config: PruneConfig, out,
-                 resume: bool = False, profiler=None, test: Optional[Split] = None) -> PruneResult:
-    """Fisher-prune a traced model on ``train``; returns the plan, the history and the fine-tuned model."""
+                 resume: bool = False, latency_of: Optional[LatencyOf] = None,
+                 latency_saved: Optional[LatencySaved] = None) -> PruneResult:
+    """Fisher-prune a traced model on ``train``; returns the plan, the history, the fine-tuned
+    model and each channel's importance.
+
+    ``latency_of(widths)``: predicted seconds of the model at those group widths, for
+    ``target="latency"``; ``latency_saved(group, width)``: the share of the model's latency
+    one channel less saves there, for ``penalty_on="latency"`` (both from the cost model,
+    :mod:`hakd.sweep`: this pass never imports it)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
     input_shape = (1, *train.images.shape[1:])
-    target = _Target(gm, groups, config, input_shape, profiler)
+    target = _Target(gm, groups, config, input_shape, latency_of)
     torch.manual_seed(config.seed)
     probed = insert_probes(gm, groups)
     params = [p for p in probed.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    share = _param_share(gm, groups, input_shape) if config.penalty > 0 else {}
+    share = _penalty_share(gm, groups, config, input_shape, latency_saved)
+    importance = {g.name: np.zeros(g.width) for g in groups.prunable()}
     step, history, position = 0, [], (0, 0)
     if resume and (out / STATE).exists():
         state = load_checkpoint(out / STATE)
@@ -123,6 +161,7 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
         for g, alive in state["alive"].items():
             probed.alive[g] = np.array(alive, dtype=bool)
         step, history, position = state["step"], state["history"], tuple(state["position"])
+        importance = {g: np.asarray(v, dtype=float) for g, v in state.get("importance", importance).items()}
         torch.set_rng_state(state["rng"])
         print(f"resuming {out} at step {step} after {len(history)} removed channels")
     elif (out / STATE).exists():
@@ -131,8 +170,10 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
     def checkpoint(pos):
         save_checkpoint({"config": config.to_dict(), "widths": groups.widths(), "model": probed.state_dict(),
                          "optimizer": optimizer.state_dict(), "alive": {g: a.tolist() for g, a in probed.alive.items()},
-                         "step": step, "history": history, "position": list(pos), "rng": torch.get_rng_state()}, out / STATE)
+                         "step": step, "history": history, "position": list(pos), "rng": torch.get_rng_state(),
+                         "importance": {g: v.tolist() for g, v in importance.items()}}, out / STATE)
         atomic_write_text(out / HISTORY, json.dumps(history, indent=1))
+        atomic_write_text(out / IMPORTANCE, json.dumps({g: v.tolist() for g, v in importance.items()}))
 
     plan = PrunePlan(probed.keep(), groups.widths())
     done = target.met(target.measure(plan, probed.widths()))
@@ -159,7 +200,10 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
             probed.count(len(y))
             step += 1
             if step % config.prune_every == 0:
-                choice = _choose(probed, probed.saliency(), config.penalty, share)
+                saliency = probed.saliency()
+                for g, sal in saliency.items():  # a channel's importance: its saliency over its last window alive
+                    importance[g][probed.alive[g]] = sal[probed.alive[g]]
+                choice = _choose(probed, saliency, config.penalty, share)
                 if choice is None:
                     raise ConfigError("every prunable group is down to one channel and the target is still not met")
                 g, k, score, sal = choice
@@ -181,7 +225,7 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
     checkpoint((epoch, skip))
     plan = PrunePlan(probed.keep(), groups.widths(), note=f"fisher {config.target}={config.amount} after {step} steps")
     plan.save(out / PLAN)
-    return PruneResult(plan, history, _unprobed(probed, gm))
+    return PruneResult(plan, history, _unprobed(probed, gm), importance)
 
 
 def _unprobed(probed: ProbedModel, gm: fx.GraphModule) -> fx.GraphModule:

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from hakd.cost.profile import Profiler, group_staircase
+from hakd.cost.profile import Profiler
+from hakd.sweep import group_staircase
 from hakd.cost.table import LatencyTable
 from tests.conftest import REPO
 from tests.cost.conftest import QUICK
@@ -18,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 SWEEP = """
 import sys, torch
-from hakd.cost.profile import Profiler, group_staircase
+from hakd.cost.profile import Profiler
+from hakd.sweep import group_staircase
 from hakd.cost.table import LatencyTable
 from hakd.passes.groups import find_groups
 from hakd.passes.trace import trace

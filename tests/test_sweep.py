@@ -3,7 +3,8 @@
 import pytest
 
 from hakd.cost.lower import lower
-from hakd.cost.profile import Profiler, group_latency, group_staircase, lower_group
+from hakd.cost.profile import Profiler
+from hakd.sweep import group_latency, group_staircase, lower_group
 from hakd.cost.staircase import grid_points
 from hakd.cost.table import LatencyTable
 from tests.cost.conftest import QUICK

@@ -1,0 +1,111 @@
+"""Fit a latency budget on the real model: allocate widths, rebuild, predict, re-sweep, repeat.
+
+Staircases are measured with every other group held (:mod:`hakd.sweep`), so an
+allocation over them (:func:`hakd.passes.allocate.allocate`) is a first-order model of
+the student: moving two groups that share a layer moves that layer's kernel in a way
+neither staircase saw. So each round rebuilds the chosen student, predicts its latency
+with the profiler (every fused kernel timed), and, while that prediction is over the
+budget, moves the staircases to the new plan (groups whose neighbours moved are swept
+again) and allocates again with the overshoot held back. The plan returned is one whose
+*predicted latency as rebuilt* is within the budget::
+
+    result = fit_budget(prof, gm, groups, fisher_plan, stairs, importance, budget_s=0.6 * teacher_s)
+    result.plan, result.predicted_s
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, List, Mapping, Optional
+
+import numpy as np
+from torch import fx
+
+from hakd.cost.profile import Profiler
+from hakd.errors import BudgetError
+from hakd.passes.allocate import allocate, budget_options
+from hakd.passes.counts import count
+from hakd.passes.groups import ChannelGroups
+from hakd.passes.rebuild import rebuild
+from hakd.passes.snap import with_widths
+from hakd.plan import PrunePlan
+from hakd.staircases import Staircases
+from hakd.sweep import predict, refresh
+
+__all__ = ["BudgetResult", "fit_budget", "fastest_plan", "params_per_channel"]
+
+
+@dataclasses.dataclass
+class BudgetResult:
+    plan: PrunePlan
+    predicted_s: float  # the rebuilt student's predicted latency
+    budget_s: float
+    staircases: Staircases  # as last measured (around the last plan tried)
+    rounds: List[dict]  # per round: what was allocated and what the rebuilt student measured
+
+
+def fastest_plan(plan: PrunePlan, stairs: Staircases, importance: Mapping[str, np.ndarray]) -> PrunePlan:
+    """Every group with a staircase at its fastest optimal width (the widest among equals)."""
+    widths = {g: min(st.optimal, key=lambda w: (st.at(w), -w)) for g, st in stairs.groups.items()}
+    return with_widths(plan, widths, importance, f"{plan.note} fastest".strip())
+
+
+def params_per_channel(gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan, names) -> Dict[str, float]:
+    """Parameters one channel of each named group holds, with the other groups as in ``plan``."""
+    shape = next(n for n in gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"].shape
+    widths = plan.pruned_widths()
+    base, _ = count(rebuild(gm, groups, PrunePlan.from_widths(widths, groups.widths())), shape)
+    out = {}
+    for g in names:
+        other = widths[g] - 1 if widths[g] > 1 else widths[g] + 1
+        if other > groups[g].width:  # a group of width 1
+            out[g] = 0.0
+            continue
+        params, _ = count(rebuild(gm, groups, PrunePlan.from_widths({**widths, g: other}, groups.widths())), shape)
+        out[g] = abs(base - params)
+    return out
+
+
+def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan, stairs: Staircases,
+               importance: Mapping[str, np.ndarray], budget_s: float, value: str = "importance", max_rounds: int = 5,
+               bins: int = 4000, log: Callable[[str], None] = print, save_staircases=None) -> BudgetResult:
+    """Choose one optimal width per group of ``stairs``, keeping the most ``value`` (the channels'
+    importance, or parameters), such that the rebuilt student's predicted latency is within
+    ``budget_s``. Raises BudgetError (stating the fastest reachable latency) when even every
+    group at its fastest width is over the budget."""
+    if not budget_s > 0:
+        raise BudgetError(f"a latency budget must be > 0 seconds, got {budget_s}")
+    stairs.check_model(groups.widths())
+    sweep = dict(log=log, save_to=save_staircases)
+    stairs = refresh(profiler, gm, groups, plan, stairs, **sweep)
+    fastest = fastest_plan(plan, stairs, importance)
+    fastest_s = predict(profiler, gm, groups, fastest)
+    if fastest_s > budget_s:
+        raise BudgetError(f"a budget of {budget_s * 1e6:.1f} us cannot be met: with every group at its fastest width the "
+                          f"student is predicted at {fastest_s * 1e6:.1f} us, the minimum reachable by pruning these "
+                          f"groups on {profiler.target_key}")
+    center, slack, rounds = plan, 0.0, []
+    for r in range(max_rounds):
+        stairs = refresh(profiler, gm, groups, center, stairs, **sweep)
+        center_s = predict(profiler, gm, groups, center)
+        rest = center_s - sum(st.at(center.width(g)) for g, st in stairs.groups.items())  # kernels of no group, minus overlaps
+        per_channel = params_per_channel(gm, groups, center, stairs.groups) if value == "params" else None
+        options = budget_options(center, stairs.groups, importance, value, per_channel)
+        try:
+            alloc = allocate(options, budget_s - slack - rest, bins)
+        except BudgetError as e:
+            log(f"budget round {r + 1}: {e}; taking every group's fastest width")
+            break
+        student = with_widths(center, alloc.widths, importance, f"{plan.note} budget {budget_s * 1e6:.1f} us".strip())
+        student_s = predict(profiler, gm, groups, student)
+        rounds.append({"round": r + 1, "allocated_s": rest + alloc.latency_s, "predicted_s": student_s,
+                       "held_back_s": slack, "value": alloc.value, "grid_s": alloc.grid_s, "widths": alloc.widths})
+        log(f"budget round {r + 1}: allocated {(rest + alloc.latency_s) * 1e6:.1f} us, rebuilt student predicted "
+            f"{student_s * 1e6:.1f} us (budget {budget_s * 1e6:.1f} us, held back {slack * 1e6:.1f} us)")
+        if student_s <= budget_s:
+            return BudgetResult(student, student_s, budget_s, stairs, rounds)
+        slack += student_s - budget_s  # allocate again around the student, holding the overshoot back
+        center = student
+    log(f"budget: no allocation within {budget_s * 1e6:.1f} us after {len(rounds)} round(s); "
+        f"every group at its fastest width ({fastest_s * 1e6:.1f} us)")
+    return BudgetResult(fastest, fastest_s, budget_s, stairs, rounds)

@@ -1,0 +1,171 @@
+"""Measure channel-group staircases: where the cost model (kernels, widths) meets the graph
+passes (groups, plans). The cost model sweeps widths of a ``width -> model`` callable; here
+that callable is "the model rebuilt with one group at that width and every other group at
+the plan's width", and the result is saved as :class:`hakd.staircases.Staircases`::
+
+    prof = Profiler("host")
+    stairs = model_staircases(prof, gm, groups, plan, save_to="runs/fisher/staircases.json")
+    snapped = snap(plan, stairs, importance, "up")
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Set
+
+from torch import fx
+from tqdm import tqdm
+
+from hakd.cost.lower import lower
+from hakd.cost.profile import Profiler, ProfileError, sweep_widths
+from hakd.errors import StaircaseError
+from hakd.passes.groups import ChannelGroups
+from hakd.passes.rebuild import rebuild
+from hakd.plan import PrunePlan
+from hakd.staircases import GroupStaircase, Staircases
+
+__all__ = ["group_modules", "neighbours", "lower_group", "group_latency", "group_staircase", "model_staircases",
+           "refresh", "predict", "latency_of", "latency_saved", "load_or_measure"]
+
+
+def group_modules(groups: ChannelGroups, group: str) -> Set[str]:
+    """The fx modules whose channels a group's width changes: its producers, its consumers and
+    its per-channel layers (a depthwise conv, a BatchNorm not folded into a conv)."""
+    return {m.module for m in groups[group].members}
+
+
+def neighbours(groups: ChannelGroups, group: str) -> List[str]:
+    """The other groups that share a layer with ``group``: their widths shape its kernels."""
+    mine = group_modules(groups, group)
+    return [g.name for g in groups if g.name != group and mine & {m.module for m in g.members}]
+
+
+def _at_width(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int], group: str, width: int) -> fx.GraphModule:
+    full = groups[group].width
+    if not 1 <= width <= full:
+        raise ProfileError(f"width {width} is outside 1..{full} for group {group!r}")
+    return rebuild(gm, groups, PrunePlan.from_widths({**widths, group: width}, groups.widths()))
+
+
+def _widths(groups: ChannelGroups, plan: Optional[PrunePlan]) -> Dict[str, int]:
+    if plan is None:
+        return groups.widths()
+    plan.validate(groups)
+    return plan.pruned_widths()
+
+
+def lower_group(gm: fx.GraphModule, groups: ChannelGroups, group: str, width: int, plan: Optional[PrunePlan] = None):
+    """(The lowered model with ``group`` at ``width`` and the other groups as in ``plan``
+    (default: unpruned), the modules whose kernels count for the group: :func:`group_modules`).
+
+    >>> import torch
+    >>> from hakd.models import resnet20
+    >>> from hakd.passes.groups import find_groups
+    >>> from hakd.passes.trace import trace
+    >>> gm = trace(resnet20(), torch.zeros(1, 3, 32, 32))
+    >>> low, modules = lower_group(gm, find_groups(gm), "layers.0.conv1", 8)
+    >>> sorted(modules)  # its BatchNorm is folded into the conv: no kernel of its own
+    ['layers.0.bn1', 'layers.0.conv1', 'layers.0.conv2']
+    """
+    return lower(_at_width(gm, groups, _widths(groups, plan), group, width)), group_modules(groups, group)
+
+
+def group_latency(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, group: str, width: int,
+                  context: Optional[str] = None, plan: Optional[PrunePlan] = None) -> float:
+    """Latency of the fused kernels that read or write one group's channels, with the group at
+    ``width`` and every other group as in ``plan``. ``context``: the cache context (default:
+    that of the model at this width)."""
+    low, members = lower_group(gm, groups, group, width, plan)
+    return profiler.lowered(low, context).latency_of_modules(members)
+
+
+def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, group: str,
+                    plan: Optional[PrunePlan] = None, adaptive: bool = True, grid: int = 8, tol: Optional[float] = None,
+                    context: Optional[str] = None):
+    """The staircase of one group around ``plan`` (default: the unpruned model): a
+    :class:`hakd.cost.staircase.Sweep` of latency (s) by width (:func:`hakd.cost.profile.sweep_widths`).
+    The plan's own width of the group is always measured."""
+    if group not in groups.by_name:
+        raise StaircaseError(f"no group {group!r}; prunable groups: {', '.join(g.name for g in groups.prunable())}")
+    if not groups[group].prunable:
+        raise ProfileError(f"group {group!r} cannot be pruned ({groups[group].reason}); it has no staircase")
+    widths = _widths(groups, plan)
+    if context is None:  # the whole (pruned) model's, held for every width like the other groups
+        context = profiler.context(lower(rebuild(gm, groups, PrunePlan.from_widths(widths, groups.widths()))))
+    return sweep_widths(profiler, lambda w: _at_width(gm, groups, widths, group, w), group_modules(groups, group),
+                        groups[group].width, adaptive=adaptive, grid=grid, tol=tol, context=context,
+                        include=(widths[group],))
+
+
+def model_staircases(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan: Optional[PrunePlan] = None,
+                     only: Optional[Iterable[str]] = None, previous: Optional[Staircases] = None, save_to=None,
+                     adaptive: bool = True, tol: Optional[float] = None, log: Callable[[str], None] = print,
+                     progress: Optional[bool] = None) -> Staircases:
+    """The staircase of every prunable group (or the groups in ``only``) around ``plan``.
+
+    Groups of ``previous`` that are still fresh for ``plan`` are kept, not measured again;
+    with ``save_to`` the file is rewritten after every group, so an interrupted run resumes
+    where it stopped (pass the loaded file as ``previous``). Layers of equal shape share
+    their kernels through the profiler's table."""
+    plan = plan or PrunePlan({}, groups.widths())
+    widths = _widths(groups, plan)
+    names = list(only) if only is not None else [g.name for g in groups.prunable()]
+    for name in names:
+        if name not in groups.by_name or not groups[name].prunable:
+            raise StaircaseError(f"group {name!r} is not a prunable group of this model; prunable: "
+                                 f"{', '.join(g.name for g in groups.prunable())}")
+    small = rebuild(gm, groups, PrunePlan.from_widths(widths, groups.widths()))
+    context = profiler.context(lower(small))
+    stairs = Staircases(groups.widths(), profiler.target_key, profiler.measure.threads, context, {})
+    if previous is not None:
+        previous.check_model(groups.widths())
+        fresh = set(previous.groups) - set(previous.stale_groups(widths))
+        if previous.target == stairs.target and previous.threads == stairs.threads:
+            stairs = stairs.with_groups({g: previous.groups[g] for g in names if g in fresh})
+    todo = [g for g in names if g not in stairs]
+    bar = tqdm(todo, desc="staircases", unit="group", disable=None if progress is None else not progress)
+    for name in bar:
+        t0, compiles = time.time(), profiler.compiles
+        sweep = group_staircase(profiler, gm, groups, name, plan, adaptive=adaptive, tol=tol, context=context)
+        st = GroupStaircase(name, groups[name].width, widths[name], sweep.tol, sweep.latency, tuple(sweep.optimal),
+                            {n: widths[n] for n in neighbours(groups, name)}, sweep.estimated)
+        stairs = stairs.with_groups({name: st})
+        if save_to is not None:
+            stairs.save(save_to)
+        log(f"staircase {name}: width {widths[name]}/{groups[name].width}, {sweep.evaluations} widths measured, "
+            f"{profiler.compiles - compiles} compiles, {time.time() - t0:.1f} s; optimal {list(sweep.optimal)}")
+    if save_to is not None:
+        stairs.save(save_to)
+    return stairs
+
+
+def refresh(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan, stairs: Staircases,
+            **kwargs) -> Staircases:
+    """``stairs`` with its stale groups (neighbours moved since) measured again around ``plan``."""
+    return model_staircases(profiler, gm, groups, plan, only=list(stairs.groups), previous=stairs, **kwargs)
+
+
+def predict(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan) -> float:
+    """Predicted latency (s) of the model rebuilt with ``plan``: every fused kernel, timed."""
+    return profiler.model(rebuild(gm, groups, plan)).latency_s
+
+
+def load_or_measure(path, profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan,
+                    **kwargs) -> Staircases:
+    """The staircases at ``path`` brought up to date for ``plan`` (measured where missing or stale)."""
+    path = Path(path)
+    previous = Staircases.load(path) if path.is_file() else None
+    return model_staircases(profiler, gm, groups, plan, previous=previous, save_to=path, **kwargs)
+
+
+def latency_of(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups) -> Callable[[Dict[str, int]], float]:
+    """The narrow callable a pass takes for latency: group widths -> predicted seconds of the
+    model rebuilt at those widths (its first channels: latency does not depend on which)."""
+    return lambda widths: predict(profiler, gm, groups, PrunePlan.from_widths(widths, groups.widths()))
+
+
+def latency_saved(stairs: Staircases, full_latency_s: float) -> Callable[[str, int], float]:
+    """(group, width) -> the share of ``full_latency_s`` one channel less saves, read from the
+    staircases (0 for groups without one): Fisher's latency penalty."""
+    return lambda group, width: stairs.groups[group].saving(width) / full_latency_s if group in stairs else 0.0
