@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -128,7 +129,7 @@ def test_bad_inputs(tmp_path):
         fisher_prune(gm, groups, data(), CONFIG, tmp_path / "c")
     with pytest.raises(CheckpointError, match="already holds"):
         fisher_prune(*traced(), data(), CONFIG, tmp_path / "c")
-    with pytest.raises(ConfigError, match="Profiler"):
+    with pytest.raises(ConfigError, match="latency_of"):
         fisher_prune(*traced(), data(), PruneConfig(target="latency", amount=1e-3), tmp_path / "d")
     with pytest.raises(ValueError, match="fraction"):
         PruneConfig(target="params", amount=1.5)
@@ -157,6 +158,33 @@ def test_latency_target_uses_the_cost_model(tmp_path):
                     measure=MeasureConfig(number=5, repeat=3, min_repeat_ms=5, cache="warm"))  # steady timings of tiny kernels
     full = prof.model(gm).latency_s
     config = PruneConfig(target="latency", amount=0.7 * full, prune_every=2, batch_size=16, lr=0.01, threads=1)
-    result = fisher_prune(gm, groups, data(), config, tmp_path / "run", profiler=prof)
+    from hakd.sweep import latency_of
+
+    result = fisher_prune(gm, groups, data(), config, tmp_path / "run", latency_of=latency_of(prof, gm, groups))
     assert result.history[-1]["latency_s"] <= 0.7 * full
     assert all(h["latency_s"] > 0.7 * full for h in result.history[:-1])  # it stopped at the first plan within budget
+
+
+def test_importance_is_each_channels_saliency_last_window_alive(tmp_path):
+    gm, groups = traced()
+    config = PruneConfig(target="channels", amount=10, prune_every=3, batch_size=16, lr=0.01, threads=1)
+    result = fisher_prune(gm, groups, data(), config, tmp_path)
+    saved = json.loads((tmp_path / "importance.json").read_text())
+    assert set(saved) == set(result.importance) == {g.name for g in groups.prunable()}
+    for h in result.history:  # a pruned channel keeps the saliency it had when it was removed
+        assert result.importance[h["group"]][h["channel"]] == pytest.approx(h["saliency"])
+    for g, kept in result.plan.keep.items():
+        assert np.allclose(saved[g], result.importance[g])
+        assert (result.importance[g][list(kept)] > 0).all()  # every kept channel was scored
+
+
+def test_latency_penalty_needs_the_staircases(tmp_path):
+    config = PruneConfig(target="channels", amount=13, prune_every=3, batch_size=16, lr=0.01, threads=1, penalty=1.0,
+                         penalty_on="latency")
+    with pytest.raises(ConfigError, match="latency_saved"):
+        fisher_prune(*traced(), data(), config, tmp_path / "a")
+    gm, groups = traced()
+    costly = groups.prunable()[0].name  # one channel of this group saves everything, the others nothing
+    result = fisher_prune(gm, groups, data(), dataclasses.replace(config, penalty=1e6), tmp_path / "b",
+                          latency_saved=lambda g, w: 1.0 if g == costly else 0.0)
+    assert result.history[0]["group"] == costly
