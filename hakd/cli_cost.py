@@ -5,7 +5,7 @@
     hakd staircase resnet56 --group layers.9.conv1 --plot stairs.png
     hakd export --run runs/r20 --target host --out deploy/r20
     hakd table list | hakd table export rows.csv | hakd table merge other.sqlite
-    hakd prune --run runs/r20 --target params --amount 0.5 --out runs/r20-fisher
+    (prune, staircases, snap: hakd.cli_prune)
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _profiler(args):
     from hakd.cost.measure import MeasureConfig
     from hakd.cost.profile import Profiler
 
-    return Profiler(args.target, device=args.device, table=args.table, measure=MeasureConfig(threads=args.threads),
+    return Profiler(args.hw_target, device=args.device, table=args.table, measure=MeasureConfig(threads=args.threads),
                     tune_trials=getattr(args, "tune_trials", 0))
 
 
@@ -148,10 +148,10 @@ def add_commands(sub) -> None:
         p.add_argument("--model-file", help="a pruned model written by `hakd prune` (OUT/model.pt)")
         p.add_argument("--data", default="fashion-mnist", choices=sorted(INPUTS), help="input format for a zoo model")
         if cost:
-            p.add_argument("--target", default="host", help='e.g. host, "llvm -mcpu=cortex-a57"')
+            p.add_argument("--target", dest="hw_target", default="host", help='hardware target, e.g. host, "llvm -mcpu=cortex-a57"')
             p.add_argument("--device", default=None, help="local (default) or rpc://HOST:PORT/KEY")
             p.add_argument("--table", default=str(DEFAULT_TABLE), help="latency table (SQLite)")
-            p.add_argument("--threads", type=int, default=1)
+            p.add_argument("--threads", type=int, default=1, help="threads the target runs with (default 1)")
 
     p = sub.add_parser("groups", help="list a model's channel groups")
     model_args(p, cost=False)
@@ -178,68 +178,7 @@ def add_commands(sub) -> None:
     p.add_argument("path", nargs="?", help="CSV to write (export) or table to merge in (merge)")
     p.add_argument("--table", default=str(DEFAULT_TABLE))
     p.set_defaults(handler=_table)
-    add_prune_command(sub)
+    from hakd.cli_prune import add_prune_commands
 
+    add_prune_commands(sub)
 
-def _prune(args):
-    from hakd import data
-    from hakd.baselines.widths import fit_fraction, l1_plan, round_to_multiple, uniform_plan
-    from hakd.config import DataConfig, PruneConfig
-    from hakd.passes.counts import count
-    from hakd.passes.fisher import fisher_prune
-    from hakd.passes.groups import find_groups
-    from hakd.passes.rebuild import rebuild
-
-    gm, what = _model(args)
-    groups = find_groups(gm)
-    shape = tuple(next(n for n in gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"].shape)
-    if args.method == "fisher":
-        if not args.run:
-            raise ConfigError("Fisher pruning fine-tunes a trained model: pass --run RUN_FOLDER (from `hakd train`)")
-        run_data = json.load(open(f"{args.run}/config.json"))["data"]
-        train, _ = data.load(DataConfig(run_data["name"], root=run_data.get("root"), limit_train=args.limit_train))
-        config = PruneConfig(target=args.target, amount=args.amount, prune_every=args.prune_every, penalty=args.penalty,
-                             threads=args.threads)
-        result = fisher_prune(gm, groups, train, config, args.out, resume=args.resume)
-        gm, plan = result.model, result.plan
-    elif args.method in ("l1", "uniform"):
-        if args.target != "params":
-            raise ConfigError(f"--method {args.method} prunes to a parameter fraction: use --target params")
-        make = (lambda f: l1_plan(gm, groups, f)) if args.method == "l1" else (lambda f: uniform_plan(groups, f))
-        plan = fit_fraction(make, gm, groups, args.amount, shape)
-        plan.save(f"{args.out}/plan.json")
-    if args.round:
-        plan = round_to_multiple(plan, groups, gm, args.round, args.round_mode)
-        plan.save(f"{args.out}/plan.json")
-    pruned = rebuild(gm, groups, plan)
-    params, macs = count(pruned, shape)
-    full_params, full_macs = count(gm, shape)
-    from hakd.checkpoint import save_checkpoint
-
-    save_checkpoint({"model": pruned, "input_shape": list(shape), "plan": plan.to_dict()}, f"{args.out}/model.pt")
-    print(f"{what}: {args.method} plan in {args.out}/plan.json, pruned model in {args.out}/model.pt: "
-          f"{params:,} parameters ({params / full_params:.1%}), {macs:,} MACs ({macs / full_macs:.1%})")
-    for g, w in plan.pruned_widths().items():
-        if w != plan.widths[g]:
-            print(f"  {g:32s} {plan.widths[g]:5d} -> {w}")
-
-
-def add_prune_command(sub) -> None:
-    from hakd.config import PRUNE_TARGETS
-
-    p = sub.add_parser("prune", help="decide layer widths: Fisher pruning or a baseline; writes plan.json")
-    p.add_argument("model", nargs="?", help="zoo model name (baselines only; Fisher needs --run)")
-    p.add_argument("--run", help="a `hakd train` run folder: its trained model")
-    p.add_argument("--data", default="fashion-mnist", choices=sorted(INPUTS))
-    p.add_argument("--method", default="fisher", choices=["fisher", "l1", "uniform"])
-    p.add_argument("--target", default="params", choices=PRUNE_TARGETS)
-    p.add_argument("--amount", type=float, default=0.5, help="fraction of params/MACs to keep, or channels to keep")
-    p.add_argument("--prune-every", type=int, default=100, help="Fisher: fine-tuning steps between removals")
-    p.add_argument("--penalty", type=float, default=0.0, help="Fisher: penalised variant's weight on parameters saved")
-    p.add_argument("--round", type=int, default=0, help="round widths to this multiple (Torch-Pruning style)")
-    p.add_argument("--round-mode", default="down", choices=["down", "up"])
-    p.add_argument("--limit-train", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", required=True)
-    p.add_argument("--resume", action="store_true")
-    p.set_defaults(handler=_prune)

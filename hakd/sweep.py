@@ -153,10 +153,12 @@ def predict(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan:
 
 def load_or_measure(path, profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan,
                     **kwargs) -> Staircases:
-    """The staircases at ``path`` brought up to date for ``plan`` (measured where missing or stale)."""
+    """The staircases at ``path`` brought up to date for ``plan``: its groups measured again where
+    stale; every prunable group measured when there is no file yet."""
     path = Path(path)
     previous = Staircases.load(path) if path.is_file() else None
-    return model_staircases(profiler, gm, groups, plan, previous=previous, save_to=path, **kwargs)
+    only = list(previous.groups) if previous is not None else None
+    return model_staircases(profiler, gm, groups, plan, only=only, previous=previous, save_to=path, **kwargs)
 
 
 def latency_of(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups) -> Callable[[Dict[str, int]], float]:

@@ -41,3 +41,34 @@ def test_profile_staircase_export(tmp_path, capsys):
     assert "<- optimal" in out and (tmp_path / "s.png").stat().st_size > 1000
     assert main(["export", "resnet20", "--table", table, "--out", str(tmp_path / "exp")]) == 0
     assert "max |hakd - PyTorch|" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_prune_staircases_snap_and_budget(tmp_path, capsys):
+    import json
+
+    from hakd.plan import PrunePlan
+    from hakd.staircases import Staircases
+
+    table, fisher = str(tmp_path / "t.sqlite"), tmp_path / "uniform"
+    assert main(["prune", "resnet20", "--method", "uniform", "--amount", "0.4", "--out", str(fisher)]) == 0
+    assert {"plan.json", "base.pt", "model.pt", "importance.json"} <= {p.name for p in fisher.iterdir()}
+    groups = "layers.0.conv1,layers.3.conv1"
+    assert main(["staircases", str(fisher), "--groups", groups, "--table", table]) == 0
+    assert "optimal" in capsys.readouterr().out
+    plan = PrunePlan.load(fisher / "plan.json")
+    stairs = Staircases.load(fisher / "staircases.json", plan)
+    assert set(stairs.groups) == set(groups.split(","))
+    assert main(["snap", str(fisher), "--mode", "up", "--table", table, "--out", str(tmp_path / "up")]) == 0
+    up = PrunePlan.load(tmp_path / "up" / "plan.json")
+    for g, st in stairs.groups.items():
+        assert up.width(g) >= plan.width(g) and (up.width(g) in st.optimal or up.width(g) == plan.width(g))
+    assert main(["snap", str(fisher), "--mode", "up", "--table", table, "--out", str(tmp_path / "up")]) == 2
+    assert "not empty" in capsys.readouterr().err  # nothing a user made is overwritten
+    assert main(["snap", str(fisher), "--budget", "0.5", "--table", table, "--out", str(tmp_path / "b")]) == 0
+    summary = json.loads((tmp_path / "b" / "snap.json").read_text())
+    assert summary["after_s"] <= summary["budget_s"] == pytest.approx(0.5 * summary["unpruned_s"])
+    assert main(["snap", str(fisher), "--budget", "0.001", "--table", table, "--out", str(tmp_path / "c")]) == 2
+    assert "minimum reachable" in capsys.readouterr().err
+    assert main(["snap", str(fisher), "--budget", "1.5", "--out", str(tmp_path / "d")]) == 2
+    assert "in (0, 1]" in capsys.readouterr().err
