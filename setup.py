@@ -26,6 +26,7 @@ setup(
     extras_require={
         "rpc": ["tornado", "psutil", "cloudpickle"],
         "dev": ["pytest>=7", "hypothesis>=6"],
+        "bench": ["torch-pruning==1.6.1", "onnx==1.23.1", "onnxruntime==1.30.0"],  # the peers benchmarks compare with
     },
     entry_points={"console_scripts": ["hakd = hakd.cli:main"]},
 )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hakd.errors import ConfigError
 
-__all__ = ["add_prune_commands"]
+__all__ = ["add_prune_commands", "load_prune_folder"]
 
 BASE, MODEL, PLAN, IMPORTANCE, STAIRS, SUMMARY = "base.pt", "model.pt", "plan.json", "importance.json", "staircases.json", "snap.json"
 
@@ -54,7 +54,7 @@ def _write_prune_folder(out: Path, base, groups, plan, importance, note: str) ->
             print(f"  {g:32s} {plan.widths[g]:5d} -> {w}")
 
 
-def _load_prune_folder(folder):
+def load_prune_folder(folder):
     """(base GraphModule, groups, plan, importance) of a prune folder."""
     from hakd.checkpoint import load_checkpoint
     from hakd.passes.groups import find_groups
@@ -131,7 +131,7 @@ def _prune(args):
 def _staircases(args):
     from hakd import sweep
 
-    gm, groups, plan, _ = _load_prune_folder(args.folder)
+    gm, groups, plan, _ = load_prune_folder(args.folder)
     prof = _profiler(args)
     only = args.groups.split(",") if args.groups else None
     path = Path(args.folder) / STAIRS
@@ -160,7 +160,7 @@ def _snap(args):
         raise ConfigError("--mode snaps each width; --budget allocates them all: give one of the two")
     if args.budget is not None and not 0 < args.budget <= 1:
         raise ConfigError(f"--budget is a fraction of the unpruned model's predicted latency, in (0, 1]; got {args.budget}")
-    gm, groups, plan, importance = _load_prune_folder(args.folder)
+    gm, groups, plan, importance = load_prune_folder(args.folder)
     prof = _profiler(args)
     stairs = sweep.load_or_measure(Path(args.folder) / STAIRS, prof, gm, groups, plan)
     before_s = sweep.predict(prof, gm, groups, plan)

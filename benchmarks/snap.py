@@ -1,0 +1,149 @@
+"""Snapping and the latency budget against Fisher and Torch-Pruning, measured side by side.
+
+    TVM_NUM_THREADS=1 .venv/bin/python benchmarks/snap.py --models resnet20 resnet56 mobilenet_v2 \
+        --epochs 2 --prune-every 10 --rounds 7
+
+Per model: a teacher trained on the real Fashion-MNIST (`hakd train`, resumed when its folder
+exists), Fisher-pruned to --keep of its parameters (`hakd prune`); every group's staircase
+around the Fisher plan on this host (cold, from an empty table, then warm); the students
+below; each exported with its measured schedules and timed in interleaved rounds.
+Writes results/snap.csv and results/snap_staircases.csv (columns: benchmarks/README.md).
+Needs the bench extra (`pip install -e .[bench]`: torch-pruning).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hakd.budget import fit_budget
+from hakd.cli import main as hakd
+from hakd.cli_prune import load_prune_folder
+from hakd.cost.profile import Profiler
+from hakd.cost.table import LatencyTable
+from hakd.export import export, load
+from hakd.passes.counts import count
+from hakd.passes.rebuild import rebuild
+from hakd.passes.snap import snap
+from hakd.plan import PrunePlan
+from hakd.sweep import model_staircases, predict
+from hakd.train import load_trained
+from common import write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from peers import at_params, plan_from_pruned  # noqa: E402
+
+SHAPE = (1, 1, 28, 28)
+RUNS = Path("runs/bench")
+
+
+def prepare(name, args):
+    """(teacher module, Fisher prune folder), trained and pruned through the CLI if missing."""
+    teacher_dir, fisher_dir = RUNS / f"{name}-teacher", RUNS / f"{name}-fisher"
+    if not (teacher_dir / "metrics.csv").is_file() or len((teacher_dir / "metrics.csv").read_text().splitlines()) <= args.epochs:
+        assert hakd(["train", name, "--epochs", str(args.epochs), "--threads", "1", "--out", str(teacher_dir), "--resume"]) == 0
+    if not (fisher_dir / "base.pt").is_file():
+        assert hakd(["prune", "--run", str(teacher_dir), "--amount", str(args.keep), "--prune-every", str(args.prune_every),
+                     "--threads", "1", "--out", str(fisher_dir), "--resume"]) == 0
+    return load_trained(teacher_dir), fisher_dir
+
+
+def equal_params_budget(prof, gm, groups, plan, stairs, importance, params, low_s, high_s, steps=5):
+    """The budget student whose parameters come nearest ``params`` (bisection on the budget)."""
+    best = None
+    for _ in range(steps):
+        mid = (low_s + high_s) / 2
+        result = fit_budget(prof, gm, groups, plan, stairs, importance, mid, log=lambda s: None)
+        n, _ = count(rebuild(gm, groups, result.plan), SHAPE)
+        if best is None or abs(n - params) < abs(best[1] - params):
+            best = (result, n)
+        low_s, high_s = (low_s, mid) if n > params else (mid, high_s)
+    return best[0]
+
+
+def students(name, args, prof, table_rows):
+    teacher, folder = prepare(name, args)
+    gm, groups, fisher, importance = load_prune_folder(folder)
+    t0, c0 = time.time(), prof.compiles
+    stairs = model_staircases(prof, gm, groups, fisher, save_to=folder / "staircases.json")
+    cold_s, cold_compiles = time.time() - t0, prof.compiles - c0
+    t0 = time.time()
+    model_staircases(prof, gm, groups, fisher, log=lambda s: None)
+    warm_s = time.time() - t0
+    table_rows.append(dict(model=name, groups=len(stairs.groups), cold_s=f"{cold_s:.1f}", cold_compiles=cold_compiles,
+                           warm_s=f"{warm_s:.1f}", widths_measured=sum(len(st.latency) for st in stairs.groups.values()),
+                           widths_full_sweep=sum(st.full_width for st in stairs.groups.values()),
+                           threads=prof.measure.threads, context=stairs.context))
+    print(table_rows[-1], flush=True)
+    fisher_s = predict(prof, gm, groups, fisher)
+    plans = {"fisher": fisher}
+    for mode in ("up", "down", "nearest"):
+        plans[f"snap_{mode}"] = snap(fisher, stairs, importance, mode)
+    plans["budget=fisher"] = fit_budget(prof, gm, groups, fisher, stairs, importance, fisher_s).plan
+    plans["budget=fisher,params"] = fit_budget(prof, gm, groups, fisher, stairs, importance, fisher_s, value="params").plan
+    fisher_params, _ = count(rebuild(gm, groups, fisher), SHAPE)
+    teacher_s = predict(prof, gm, groups, PrunePlan({}, groups.widths()))
+    for round_to in (None, 8):
+        tag = f"torch_pruning{'_r8' if round_to else ''}"
+        tp_student, ratio = at_params(teacher, SHAPE, fisher_params, round_to)
+        tp = plan_from_pruned(teacher, tp_student, groups)
+        plans[tag] = tp
+        tp_s = predict(prof, gm, groups, tp)
+        plans[f"budget={tag}"] = fit_budget(prof, gm, groups, fisher, stairs, importance, tp_s).plan
+        tp_params, _ = count(rebuild(gm, groups, tp), SHAPE)
+        plans[f"budget@params={tag}"] = equal_params_budget(prof, gm, groups, fisher, stairs, importance, tp_params,
+                                                            0.2 * teacher_s, teacher_s).plan
+    return gm, groups, importance, plans
+
+
+def measure(name, gm, groups, importance, plans, prof, rounds):
+    """Export every student, then time them in interleaved rounds; ratios to Fisher per round."""
+    total = sum(float(np.sum(v)) for v in importance.values())
+    models = {}
+    for method, plan in plans.items():
+        student = rebuild(gm, groups, plan)
+        result = export(student, RUNS / "exports" / name / method.replace("=", "-").replace(",", "-"), prof)
+        params, macs = count(student, SHAPE)
+        kept = sum(float(np.sum(np.asarray(importance[g])[list(plan.keep.get(g, range(plan.widths[g])))])) for g in importance)
+        models[method] = dict(vm=load(result.folder), predicted=result.predicted_latency_s, params=params, macs=macs,
+                              importance=kept / total, error=result.max_abs_error, times=[])
+    for _ in range(rounds):
+        for m in models.values():
+            m["times"].append(float(np.median(m["vm"].time(number=20, repeat=5, min_repeat_ms=50))))
+    base = models["fisher"]
+    rows = []
+    for method, m in models.items():
+        ratios = [t / f for t, f in zip(m["times"], base["times"])]
+        rows.append(dict(model=name, method=method, params=m["params"], params_over_fisher=f"{m['params'] / base['params']:.3f}",
+                         macs=m["macs"], importance_kept=f"{m['importance']:.4f}",
+                         predicted_us=f"{m['predicted'] * 1e6:.1f}",
+                         predicted_over_fisher=f"{m['predicted'] / base['predicted']:.3f}",
+                         measured_us=f"{np.median(m['times']) * 1e6:.1f}", measured_over_fisher=f"{np.median(ratios):.3f}",
+                         ratio_per_round=" ".join(f"{r:.3f}" for r in ratios), max_abs_error=f"{m['error']:.1e}",
+                         widths=" ".join(str(plans[method].width(g)) for g in importance)))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def run():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56", "mobilenet_v2"])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--keep", type=float, default=0.5)
+    parser.add_argument("--prune-every", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows, table_rows = [], []
+    for name in args.models:
+        table = RUNS / f"{name}-snap-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"  # empty: the cold sweep is cold
+        prof = Profiler("host", table=LatencyTable(table))
+        gm, groups, importance, plans = students(name, args, prof, table_rows)
+        rows += measure(name, gm, groups, importance, plans, prof, args.rounds)
+        write_csv("snap.csv", rows)
+        write_csv("snap_staircases.csv", table_rows)
+
+
+if __name__ == "__main__":
+    sys.exit(run())
