@@ -12,7 +12,6 @@ atomically after every epoch), ``metrics.csv`` (one row per epoch) and
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -20,12 +19,12 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from hakd.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from hakd.checkpoint import atomic_write_text, load_checkpoint
 from hakd.config import TrainConfig
 from hakd.data import Split
-from hakd.errors import CheckpointError, TrainingError
+from hakd.errors import CheckpointError
+from hakd.loop import Position, Task, is_writer, train_loop
 
 __all__ = ["fit", "evaluate", "load_trained", "CHECKPOINT", "METRICS"]
 
@@ -53,21 +52,38 @@ def _write_metrics(out: Path, history: list) -> None:
     atomic_write_text(out / METRICS, "\n".join(lines) + "\n")
 
 
-def _resume(out: Path, model, optimizer, scheduler, run_id: dict) -> tuple[int, list]:
-    state = load_checkpoint(out / CHECKPOINT)
-    if state.get("run") != run_id:
-        raise CheckpointError(
-            f"checkpoint {out / CHECKPOINT} belongs to another run ({state.get('run')}), not {run_id}; "
-            "use another --out folder, or the same model and options"
-        )
-    try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {out / CHECKPOINT} does not fit this model: {e}") from e
-    return state["epoch"], state["history"]
+class Supervised(Task):
+    """Cross-entropy training with a test evaluation, metrics and a line per epoch."""
+
+    name = "training"
+
+    def __init__(self, model, test: Split, out: Path, run_id: dict, optimizer, epochs: int):
+        self.model, self.test, self.out, self.run_id, self.optimizer, self.epochs = model, test, out, run_id, optimizer, epochs
+        self.history: list = []
+
+    def after_epoch(self, pos: Position) -> None:
+        test_loss, test_acc = evaluate(self.model, self.test)
+        row = dict(epoch=pos.epoch, lr=self.optimizer.param_groups[0]["lr"], train_loss=pos.train_loss,
+                   train_acc=pos.train_acc, test_loss=test_loss, test_acc=test_acc, seconds=time.time() - pos.epoch_start)
+        self.history.append(row)
+        if is_writer():
+            _write_metrics(self.out, self.history)
+            print(f"epoch {pos.epoch}/{self.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}, "
+                  f"test loss {test_loss:.4f} acc {test_acc:.4f} ({row['seconds']:.1f} s)", flush=True)
+
+    def state(self) -> dict:
+        return {"run": self.run_id, "history": self.history}
+
+    def load_state(self, state: dict) -> None:
+        if state.get("run") != self.run_id:
+            differ = sorted(k for k in {*self.run_id, *(state.get("run") or {})}
+                            if (state.get("run") or {}).get(k) != self.run_id.get(k))
+            raise CheckpointError(
+                f"checkpoint {self.out / CHECKPOINT} belongs to another run (it differs in {', '.join(differ)}: "
+                f"{ {k: (state.get('run') or {}).get(k) for k in differ} }, not { {k: self.run_id.get(k) for k in differ} }); "
+                "use another --out folder, or the same model and options"
+            )
+        self.history = list(state.get("history", []))
 
 
 def fit(
@@ -83,7 +99,8 @@ def fit(
     """Train ``model`` in place for ``config.epochs``; returns the per-epoch history.
 
     ``run_info`` (e.g. the model name and data set) is stored with the checkpoint and
-    must match on ``resume``. ``progress=None`` shows a bar only on a terminal.
+    must match on ``resume``. ``progress=None`` shows a bar only on a terminal (and a line
+    every 30 s otherwise).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,51 +109,19 @@ def fit(
     run_id = {"config": config.to_dict(), **(run_info or {})}
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestone_epochs(), config.lr_gamma)
-    start, history = 0, []
-    if resume and (out / CHECKPOINT).exists():
-        start, history = _resume(out, model, optimizer, scheduler, run_id)
-        print(f"resuming {out} after epoch {start}/{config.epochs}")
-    elif (out / CHECKPOINT).exists():
+    task = Supervised(model, test, out, run_id, optimizer, config.epochs)
+    if (out / CHECKPOINT).exists() and not resume:
         raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it, or choose another --out")
-    else:
+    if (out / CHECKPOINT).exists():
+        task.load_state(load_checkpoint(out / CHECKPOINT))
+        print(f"resuming {out} after epoch {len(task.history)}/{config.epochs}")
+    elif not (out / CHECKPOINT).exists():
         torch.manual_seed(config.seed)
-    atomic_write_text(out / "config.json", json.dumps(run_id, indent=2, sort_keys=True))
-    loader = train.loader(config.batch_size, seed=config.seed)
-    for epoch in range(start, config.epochs):
-        loader.set_epoch(epoch)
-        model.train()
-        t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None if progress is None else not progress)
-        for step, (x, y) in enumerate(bar):
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            if not math.isfinite(loss.item()):
-                raise TrainingError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; the last good checkpoint "
-                    f"({out / CHECKPOINT}) is kept: lower the learning rate (now {scheduler.get_last_lr()[0]}) and --resume"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            seen += len(y)
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-        if seen == 0:
-            raise TrainingError(f"the training data of {out} yielded no batch; check the data set and its limits")
-        lr = scheduler.get_last_lr()[0]
-        scheduler.step()
-        test_loss, test_acc = evaluate(model, test)
-        row = dict(epoch=epoch + 1, lr=lr, train_loss=loss_sum / seen, train_acc=correct / seen,
-                   test_loss=test_loss, test_acc=test_acc, seconds=time.time() - t0)
-        history.append(row)
-        save_checkpoint({"run": run_id, "epoch": epoch + 1, "history": history, "model": model.state_dict(),
-                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "rng": torch.get_rng_state()}, out / CHECKPOINT)
-        _write_metrics(out, history)
-        print(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}, "
-              f"test loss {test_loss:.4f} acc {test_acc:.4f} ({row['seconds']:.1f} s)", flush=True)
-    return history
+    if is_writer():
+        atomic_write_text(out / "config.json", json.dumps(run_id, indent=2, sort_keys=True))
+    train_loop(model, optimizer, train.loader(config.batch_size, seed=config.seed), task, out / CHECKPOINT,
+               epochs=config.epochs, scheduler=scheduler, resume=resume, progress=progress)
+    return task.history
 
 
 def load_trained(run_dir: str | Path) -> nn.Module:
