@@ -139,23 +139,23 @@ def _reduce(pos: Position, loss_sum: float, correct: int, seen: int) -> Tuple[fl
     return float(t[0]), int(t[1]), int(t[2])
 
 
-def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loader, task: Task, checkpoint: Path, *,
+def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loader, task: Task, checkpoint: Optional[Path], *,
                epochs: Optional[int] = None, scheduler=None, resume: bool = False, progress: Optional[bool] = None,
                report_s: float = 30.0) -> Position:
     """Run ``task`` until ``epochs`` are done or ``task.finished``; returns the final position.
 
-    ``checkpoint``: the file the run's state lives in. Without ``resume`` it must not exist yet
-    (the run writes it at once, so a failure leaves it behind); with ``resume`` the run
-    continues from it (or starts, when there is none yet)."""
-    checkpoint = Path(checkpoint)
+    ``checkpoint``: the file the run's state lives in (None: a run that keeps no state). Without
+    ``resume`` it must not exist yet (the run writes it at once, so a failure leaves it behind);
+    with ``resume`` the run continues from it (or starts, when there is none yet)."""
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
     pos = Position()
     net = model
     if world() > 1:
         net = nn.parallel.DistributedDataParallel(model)
-    if checkpoint.exists() and not resume:
+    if checkpoint is not None and checkpoint.exists() and not resume:
         raise CheckpointError(f"{checkpoint.parent} already holds a checkpoint ({checkpoint.name}); pass --resume "
                               "(resume=True) to continue it, or choose another output folder")
-    if checkpoint.exists():
+    if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint)
         task.load_state(state)
         try:
@@ -169,16 +169,16 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loader, task:
             raise CheckpointError(f"checkpoint {checkpoint} does not fit this model: {e}") from e
 
     def save() -> None:
-        if is_writer():
+        if is_writer() and checkpoint is not None:
             save_checkpoint({**task.state(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict() if scheduler is not None else None,
                              "rng": torch.get_rng_state(), "epoch": pos.epoch, "batch": pos.batch, "step": pos.step},
                             checkpoint)
 
-    if not checkpoint.exists():
+    if checkpoint is not None and not checkpoint.exists():
         save()
     if len(loader) == 0:
-        raise TrainingError(f"the training data of {checkpoint.parent} yielded no batch; check the data set and its limits")
+        raise TrainingError(f"the training data of {task.name} yielded no batch; check the data set and its limits")
     while (epochs is None or pos.epoch < epochs) and not task.finished(pos):
         loader.set_epoch(pos.epoch)
         model.train()
@@ -192,7 +192,7 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loader, task:
             loss, logits = task.loss(net, x, y)
             if not math.isfinite(loss.item()):
                 raise TrainingError(f"{task.name} loss became {loss.item()} at epoch {pos.epoch + 1}, step {pos.step}; "
-                                    f"the last checkpoint ({checkpoint}) is kept: lower the learning rate "
+                                    f"the last checkpoint ({checkpoint or 'none: this run keeps no state'}) is kept: lower the learning rate "
                                     f"(now {optimizer.param_groups[0]['lr']}) and --resume")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

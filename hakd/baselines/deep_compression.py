@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from hakd.baselines.huffman import decode, encode, huffman_codes
+from hakd.loop import Task, train_loop
 
 __all__ = ["magnitude_prune", "apply_masks", "kmeans_share", "compress", "decompress", "CompressedModel", "CompressedTensor"]
 
@@ -155,32 +156,52 @@ def share_in_place(model: nn.Module, conv_bits: int = 8, fc_bits: int = 5) -> No
 __all__.append("share_in_place")
 
 
+class _Masked(Task):
+    """Fine-tune with pruned weights held at zero, for a number of steps."""
+
+    name = "deep compression fine-tuning"
+
+    def __init__(self, model: nn.Module, masks: Dict[str, torch.Tensor], steps: int):
+        self.model, self.masks, self.steps = model, masks, steps
+
+    def after_step(self, pos) -> bool:
+        apply_masks(self.model, self.masks)
+        return False
+
+    def finished(self, pos) -> bool:
+        return pos.step >= self.steps
+
+
+class _From:
+    """A loader whose epochs start at ``first`` (each stage sees new shuffles, as one long run would)."""
+
+    def __init__(self, loader, first: int):
+        self.loader, self.first = loader, first
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        return iter(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(self.first + epoch)
+
+
 def prune_and_finetune(model: nn.Module, train, schedule=(0.5, 0.75, 0.9), steps_per_stage: int = 200,
                        lr: float = 0.01, batch_size: int = 128, seed: int = 0) -> Dict[str, torch.Tensor]:
     """Han et al.'s iterative pruning: for each sparsity, prune by magnitude then fine-tune
-    ``steps_per_stage`` SGD steps with the pruned weights held at zero. Returns the masks."""
-    import torch.nn.functional as F
-
+    ``steps_per_stage`` SGD steps with the pruned weights held at zero (on the one training
+    loop, :mod:`hakd.loop`). Returns the masks."""
     torch.manual_seed(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     loader = train.loader(batch_size, seed=seed)
     masks, epoch = None, 0
-    model.train()
     for sparsity in schedule:
         masks = magnitude_prune(model, sparsity, masks)
-        done = 0
-        while done < steps_per_stage:
-            loader.set_epoch(epoch)
-            for x, y in loader:
-                loss = F.cross_entropy(model(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                apply_masks(model, masks)
-                done += 1
-                if done >= steps_per_stage:
-                    break
-            epoch += 1
+        pos = train_loop(model, optimizer, _From(loader, epoch), _Masked(model, masks, steps_per_stage), None,
+                         progress=False)
+        epoch += pos.epoch + (1 if pos.batch else 0)  # a stage that stops inside an epoch leaves the rest of it
     return masks
 
 

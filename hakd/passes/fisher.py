@@ -18,19 +18,18 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import fx
 
-from hakd.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from hakd.checkpoint import atomic_write_text, load_checkpoint
 from hakd.config import PruneConfig
 from hakd.data import Split
 from hakd.errors import CheckpointError, ConfigError, TrainingError
+from hakd.loop import Task, train_loop
 from hakd.passes.counts import count
 from hakd.passes.groups import ChannelGroups
 from hakd.passes.probes import ProbedModel, insert_probes
@@ -149,83 +148,82 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
     probed = insert_probes(gm, groups)
     params = [p for p in probed.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    share = _penalty_share(gm, groups, config, input_shape, latency_saved)
-    importance = {g.name: np.zeros(g.width) for g in groups.prunable()}
-    step, history, position = 0, [], (0, 0)
+    task = _FisherTask(probed, groups, config, target, _penalty_share(gm, groups, config, input_shape, latency_saved), out)
     if resume and (out / STATE).exists():
-        state = load_checkpoint(out / STATE)
-        if state.get("config") != config.to_dict() or state.get("widths") != groups.widths():
-            raise CheckpointError(f"{out / STATE} belongs to another pruning run; use another folder or the same model and config")
-        probed.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        for g, alive in state["alive"].items():
-            probed.alive[g] = np.array(alive, dtype=bool)
-        step, history, position = state["step"], state["history"], tuple(state["position"])
-        importance = {g: np.asarray(v, dtype=float) for g, v in state.get("importance", importance).items()}
-        torch.set_rng_state(state["rng"])
-        print(f"resuming {out} at step {step} after {len(history)} removed channels")
+        task.load_state(load_checkpoint(out / STATE))
+        print(f"resuming {out} after {len(task.history)} removed channels")
     elif (out / STATE).exists():
         raise CheckpointError(f"{out} already holds a pruning run; pass resume=True (--resume) to continue it")
-
-    def checkpoint(pos):
-        save_checkpoint({"config": config.to_dict(), "widths": groups.widths(), "model": probed.state_dict(),
-                         "optimizer": optimizer.state_dict(), "alive": {g: a.tolist() for g, a in probed.alive.items()},
-                         "step": step, "history": history, "position": list(pos), "rng": torch.get_rng_state(),
-                         "importance": {g: v.tolist() for g, v in importance.items()}}, out / STATE)
-        atomic_write_text(out / HISTORY, json.dumps(history, indent=1))
-        atomic_write_text(out / IMPORTANCE, json.dumps({g: v.tolist() for g, v in importance.items()}))
-
-    plan = PrunePlan(probed.keep(), groups.widths())
-    done = target.met(target.measure(plan, probed.widths()))
-    loader = train.loader(config.batch_size, seed=config.seed)
-    if len(loader) == 0:
-        raise TrainingError("the training data for pruning yielded no batch; check the data set and its limits")
-    if not (out / STATE).exists():
-        checkpoint(position)  # from the start, a failed run leaves its state behind
-    probed.train()
+    task.done = target.met(target.measure(PrunePlan(probed.keep(), groups.widths()), probed.widths()))
+    task.write()
     probed.record(True)
-    epoch, skip = position
-    while not done:
-        loader.set_epoch(epoch)
-        for i, (x, y) in enumerate(loader):
-            if i < skip:
-                continue
-            loss = F.cross_entropy(probed(x), y)
-            if not math.isfinite(loss.item()):
-                raise TrainingError(f"pruning loss became {loss.item()} at step {step}; the state after the last removed "
-                                    f"channel is kept in {out / STATE}: lower the learning rate (now {config.lr}) and resume")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            probed.count(len(y))
-            step += 1
-            if step % config.prune_every == 0:
-                saliency = probed.saliency()
-                for g, sal in saliency.items():  # a channel's importance: its saliency over its last window alive
-                    importance[g][probed.alive[g]] = sal[probed.alive[g]]
-                choice = _choose(probed, saliency, config.penalty, share)
-                if choice is None:
-                    raise ConfigError("every prunable group is down to one channel and the target is still not met")
-                g, k, score, sal = choice
-                probed.mask(g, k)
-                probed.reset()
-                plan = PrunePlan(probed.keep(), groups.widths())
-                measured = target.measure(plan, probed.widths())
-                history.append({"step": step, "group": g, "channel": k, "saliency": sal, "score": score,
-                                "width": int(probed.alive[g].sum()), "train_loss": float(loss.item()), **measured})
-                done = target.met(measured)
-                checkpoint((epoch, i + 1))
-                if done:
-                    break
-            if config.max_steps and step >= config.max_steps:
-                raise TrainingError(f"pruning reached max_steps={config.max_steps} before its target; "
-                                    f"raise max_steps or prune more often (prune_every={config.prune_every})")
-        epoch, skip = epoch + 1, 0
+    pos = train_loop(probed, optimizer, train.loader(config.batch_size, seed=config.seed), task, out / STATE, resume=True)
     probed.record(False)
-    checkpoint((epoch, skip))
-    plan = PrunePlan(probed.keep(), groups.widths(), note=f"fisher {config.target}={config.amount} after {step} steps")
+    plan = PrunePlan(probed.keep(), groups.widths(), note=f"fisher {config.target}={config.amount} after {pos.step} steps")
     plan.save(out / PLAN)
-    return PruneResult(plan, history, _unprobed(probed, gm), importance)
+    return PruneResult(plan, task.history, _unprobed(probed, gm), task.importance)
+
+
+class _FisherTask(Task):
+    """Fine-tune with probes; every ``prune_every`` steps remove the least salient channel."""
+
+    name = "pruning"
+
+    def __init__(self, probed: ProbedModel, groups: ChannelGroups, config: PruneConfig, target: _Target, share, out: Path):
+        self.probed, self.groups, self.config, self.target, self.share, self.out = probed, groups, config, target, share, out
+        self.importance = {g.name: np.zeros(g.width) for g in groups.prunable()}
+        self.history: List[dict] = []
+        self.done = False
+        self.batch = 0
+
+    def loss(self, model, x, y):
+        self.batch = len(y)
+        return super().loss(model, x, y)
+
+    def after_step(self, pos) -> bool:
+        self.probed.count(self.batch)
+        if pos.step % self.config.prune_every == 0:
+            saliency = self.probed.saliency()
+            for g, sal in saliency.items():  # a channel's importance: its saliency over its last window alive
+                self.importance[g][self.probed.alive[g]] = sal[self.probed.alive[g]]
+            choice = _choose(self.probed, saliency, self.config.penalty, self.share)
+            if choice is None:
+                raise ConfigError("every prunable group is down to one channel and the target is still not met")
+            g, k, score, sal = choice
+            self.probed.mask(g, k)
+            self.probed.reset()
+            measured = self.target.measure(PrunePlan(self.probed.keep(), self.groups.widths()), self.probed.widths())
+            self.history.append({"step": pos.step, "group": g, "channel": k, "saliency": sal, "score": score,
+                                 "width": int(self.probed.alive[g].sum()), "train_loss": pos.last_loss, **measured})
+            self.done = self.target.met(measured)
+            self.write()
+            return True
+        if self.config.max_steps and pos.step >= self.config.max_steps:
+            raise TrainingError(f"pruning reached max_steps={self.config.max_steps} before its target; "
+                                f"raise max_steps or prune more often (prune_every={self.config.prune_every})")
+        return False
+
+    def finished(self, pos) -> bool:
+        return self.done
+
+    def write(self) -> None:
+        atomic_write_text(self.out / HISTORY, json.dumps(self.history, indent=1))
+        atomic_write_text(self.out / IMPORTANCE, json.dumps({g: v.tolist() for g, v in self.importance.items()}))
+
+    def state(self) -> dict:
+        return {"config": self.config.to_dict(), "widths": self.groups.widths(), "history": self.history,
+                "alive": {g: a.tolist() for g, a in self.probed.alive.items()},
+                "importance": {g: v.tolist() for g, v in self.importance.items()}}
+
+    def load_state(self, state: dict) -> None:
+        if state.get("config") != self.config.to_dict() or state.get("widths") != self.groups.widths():
+            differ = [k for k, v in self.config.to_dict().items() if (state.get("config") or {}).get(k) != v]
+            raise CheckpointError(f"{self.out / STATE} belongs to another pruning run (it differs in "
+                                  f"{', '.join(differ) or 'the model'}); use another folder or the same model and config")
+        for g, alive in state["alive"].items():
+            self.probed.alive[g] = np.array(alive, dtype=bool)
+        self.history = list(state["history"])
+        self.importance = {g: np.asarray(v, dtype=float) for g, v in state.get("importance", self.importance).items()}
 
 
 def _unprobed(probed: ProbedModel, gm: fx.GraphModule) -> fx.GraphModule:
