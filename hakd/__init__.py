@@ -8,6 +8,6 @@ __version__ = "0.1.0"
 
 from hakd.errors import *  # noqa: F401,F403
 from hakd.errors import __all__ as _errors_all
-from hakd.config import DataConfig, PruneConfig, TrainConfig  # noqa: E402
+from hakd.config import DataConfig, DistillConfig, PruneConfig, TrainConfig  # noqa: E402
 
-__all__ = ["__version__", "DataConfig", "PruneConfig", "TrainConfig", *_errors_all]
+__all__ = ["__version__", "DataConfig", "DistillConfig", "PruneConfig", "TrainConfig", *_errors_all]

@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 
 from hakd.config import DATASETS, DataConfig, TrainConfig
-from hakd.errors import HakdError
+from hakd.errors import ConfigError, HakdError
 
 __all__ = ["main", "build_parser"]
 
@@ -39,6 +40,48 @@ def _train(args) -> None:
     if history:
         print(f"done: test accuracy {history[-1]['test_acc']:.4f} after epoch {history[-1]['epoch']}, "
               f"{time.time() - t0:.1f} s this run; metrics in {args.out}/metrics.csv")
+
+
+def _distill(args) -> None:
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from hakd import data
+    from hakd.checkpoint import load_checkpoint
+    from hakd.config import DistillConfig
+    from hakd.distill import distill
+    from hakd.passes.trace import trace
+    from hakd.train import load_trained
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # started by torchrun
+        dist.init_process_group("gloo")
+    run = json.loads(open(os.path.join(args.teacher, "config.json")).read()) if os.path.isfile(
+        os.path.join(args.teacher, "config.json")) else None
+    if run is None or "data" not in run:
+        raise ConfigError(f"{args.teacher} is not a `hakd train` run folder (no config.json naming its data set)")
+    teacher = load_trained(args.teacher)
+    student_file = os.path.join(args.student, "model.pt")
+    saved = load_checkpoint(student_file)
+    if "model" not in saved or "input_shape" not in saved:
+        raise ConfigError(f"{student_file} is not a pruned model written by `hakd prune` or `hakd snap`")
+    shape = saved["input_shape"]
+    config = DistillConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+                           init=args.init, loss=args.loss, alpha=args.alpha, beta=args.beta, temperature=args.temperature)
+    d = run["data"]
+    train, test = data.load(DataConfig(d["name"], root=args.data_root or d.get("root"), limit_train=args.limit_train,
+                                       limit_test=args.limit_test))
+    teacher_gm = trace(teacher, torch.zeros(shape))
+    student_gm = trace(saved["model"].eval(), torch.zeros(shape))
+    out = args.out or os.path.join(args.student, "distilled")
+    info = {"teacher": os.path.abspath(args.teacher), "student": os.path.abspath(student_file)}
+    history = distill(teacher_gm, student_gm, train, test, config, out, resume=args.resume, run_info=info)
+    if history and (not dist.is_initialized() or dist.get_rank() == 0):
+        print(f"done: student test accuracy {history[-1]['test_acc']:.4f} after epoch {history[-1]['epoch']}; "
+              f"student in {out}/model.pt, metrics in {out}/metrics.csv")
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _models(args) -> None:
@@ -70,6 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, metrics.csv, config.json")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(handler=_train)
+
+    p = sub.add_parser("distill", help="retrain a pruned student from its teacher (KD + attention transfer)",
+                       description="Distil a student (a folder from `hakd prune` or `hakd snap`) from its teacher "
+                                   "(a `hakd train` run) on the teacher's data set. Many processes: "
+                                   "torchrun --nproc-per-node 2 -m hakd distill ...")
+    p.add_argument("--teacher", required=True, help="the teacher's `hakd train` run folder")
+    p.add_argument("--student", required=True, help="a prune folder holding model.pt (the rebuilt student)")
+    p.add_argument("--out", default=None, help="run folder (default: STUDENT/distilled)")
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--init", default="inherit", choices=["inherit", "reset"],
+                   help="inherit: keep the teacher's kept weights; reset: fresh initialisation")
+    p.add_argument("--loss", default="kd+at", choices=["ce", "kd", "kd+at"])
+    p.add_argument("--alpha", type=float, default=0.9, help="weight of KD against cross-entropy")
+    p.add_argument("--beta", type=float, default=1e3, help="weight of attention transfer")
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--batch-size", type=int, default=128, help="global batch (split across processes)")
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--limit-train", type=int, default=None)
+    p.add_argument("--limit-test", type=int, default=None)
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(handler=_distill)
 
     from hakd.cli_cost import add_commands
 

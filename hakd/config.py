@@ -19,7 +19,7 @@ from typing import Any, Optional, Tuple
 
 from hakd.errors import ConfigError
 
-__all__ = ["DataConfig", "TrainConfig", "PruneConfig", "DATASETS", "PRUNE_TARGETS"]
+__all__ = ["DataConfig", "TrainConfig", "PruneConfig", "DistillConfig", "DATASETS", "PRUNE_TARGETS", "DISTILL_LOSSES", "INITS"]
 
 DATASETS = ("fashion-mnist", "cifar10")
 
@@ -175,3 +175,35 @@ class PruneConfig(_JsonConfig):
             _at_least(self, name, low)
         _at_least(self, "threads", 1, allow_none=True)
         _at_least(self, "max_steps", 1, allow_none=True)
+
+
+DISTILL_LOSSES = ("ce", "kd", "kd+at")
+INITS = ("inherit", "reset")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig(TrainConfig):
+    """Distillation of a student from its teacher: the training recipe of :class:`TrainConfig`
+    and the loss ``(1 - alpha) * CE + alpha * KD(T) + beta * AT`` (``loss="kd"``: no AT;
+    ``"ce"``: plain cross-entropy, the baseline). ``init``: ``inherit`` keeps the weights the
+    student was rebuilt with (the teacher's kept channels), ``reset`` starts from a fresh
+    initialisation.
+
+    Example: ``DistillConfig(epochs=30, init="inherit", threads=2)``.
+    """
+
+    temperature: float = 4.0
+    alpha: float = 0.9
+    beta: float = 1e3
+    loss: str = "kd+at"
+    init: str = "inherit"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _one_of(self, "loss", DISTILL_LOSSES)
+        _one_of(self, "init", INITS)
+        _at_least(self, "beta", 0.0)
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
+            raise ConfigError(f"DistillConfig.temperature must be > 0, got {self.temperature!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
+            raise ConfigError(f"DistillConfig.alpha is the weight of KD against cross-entropy, in [0, 1]; got {self.alpha!r}")

@@ -26,7 +26,7 @@ from hakd.data import Split
 from hakd.errors import CheckpointError
 from hakd.loop import Position, Task, is_writer, train_loop
 
-__all__ = ["fit", "evaluate", "load_trained", "CHECKPOINT", "METRICS"]
+__all__ = ["fit", "evaluate", "load_trained", "write_metrics", "CHECKPOINT", "METRICS"]
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
@@ -47,7 +47,7 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 256) -> tuple[flo
     return loss / len(split), correct / len(split)
 
 
-def _write_metrics(out: Path, history: list) -> None:
+def write_metrics(out: Path, history: list) -> None:
     lines = [",".join(COLUMNS)] + [",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS) for row in history]
     atomic_write_text(out / METRICS, "\n".join(lines) + "\n")
 
@@ -67,7 +67,7 @@ class Supervised(Task):
                    train_acc=pos.train_acc, test_loss=test_loss, test_acc=test_acc, seconds=time.time() - pos.epoch_start)
         self.history.append(row)
         if is_writer():
-            _write_metrics(self.out, self.history)
+            write_metrics(self.out, self.history)
             print(f"epoch {pos.epoch}/{self.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}, "
                   f"test loss {test_loss:.4f} acc {test_acc:.4f} ({row['seconds']:.1f} s)", flush=True)
 
