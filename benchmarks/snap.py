@@ -21,7 +21,7 @@ import torch
 
 from hakd.budget import fit_budget
 from hakd.cli import main as hakd
-from hakd.cli_prune import load_prune_folder
+from hakd.prune_folder import load_prune_folder
 from hakd.cost.profile import Profiler
 from hakd.cost.table import LatencyTable
 from hakd.export import export, load

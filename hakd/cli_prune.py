@@ -17,10 +17,11 @@ import json
 from pathlib import Path
 
 from hakd.errors import ConfigError
+from hakd.prune_folder import MODEL, PLAN, STAIRS, input_shape, load_prune_folder, write_prune_folder
 
-__all__ = ["add_prune_commands", "load_prune_folder"]
+__all__ = ["add_prune_commands"]
 
-BASE, MODEL, PLAN, IMPORTANCE, STAIRS, SUMMARY = "base.pt", "model.pt", "plan.json", "importance.json", "staircases.json", "snap.json"
+SUMMARY = "snap.json"
 
 
 def _profiler(args):
@@ -30,56 +31,15 @@ def _profiler(args):
     return Profiler(args.hw_target, device=args.device, table=args.table, measure=MeasureConfig(threads=args.hw_threads))
 
 
-def _shape(gm):
-    return tuple(next(n for n in gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"].shape)
-
-
-def _write_prune_folder(out: Path, base, groups, plan, importance, note: str) -> None:
-    """plan.json, base.pt, model.pt and importance.json; prints what was written."""
-    from hakd.checkpoint import atomic_write_text, save_checkpoint
-    from hakd.passes.counts import count
-    from hakd.passes.rebuild import rebuild
-
-    shape = _shape(base)
-    pruned = rebuild(base, groups, plan)
-    plan.save(out / PLAN)
-    save_checkpoint({"model": base, "input_shape": list(shape)}, out / BASE)
-    save_checkpoint({"model": pruned, "input_shape": list(shape), "plan": plan.to_dict()}, out / MODEL)
-    atomic_write_text(out / IMPORTANCE, json.dumps({g: [float(v) for v in s] for g, s in importance.items()}))
-    (params, macs), (full_params, full_macs) = count(pruned, shape), count(base, shape)
+def _write(out: Path, base, groups, plan, importance, note: str) -> None:
+    """Write a prune folder and say what it holds."""
+    counts = write_prune_folder(out, base, groups, plan, importance)
+    params, macs = counts["params"], counts["macs"]
     print(f"{note}: plan in {out / PLAN}, pruned model in {out / MODEL}: {params:,} parameters "
-          f"({params / full_params:.1%}), {macs:,} MACs ({macs / full_macs:.1%})")
+          f"({params / counts['full_params']:.1%}), {macs:,} MACs ({macs / counts['full_macs']:.1%})")
     for g, w in plan.pruned_widths().items():
         if w != plan.widths[g]:
             print(f"  {g:32s} {plan.widths[g]:5d} -> {w}")
-
-
-def load_prune_folder(folder):
-    """(base GraphModule, groups, plan, importance) of a prune folder."""
-    from hakd.checkpoint import load_checkpoint
-    from hakd.passes.groups import find_groups
-    from hakd.passes.trace import trace
-    from hakd.plan import PrunePlan
-
-    import numpy as np
-    import torch
-
-    folder = Path(folder)
-    if not (folder / BASE).is_file() or not (folder / PLAN).is_file():
-        raise ConfigError(f"{folder} is not a prune folder (it needs {BASE} and {PLAN}, written by `hakd prune` "
-                          "or `hakd snap`)")
-    saved = load_checkpoint(folder / BASE)
-    gm = trace(saved["model"].eval(), torch.zeros(saved["input_shape"]))
-    groups = find_groups(gm)
-    plan = PrunePlan.load(folder / PLAN)
-    plan.validate(groups)
-    if (folder / IMPORTANCE).is_file():
-        importance = {g: np.asarray(v, dtype=float) for g, v in json.loads((folder / IMPORTANCE).read_text()).items()}
-    else:
-        from hakd.baselines.widths import l1_importance
-
-        importance = l1_importance(gm, groups)
-    return gm, groups, plan, importance
 
 
 def _prune(args):
@@ -122,10 +82,10 @@ def _prune(args):
         if args.target != "params":
             raise ConfigError(f"--method {args.method} prunes to a parameter fraction: use --target params")
         make = (lambda f: l1_plan(gm, groups, f)) if args.method == "l1" else (lambda f: uniform_plan(groups, f))
-        plan, importance = fit_fraction(make, gm, groups, args.amount, _shape(gm)), l1_importance(gm, groups)
+        plan, importance = fit_fraction(make, gm, groups, args.amount, input_shape(gm)), l1_importance(gm, groups)
     if args.round:
         plan = round_to_multiple(plan, groups, gm, args.round, args.round_mode)
-    _write_prune_folder(out, gm, groups, plan, importance, f"{what}: {args.method}")
+    _write(out, gm, groups, plan, importance, f"{what}: {args.method}")
 
 
 def _staircases(args):
@@ -178,7 +138,7 @@ def _snap(args):
     after_s = sweep.predict(prof, gm, groups, new)
     summary.update(after_s=after_s, widths={g: [plan.width(g), new.width(g)] for g in plan.widths})
     out.mkdir(parents=True, exist_ok=True)
-    _write_prune_folder(out, gm, groups, new, importance, new.note)
+    _write(out, gm, groups, new, importance, new.note)
     if not stairs.stale_groups(new.pruned_widths()):  # still fresh around the new plan: no need to measure them again
         stairs.save(out / STAIRS)
     from hakd.checkpoint import atomic_write_text
