@@ -22,11 +22,12 @@ setup(
         "networkx>=3.0",
         "matplotlib>=3.7",
         "tqdm>=4.60",
+        "onnx==1.23.1",  # the student is also written as ONNX (torch.onnx.export needs it)
     ],
     extras_require={
         "rpc": ["tornado", "psutil", "cloudpickle"],
-        "dev": ["pytest>=7", "hypothesis>=6"],
-        "bench": ["torch-pruning==1.6.1", "onnx==1.23.1", "onnxruntime==1.30.0"],  # the peers benchmarks compare with
+        "dev": ["pytest>=7", "hypothesis>=6", "onnxruntime==1.30.0"],  # ONNX Runtime checks the exported ONNX
+        "bench": ["torch-pruning==1.6.1", "onnxruntime==1.30.0"],  # the peers the benchmarks compare with
     },
     entry_points={"console_scripts": ["hakd = hakd.cli:main"]},
 )

@@ -83,6 +83,7 @@ def _profile(args):
 
 
 def _staircase(args):
+    from hakd.cost.lower import lower
     from hakd.sweep import group_staircase
     from hakd.passes.groups import find_groups
 
@@ -98,20 +99,11 @@ def _staircase(args):
         how = "measured" if w in sweep.latency else "on a ramp"
         print(f"  {w:5d} {curve[w] * 1e6:10.1f} us  {how}{'  <- optimal' if w in optimal else ''}")
     if args.plot:
-        import matplotlib
+        from hakd.report import measured_on, plot_staircase
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        ax.plot(sorted(curve), [curve[w] * 1e6 for w in sorted(curve)], "-", lw=1, color="0.5", label="staircase")
-        ax.plot(sorted(sweep.latency), [sweep.latency[w] * 1e6 for w in sorted(sweep.latency)], "o", ms=3, label="measured")
-        ax.plot(sweep.optimal, [curve[w] * 1e6 for w in sweep.optimal], "v", color="tab:red", label="optimal widths")
-        ax.set_xlabel(f"width of {args.group}")
-        ax.set_ylabel("latency of its kernels (us)")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=110)
+        m = prof.measure
+        caption = measured_on(prof.target_key, m.threads, prof.context(lower(gm)), f"{m.number} x {m.repeat}")
+        plot_staircase(curve, sweep.latency, sweep.optimal, args.plot, args.group, caption)
         print(f"plot: {args.plot}")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -24,7 +25,7 @@ from torch import fx
 from hakd.checkpoint import atomic_write_text
 from hakd.cost.deploy import DeployError, VmModel, compile_scheduled, write_library
 
-__all__ = ["export", "load", "ExportResult", "META"]
+__all__ = ["export", "export_onnx", "load", "ExportResult", "META"]
 
 META = "hakd-export.json"
 
@@ -69,3 +70,25 @@ def load(folder) -> VmModel:
         raise DeployError(f"{folder} is not a hakd export folder (no {META}); write one with hakd.export.export")
     meta = json.loads(meta_path.read_text())
     return VmModel(Path(folder) / meta["library"], meta["input_shape"])
+
+
+def export_onnx(gm: fx.GraphModule, path, example_input: torch.Tensor, opset: int = 17) -> Path:
+    """Write ``gm`` as ONNX (torch's TorchScript exporter, opset 17; any batch size), for runtimes other than TVM's."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    was_training = gm.training
+    gm.eval()
+    try:
+        with warnings.catch_warnings():  # the TorchScript exporter on purpose: the dynamo one needs torch.export
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(gm, (example_input,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+        tmp.replace(path)
+    except Exception as e:
+        tmp.unlink(missing_ok=True)
+        raise DeployError(f"ONNX export of the model to {path} failed: {type(e).__name__}: {str(e)[:300]}") from e
+    finally:
+        gm.train(was_training)
+    return path

@@ -38,7 +38,7 @@ import numpy as np
 from hakd.errors import ConfigError, PlanError
 from hakd.plan import PrunePlan
 
-__all__ = ["MODES", "snap_width", "snap", "resize", "round_to_multiple"]
+__all__ = ["MODES", "snap_width", "snap", "resize", "round_to_multiple", "with_widths", "diagnose_width"]
 
 MODES = ("up", "down", "nearest")
 
@@ -65,6 +65,27 @@ def snap_width(staircase, width: int, mode: str) -> int:
         return down
     moves = [w for w in (up, down) if w != width]
     return min(moves, key=lambda w: (abs(w - width), -w)) if moves else width
+
+
+def diagnose_width(staircase, width: int) -> dict:
+    """Where ``width`` sits on its staircase: what snapping down would save, what snapping up gives.
+
+    >>> from hakd.staircases import tile_staircase
+    >>> d = diagnose_width(tile_staircase("g", 32, 8), 17)
+    >>> d["verdict"], d["down_width"], d["saving_fraction"], d["up_width"]
+    ('just past a step', 16, 0.333..., 24)
+    """
+    down, up = snap_width(staircase, width, "down"), snap_width(staircase, width, "up")
+    now = staircase.at(width)
+    saving = now - staircase.at(down) if down < width else 0.0
+    if width in staircase.optimal:
+        verdict = "on an optimal point"
+    elif down < width and saving > staircase.tol * now:
+        verdict = "just past a step" if width - down <= max(1, (up - down) // 4) else "inside a step"
+    else:
+        verdict = "inside a step"
+    return {"width": width, "latency_s": now, "verdict": verdict, "down_width": down, "saving_s": saving,
+            "saving_fraction": saving / now if now > 0 else 0.0, "up_width": up, "free_channels": up - width}
 
 
 def resize(kept: Sequence[int], width: int, importance: np.ndarray) -> Tuple[int, ...]:

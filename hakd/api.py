@@ -1,0 +1,135 @@
+"""``hakd.optimize``: the HAKD pipeline, in order, and nothing else.
+
+trace -> channel groups -> Fisher widths -> staircases (TVM, on the target) -> snap or budget
+-> rebuild -> distil from the teacher -> export (TVM artefact and ONNX) -> report. Each stage
+writes its own subfolder of ``out`` and resumes from it, so a rerun after an interruption
+redoes only what was not finished::
+
+    import hakd
+    result = hakd.optimize(teacher, target="llvm -mcpu=cortex-a57", device="rpc://10.0.0.2:9190/a57",
+                           data=hakd.DataConfig("fashion-mnist"), budget=0.6, out="runs/hakd")
+    result.report["models"]["HAKD student"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import fx, nn
+
+from hakd import data as datasets
+from hakd.config import DataConfig, DistillConfig, PruneConfig
+from hakd.data import Split
+from hakd.errors import ConfigError
+from hakd.passes.snap import MODES
+
+__all__ = ["optimize", "OptimizeResult"]
+
+
+@dataclasses.dataclass
+class OptimizeResult:
+    student: fx.GraphModule  # distilled, at the chosen widths
+    plan: "object"  # hakd.plan.PrunePlan
+    export: "object"  # hakd.export.ExportResult (the compiled artefact)
+    report: dict  # as written to out/report/report.json
+    out: Path
+
+
+def _splits(data) -> Tuple[Split, Split]:
+    if isinstance(data, DataConfig):
+        return datasets.load(data)
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(s, Split) for s in data):
+        return data[0], data[1]
+    raise ConfigError(f"optimize: data is a DataConfig or a (train, test) pair of hakd.data.Split, got {type(data).__name__}")
+
+
+def _check(snap: Optional[str], budget: Optional[float], budget_s: Optional[float]) -> None:
+    if snap is not None and snap not in MODES:
+        raise ConfigError(f"optimize: snap is {snap!r}; valid values: {', '.join(MODES)} (or None with a budget)")
+    if budget is not None and budget_s is not None:
+        raise ConfigError("optimize: give the budget as a fraction (budget) or in seconds (budget_s), not both")
+    if budget is not None and (isinstance(budget, bool) or not 0 < budget <= 1):
+        raise ConfigError(f"optimize: budget is a fraction of the teacher's predicted latency, in (0, 1]; got {budget!r}")
+    if budget_s is not None and not budget_s > 0:
+        raise ConfigError(f"optimize: budget_s is a latency in seconds (> 0); got {budget_s!r}")
+    if snap is None and budget is None and budget_s is None:
+        raise ConfigError("optimize: say how to use the staircases: snap='up'|'down'|'nearest', or a budget")
+
+
+def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataConfig("fashion-mnist"), *,
+             example_input: Optional[torch.Tensor] = None, prune: PruneConfig = PruneConfig(), snap: Optional[str] = "up",
+             budget: Optional[float] = None, budget_s: Optional[float] = None, distill: DistillConfig = DistillConfig(),
+             device=None, table=None, threads: int = 1, tune_trials: int = 0, out="hakd-out",
+             log=print) -> OptimizeResult:
+    """Make ``model`` (a trained teacher) fast on ``target`` while keeping its accuracy.
+
+    ``prune``: Fisher pruning (how wide each layer needs to be); ``snap``: move each width to an
+    optimal point of its staircase (``up``, ``down``, ``nearest``), or, with ``budget`` (a fraction
+    of the teacher's predicted latency) or ``budget_s``, choose every width at once so that the
+    student's predicted latency is within it (``snap`` is then ignored); ``distill``: retrain the
+    student from the teacher; ``device``/``table``/``threads``/``tune_trials``: where and how
+    kernels are measured (:class:`hakd.cost.profile.Profiler`)."""
+    from hakd import sweep
+    from hakd.budget import fit_budget
+    from hakd.cost.measure import MeasureConfig
+    from hakd.cost.profile import Profiler
+    from hakd.distill import distill as distil
+    from hakd.export import export, export_onnx
+    from hakd.passes.fisher import fisher_prune
+    from hakd.passes.groups import find_groups
+    from hakd.passes.rebuild import rebuild
+    from hakd.passes.snap import snap as snap_plan
+    from hakd.passes.trace import trace
+    from hakd.plan import PrunePlan
+    from hakd.prune_folder import STAIRS, write_prune_folder
+    from hakd.report_data import build_report
+
+    _check(None if budget is not None or budget_s is not None else snap, budget, budget_s)
+    out, seconds = Path(out), {}
+    train, test = _splits(data)
+    x = example_input if example_input is not None else torch.zeros(1, *train.images.shape[1:])
+    profiler = Profiler(target, device=device, table=table, measure=MeasureConfig(threads=threads), tune_trials=tune_trials)
+
+    t = time.time()
+    teacher = trace(model.eval(), x)  # 1. the graph, with shapes
+    groups = find_groups(teacher)  # 2. channels that are pruned together
+    fisher = fisher_prune(teacher, groups, train, prune, out / "fisher", resume=True)  # 3. how wide each layer needs to be
+    seconds["fisher"] = time.time() - t
+    log(f"Fisher: {fisher.plan.note} ({seconds['fisher']:.0f} s)")
+
+    t = time.time()  # 4. the latency staircase of every group around the Fisher widths, on the target
+    stairs = sweep.load_or_measure(out / "fisher" / STAIRS, profiler, fisher.model, groups, fisher.plan, log=log)
+    seconds["staircases"] = time.time() - t
+
+    t = time.time()  # 5. widths at optimal points of their staircases, or a whole latency budget
+    teacher_s = sweep.predict(profiler, fisher.model, groups, PrunePlan({}, groups.widths()))
+    if budget is not None or budget_s is not None:
+        budget_s = budget_s if budget_s is not None else budget * teacher_s
+        chosen = fit_budget(profiler, fisher.model, groups, fisher.plan, stairs, fisher.importance, budget_s, log=log)
+        plan = chosen.plan
+    else:
+        plan = snap_plan(fisher.plan, stairs, fisher.importance, snap)
+    write_prune_folder(out / "student", fisher.model, groups, plan, fisher.importance)
+    seconds["snap"] = time.time() - t
+
+    t = time.time()  # 6. the student, physically smaller, retrained from the teacher
+    student = rebuild(fisher.model, groups, plan)
+    history = distil(teacher, student, train, test, distill, out / "distill", resume=True,
+                     run_info={"plan": plan.to_dict()})
+    seconds["distill"] = time.time() - t
+
+    t = time.time()  # 7. the compiled artefact for the target (with its measured schedules) and ONNX
+    artefact = export(student.eval(), out / "export", profiler)
+    export_onnx(student, out / "export" / "model.onnx", x)
+    seconds["export"] = time.time() - t
+
+    t = time.time()  # 8. what was done, measured, in numbers and plots
+    report = build_report(out / "report", profiler, teacher, fisher, plan, student, history, groups, stairs, test,
+                          teacher_s, budget_s, seconds)
+    seconds["report"] = time.time() - t
+    log(f"report: {out / 'report' / 'report.md'}")
+    return OptimizeResult(student, plan, artefact, report, out)

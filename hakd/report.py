@@ -1,0 +1,132 @@
+"""The one module that renders: staircase plots, per-layer latency bars, accuracy against latency,
+and the report of an optimisation (``report.json``, ``report.md`` and PNGs). matplotlib is
+imported here and nowhere else. Every figure states how its latencies were measured::
+
+    caption = measured_on("llvm -mcpu=znver3", threads=1, context="reuse-4MiB", repeats="10 x 5")
+    plot_staircase(stairs["layers.6.conv1"].curve, stairs["layers.6.conv1"].latency,
+                   stairs["layers.6.conv1"].optimal, "stairs.png", "layers.6.conv1", caption, marks={"Fisher": 22})
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from hakd.checkpoint import atomic_write_text
+
+__all__ = ["measured_on", "plot_staircase", "plot_layer_latency", "plot_accuracy_latency", "write_report", "REPORT"]
+
+REPORT = "report.json"
+
+
+def measured_on(target: str, threads: int, context: str, repeats: str) -> str:
+    """The line every figure carries: where and how its latencies were measured."""
+    return f"target {target}, {threads} thread(s), cache context {context}, repeats {repeats}"
+
+
+def _figure(size=(7, 3.6)):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size)
+    return plt, fig, ax
+
+
+def _save(plt, fig, path, caption: str) -> Path:
+    fig.text(0.01, 0.01, caption, fontsize=6.5, color="0.35")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_staircase(curve: Mapping[int, float], measured: Mapping[int, float], optimal: Iterable[int], path, group: str,
+                   caption: str, marks: Optional[Mapping[str, int]] = None) -> Path:
+    """Latency (us) by width: the curve (measured and interpolated), the measured widths, the optimal
+    points, and ``marks`` (label -> width, e.g. the Fisher width and the chosen one)."""
+    plt, fig, ax = _figure()
+    widths = sorted(curve)
+    ax.plot(widths, [curve[w] * 1e6 for w in widths], "-", lw=1, color="0.5", label="staircase")
+    ax.plot(sorted(measured), [measured[w] * 1e6 for w in sorted(measured)], "o", ms=3, label="measured")
+    optimal = sorted(optimal)
+    ax.plot(optimal, [curve[w] * 1e6 for w in optimal], "v", color="tab:red", label="optimal widths")
+    for (label, width), color in zip((marks or {}).items(), ("tab:orange", "tab:green", "tab:purple", "tab:brown")):
+        if width in curve:
+            ax.axvline(width, color=color, lw=1, ls="--")
+            ax.plot([width], [curve[width] * 1e6], "s", color=color, ms=6, label=f"{label}: {width}")
+    ax.set_xlabel(f"width of {group}")
+    ax.set_ylabel("latency of its kernels (us)")
+    ax.legend(fontsize=7)
+    return _save(plt, fig, path, caption)
+
+
+def plot_layer_latency(groups: Sequence[str], series: Mapping[str, Sequence[float]], path, caption: str) -> Path:
+    """Grouped bars: per channel group, the latency (s) of its kernels in each model of ``series``."""
+    plt, fig, ax = _figure((max(7, 0.45 * len(groups) + 2), 3.8))
+    n = len(series)
+    for k, (label, values) in enumerate(series.items()):
+        xs = [i + (k - (n - 1) / 2) * 0.8 / n for i in range(len(groups))]
+        ax.bar(xs, [v * 1e6 for v in values], width=0.8 / n, label=label)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("latency of the group's kernels (us)")
+    ax.legend(fontsize=7)
+    return _save(plt, fig, path, caption)
+
+
+def plot_accuracy_latency(points: Sequence[Tuple[str, float, Optional[float]]], path, caption: str) -> Path:
+    """Accuracy against latency (s), one labelled point per model (accuracy None: not plotted)."""
+    plt, fig, ax = _figure((6, 4))
+    for label, latency, accuracy in points:
+        if accuracy is None:
+            continue
+        ax.plot([latency * 1e6], [accuracy * 100], "o", ms=7)
+        ax.annotate(label, (latency * 1e6, accuracy * 100), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("latency (us)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, path, caption)
+
+
+def _markdown(report: dict, images: List[str]) -> str:
+    m = report["models"]
+    lines = [f"# hakd report: {report['model']}", "", report["measured_on"], "",
+             "| model | parameters | predicted latency (us) | measured latency (us) | test accuracy |", "|---|---|---|---|---|"]
+    for name, row in m.items():
+        fmt = (lambda v, f: f.format(v) if v is not None else "-")
+        lines.append(f"| {name} | {row['params']:,} | {fmt(row.get('predicted_s') and row['predicted_s'] * 1e6, '{:.1f}')} | "
+                     f"{fmt(row.get('measured_s') and row['measured_s'] * 1e6, '{:.1f}')} | {fmt(row.get('accuracy'), '{:.4f}')} |")
+    lines += ["", "Per group: the teacher's width, Fisher's, the final one, the latency of the group's kernels at "
+              "Fisher's width and at the final one, and where Fisher's width sat on its staircase.", "",
+              "| group | teacher | Fisher | final | latency at Fisher (us) | latency final (us) | Fisher's width on its staircase |",
+              "|---|---|---|---|---|---|---|"]
+    for g in report["groups"]:
+        lines.append(f"| {g['group']} | {g['teacher_width']} | {g['fisher_width']} | {g['final_width']} | "
+                     f"{g['fisher_latency_s'] * 1e6:.1f} | {g['final_latency_s'] * 1e6:.1f} | {g['diagnosis']} |")
+    lines += ["", "Stages (seconds): " + ", ".join(f"{k} {v:.1f}" for k, v in report.get("stage_seconds", {}).items()), ""]
+    lines += [f"![{Path(i).stem}]({Path(i).name})" for i in images]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(folder, report: dict, staircases: Mapping[str, object], accuracy_points, caption: str) -> Dict[str, Path]:
+    """``report.json``, ``report.md`` and the PNGs (one staircase per group with its Fisher and final
+    widths, per-layer latency, accuracy against latency) in ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = []
+    rows = report["groups"]
+    images.append(plot_layer_latency([r["group"] for r in rows], {
+        "Fisher": [r["fisher_latency_s"] for r in rows], "HAKD": [r["final_latency_s"] for r in rows]},
+        folder / "layer_latency.png", caption))
+    images.append(plot_accuracy_latency(accuracy_points, folder / "accuracy_latency.png", caption))
+    for r in rows:
+        st = staircases[r["group"]]
+        images.append(plot_staircase(st.curve, st.latency, st.optimal, folder / f"staircase_{r['group'].replace('.', '_')}.png",
+                                     r["group"], caption, {"Fisher": r["fisher_width"], "final": r["final_width"]}))
+    atomic_write_text(folder / REPORT, json.dumps(report, indent=1, sort_keys=True))
+    atomic_write_text(folder / "report.md", _markdown(report, [str(i) for i in images]))
+    return {"json": folder / REPORT, "markdown": folder / "report.md", **{Path(i).stem: Path(i) for i in images}}

@@ -1,0 +1,61 @@
+"""hakd.optimize end to end on a tiny model and data, with TVM: every stage, resume, the report's numbers."""
+
+import json
+
+import pytest
+import torch
+
+import hakd
+from hakd.config import DistillConfig, PruneConfig
+from hakd.cost.table import LatencyTable
+from hakd.errors import ConfigError
+from hakd.plan import PrunePlan
+from tests.conftest import band_split
+from tests.passes.test_fisher import Small
+
+PRUNE = PruneConfig(target="channels", amount=9, prune_every=3, batch_size=16, lr=0.01, threads=1)
+DISTIL = DistillConfig(epochs=1, batch_size=16, lr=0.01, threads=1)
+
+
+def test_bad_options_are_refused_before_any_work(tmp_path):
+    data = (band_split(16), band_split(16))
+    with pytest.raises(ConfigError, match="valid values: up, down, nearest"):
+        hakd.optimize(Small(), data=data, snap="left", out=tmp_path)
+    with pytest.raises(ConfigError, match=r"in \(0, 1\]"):
+        hakd.optimize(Small(), data=data, budget=1.5, out=tmp_path)
+    with pytest.raises(ConfigError, match="DataConfig or a"):
+        hakd.optimize(Small(), data="fashion", out=tmp_path)
+
+
+@pytest.mark.slow
+def test_optimize_runs_every_stage_resumes_and_reports(tmp_path):
+    torch.manual_seed(0)
+    data = (band_split(96), band_split(32, seed=1))
+    table = LatencyTable(tmp_path / "t.sqlite")
+    result = hakd.optimize(Small(), "host", data, prune=PRUNE, snap="up", distill=DISTIL, table=table,
+                           out=tmp_path / "run", log=lambda s: None)
+    out = tmp_path / "run"
+    for path in ("fisher/plan.json", "fisher/staircases.json", "student/plan.json", "distill/model.pt",
+                 "export/hakd-export.json", "export/model.onnx", "report/report.json", "report/report.md",
+                 "report/layer_latency.png", "report/accuracy_latency.png"):
+        assert (out / path).is_file(), path
+    assert PrunePlan.load(out / "student" / "plan.json") == result.plan
+    report = json.loads((out / "report" / "report.json").read_text())
+    hakd_row = report["models"]["HAKD student"]
+    assert hakd_row["params"] == sum(p.numel() for p in result.student.parameters())
+    assert hakd_row["accuracy"] == report["distill_history"][-1]["test_acc"]
+    assert hakd_row["predicted_s"] == pytest.approx(result.export.predicted_latency_s, rel=0.3)
+    assert {r["group"] for r in report["groups"]} == {"conv1", "conv2"}
+    assert all(r["final_width"] == result.plan.width(r["group"]) for r in report["groups"])
+    assert report["target"] in (out / "report" / "report.md").read_text()
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(out / "export" / "model.onnx"))
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        expected = result.student.eval()(x).numpy()
+    assert abs(session.run(None, {"input": x.numpy()})[0] - expected).max() < 1e-4
+    again = hakd.optimize(Small(), "host", data, prune=PRUNE, snap="up", distill=DISTIL, table=table,
+                          out=tmp_path / "run", log=lambda s: None)  # everything resumes from its folder
+    assert again.plan == result.plan
+    assert all(torch.equal(a, b) for a, b in zip(again.student.state_dict().values(), result.student.state_dict().values()))
