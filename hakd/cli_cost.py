@@ -170,7 +170,9 @@ def add_commands(sub) -> None:
     p.add_argument("path", nargs="?", help="CSV to write (export) or table to merge in (merge)")
     p.add_argument("--table", default=str(DEFAULT_TABLE))
     p.set_defaults(handler=_table)
+    from hakd.cli_optimize import add_optimize_commands
     from hakd.cli_prune import add_prune_commands
 
     add_prune_commands(sub)
+    add_optimize_commands(sub)
 

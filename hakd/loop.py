@@ -98,13 +98,16 @@ class Position:
 
 
 class _Progress:
-    """A tqdm bar on a terminal; one line every ``every_s`` seconds when output goes elsewhere."""
+    """A tqdm bar on a terminal; one line every ``every_s`` seconds (across epochs) when output goes elsewhere."""
 
-    def __init__(self, total: int, desc: str, enabled: Optional[bool], every_s: float):
-        self.bar = None
-        self.desc, self.total, self.every_s, self.last = desc, total, every_s, time.time()
+    def __init__(self, enabled: Optional[bool], every_s: float):
         self.enabled = is_writer() and enabled is not False
-        if self.enabled and (enabled or sys.stderr.isatty()):
+        self.tty = bool(enabled) or sys.stderr.isatty()
+        self.every_s, self.last, self.bar, self.desc, self.total = every_s, time.time(), None, "", 0
+
+    def epoch(self, desc: str, total: int) -> None:
+        self.desc, self.total = desc, total
+        if self.enabled and self.tty:
             self.bar = tqdm(total=total, desc=desc, leave=False)
 
     def update(self, done: int, pos: Position) -> None:
@@ -116,12 +119,13 @@ class _Progress:
         elif time.time() - self.last >= self.every_s:
             self.last = time.time()
             rate = pos.seen / max(time.time() - pos.epoch_start, 1e-9)
-            print(f"{self.desc}: batch {done}/{self.total}, loss {pos.train_loss:.4f}, acc {pos.train_acc:.4f}, "
-                  f"{rate * world():.0f} images/s", flush=True)
+            print(f"{self.desc}: batch {done}/{self.total}, step {pos.step}, loss {pos.train_loss:.4f}, "
+                  f"acc {pos.train_acc:.4f}, {rate:.0f} images/s", flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def _shard(x: torch.Tensor, y: torch.Tensor):
@@ -179,10 +183,11 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loader, task:
         save()
     if len(loader) == 0:
         raise TrainingError(f"the training data of {task.name} yielded no batch; check the data set and its limits")
+    bar = _Progress(progress, report_s)
     while (epochs is None or pos.epoch < epochs) and not task.finished(pos):
         loader.set_epoch(pos.epoch)
         model.train()
-        bar = _Progress(len(loader), f"{task.name} epoch {pos.epoch + 1}" + (f"/{epochs}" if epochs else ""), progress, report_s)
+        bar.epoch(f"{task.name} epoch {pos.epoch + 1}" + (f"/{epochs}" if epochs else ""), len(loader))
         pos.seen, pos.loss_sum, pos.correct, pos.epoch_start = 0, 0.0, 0, time.time()
         stopped = False
         for i, (x, y) in enumerate(loader):

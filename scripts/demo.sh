@@ -1,31 +1,26 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the main job on the real Fashion-MNIST, on this host's CPU:
+# Set up (if needed) and run the main job, the whole HAKD pipeline, on the real Fashion-MNIST on this host's CPU:
 #   1. train a ResNet-20 teacher (EPOCHS, default 1)
-#   2. measure every fused kernel with TVM and hakd's schedules (predicted latency)
-#   3. measure the latency staircase of one channel group (PNG)
-#   4. Fisher-prune the teacher to KEEP (default 60%) of its parameters
-#   5. compile the pruned model with the measured schedules and check it against PyTorch
-# Every step resumes after an interruption; results go to runs/demo/.
+#   2. hakd optimize: Fisher-prune it to KEEP (default 0.6) of its parameters (a channel every 5 steps),
+#      measure every channel group's latency staircase with TVM on this host (1 thread), spend a latency
+#      budget of BUDGET (default 0.6) of the teacher's predicted latency across the groups, distil the
+#      student from the teacher for STUDENT_EPOCHS (default 1), compile it with its measured schedules
+#      (and write ONNX), and write a report with plots.
+# A short schedule (the paper trains for 200 epochs); every step resumes after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 EPOCHS=${EPOCHS:-1}
 KEEP=${KEEP:-0.6}
+BUDGET=${BUDGET:-0.6}
+STUDENT_EPOCHS=${STUDENT_EPOCHS:-1}
 OUT=runs/demo
 HAKD=.venv/bin/hakd
-TABLE="$OUT/latency.sqlite"
 export TVM_NUM_THREADS=1
 mkdir -p "$OUT"
-echo "== 1. teacher"
+echo "== 1. teacher: ResNet-20, $EPOCHS epoch(s) on Fashion-MNIST"
 $HAKD train resnet20 --data fashion-mnist --epochs "$EPOCHS" --threads "$(nproc)" --out "$OUT/teacher" --resume
-echo "== 2. teacher latency on this host (TVM, hakd schedules, 1 thread)"
-$HAKD profile --run "$OUT/teacher" --table "$TABLE" | tail -n 1
-echo "== 3. staircase of group layers.6.conv1"
-$HAKD staircase --run "$OUT/teacher" --group layers.6.conv1 --table "$TABLE" --plot "$OUT/staircase_layers_6_conv1.png" | tail -n 4
-echo "== 4. Fisher pruning to $KEEP of the parameters"
-$HAKD prune --run "$OUT/teacher" --target params --amount "$KEEP" --prune-every 10 --threads "$(nproc)" \
-  --out "$OUT/fisher" --resume > "$OUT/fisher.log"
-grep -m 1 "plan in" "$OUT/fisher.log"
-echo "== 5. pruned model compiled with its measured schedules"
-$HAKD export --model-file "$OUT/fisher/model.pt" --table "$TABLE" --out "$OUT/deploy"
-echo "done: see $OUT/ (teacher/metrics.csv, fisher/history.json, deploy/hakd-export.json, staircase PNG)"
+echo "== 2. hakd optimize: Fisher to $KEEP of the parameters, staircases, budget $BUDGET, distillation ($STUDENT_EPOCHS epoch(s)), export, report"
+$HAKD optimize --run "$OUT/teacher" --target host --table "$OUT/latency.sqlite" --amount "$KEEP" --prune-every 5 \
+  --budget "$BUDGET" --epochs "$STUDENT_EPOCHS" --lr 0.01 --torch-threads "$(nproc)" --out "$OUT/hakd"
+echo "done: the report is $OUT/hakd/report/report.md (plots beside it); the compiled student is in $OUT/hakd/export/"

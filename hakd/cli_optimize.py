@@ -1,0 +1,146 @@
+"""``hakd optimize`` (the whole pipeline, through :func:`hakd.optimize`) and ``hakd diagnose``.
+
+    hakd optimize --run runs/r20 --target host --budget 0.6 --epochs 30 --out runs/hakd
+    hakd optimize --model torchvision.models:resnet18 --num-classes 10 --input-shape 3,32,32 --data cifar10 ...
+    hakd optimize --model-file my_model.pt --data fashion-mnist --snap up --out runs/hakd
+    hakd diagnose --model-file pruned.pt --target host     # which layers sit just past a step
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+from hakd.errors import ConfigError
+
+__all__ = ["add_optimize_commands", "user_model"]
+
+INPUTS = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def _shape(text):
+    try:
+        dims = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        raise ConfigError(f"--input-shape is C,H,W (three positive integers, e.g. 3,32,32); got {text!r}")
+    return dims
+
+
+def user_model(args):
+    """(nn.Module in eval mode, input shape C,H,W, where it came from) from --run, --model or --model-file."""
+    import torch
+    from torch import nn
+
+    given = [a for a in ("run", "model", "model_file") if getattr(args, a, None)]
+    if len(given) != 1:
+        raise ConfigError("give the model one way: --run RUN (a `hakd train` folder), --model PACKAGE.MODULE:FACTORY, "
+                          "or --model-file FILE (a saved nn.Module)")
+    shape = _shape(args.input_shape) if args.input_shape else INPUTS[args.data]
+    if args.run:
+        from hakd.train import load_trained
+
+        return load_trained(args.run), shape, args.run
+    if args.model:
+        module_name, _, factory = args.model.partition(":")
+        if not factory:
+            raise ConfigError(f"--model is PACKAGE.MODULE:FACTORY (e.g. torchvision.models:resnet18); got {args.model!r}")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            package = module_name.split(".")[0]
+            raise ConfigError(f"cannot import {module_name!r} for --model ({e}); install it in this environment "
+                              f"(pip install {package}) or save the model with torch.save and pass --model-file") from e
+        if not hasattr(module, factory):
+            raise ConfigError(f"{module_name} has no {factory!r}; check the name after the colon in --model")
+        kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
+        model = getattr(module, factory)(**kwargs)
+        if args.weights:
+            from hakd.checkpoint import load_checkpoint
+
+            state = load_checkpoint(args.weights)
+            model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+        return model.eval(), shape, args.model
+    path = Path(args.model_file)
+    if not path.is_file():
+        raise ConfigError(f"--model-file {path} does not exist")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ConfigError(f"{path} is not a torch file that holds a model ({type(e).__name__}: {str(e)[:200]})") from e
+    if isinstance(saved, dict) and isinstance(saved.get("model"), nn.Module):
+        shape = tuple(saved["input_shape"][1:]) if "input_shape" in saved and not args.input_shape else shape
+        saved = saved["model"]
+    if not isinstance(saved, nn.Module):
+        raise ConfigError(f"{path} holds a {type(saved).__name__}, not an nn.Module: save the whole model "
+                          "(torch.save(model, path)), or give a factory with --model and the weights with --weights")
+    return saved.eval(), shape, str(path)
+
+
+def _optimize(args):
+    import hakd
+    from hakd.config import DataConfig, DistillConfig, PruneConfig
+
+    model, shape, what = user_model(args)
+    if args.run:
+        run = json.loads((Path(args.run) / "config.json").read_text())["data"]
+        data = DataConfig(run["name"], root=args.data_root or run.get("root"), limit_train=args.limit_train,
+                          limit_test=args.limit_test)
+    else:
+        data = DataConfig(args.data, root=args.data_root, limit_train=args.limit_train, limit_test=args.limit_test)
+    prune = PruneConfig(target="params", amount=args.amount, prune_every=args.prune_every, threads=args.torch_threads)
+    distill = DistillConfig(epochs=args.epochs, init=args.init, lr=args.lr, threads=args.torch_threads)
+    import torch
+
+    print(f"optimizing {what} for {args.target} into {args.out}")
+    result = hakd.optimize(model, args.target, data, example_input=torch.zeros(1, *shape), prune=prune,
+                           snap=args.snap, budget=args.budget, budget_s=args.budget_us * 1e-6 if args.budget_us else None,
+                           distill=distill, device=args.device, table=args.table, threads=args.threads,
+                           tune_trials=args.tune_trials, out=args.out)
+    m = result.report["models"]
+    for name, row in m.items():
+        lat = row["measured_s"] or row["predicted_s"]
+        print(f"  {name:15s} {row['params']:>10,} parameters  {lat * 1e6:9.1f} us  accuracy {row['accuracy']:.4f}")
+    print(f"report: {Path(args.out) / 'report' / 'report.md'}; compiled student: {result.export.library}; "
+          f"ONNX: {Path(args.out) / 'export' / 'model.onnx'}")
+
+
+def add_optimize_commands(sub) -> None:
+    from hakd.cost.table import DEFAULT_TABLE
+
+    p = sub.add_parser("optimize", help="the whole HAKD pipeline: Fisher, staircases, snap or budget, distil, export, report",
+                       description="Make a trained CNN fast on a target: Fisher-prune it to learn how wide each layer "
+                                   "needs to be, measure every layer's latency staircase with TVM on the target, move "
+                                   "each width to an optimal point (--snap) or spend a latency budget (--budget), "
+                                   "retrain the student from the model by distillation, export it, write a report.")
+    src = p.add_argument_group("the model (one of)")
+    src.add_argument("--run", help="a `hakd train` run folder (its model and data set)")
+    src.add_argument("--model", help="PACKAGE.MODULE:FACTORY imported from this environment, e.g. torchvision.models:resnet18")
+    src.add_argument("--model-file", help="a saved nn.Module (torch.save(model, FILE))")
+    src.add_argument("--weights", help="with --model: a state dict to load")
+    src.add_argument("--num-classes", type=int, help="with --model: passed to the factory")
+    src.add_argument("--input-shape", help="C,H,W of one input (default: the data set's)")
+    p.add_argument("--data", default="fashion-mnist", choices=sorted(INPUTS), help="data set (with --model/--model-file)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--limit-train", type=int, default=None, help="use the first N training images (quick runs)")
+    p.add_argument("--limit-test", type=int, default=None)
+    p.add_argument("--target", default="host", help='e.g. host, "llvm -mcpu=cortex-a57" (with --device for a board)')
+    p.add_argument("--device", default=None, help="local (default) or rpc://HOST:PORT/KEY")
+    p.add_argument("--table", default=str(DEFAULT_TABLE), help="latency table (SQLite)")
+    p.add_argument("--threads", type=int, default=1, help="threads the target runs with")
+    p.add_argument("--tune-trials", type=int, default=0, help="also tune convs with meta_schedule (slow)")
+    how = p.add_argument_group("how to use the staircases (one of)")
+    how.add_argument("--snap", default="up", choices=["up", "down", "nearest"], help="default up: capacity for free")
+    how.add_argument("--budget", type=float, help="latency budget as a fraction of the model's predicted latency")
+    how.add_argument("--budget-us", type=float, help="latency budget in microseconds")
+    p.add_argument("--amount", type=float, default=0.5, help="Fisher: fraction of the parameters to keep")
+    p.add_argument("--prune-every", type=int, default=100, help="Fisher: fine-tuning steps between removals")
+    p.add_argument("--epochs", type=int, default=200, help="distillation epochs")
+    p.add_argument("--init", default="inherit", choices=["inherit", "reset"], help="student initialisation")
+    p.add_argument("--lr", type=float, default=0.1, help="distillation learning rate")
+    p.add_argument("--torch-threads", type=int, default=None, help="torch threads for training")
+    p.add_argument("--out", required=True, help="run folder (every stage resumes from it)")
+    p.set_defaults(handler=_optimize)
