@@ -108,6 +108,43 @@ def _optimize(args):
           f"ONNX: {Path(args.out) / 'export' / 'model.onnx'}")
 
 
+def _diagnose(args):
+    import torch
+
+    from hakd.cost.measure import MeasureConfig
+    from hakd.cost.profile import Profiler
+    from hakd.diagnose import diagnose
+
+    model, shape, what = user_model(args)
+    prof = Profiler(args.target, device=args.device, table=args.table, measure=MeasureConfig(threads=args.threads))
+    only = args.groups.split(",") if args.groups else None
+    d = diagnose(model, torch.zeros(1, *shape), prof, headroom=args.headroom, only=only)
+    print(f"{what} on {prof.target_key}, {args.threads} thread(s): predicted {d.latency_s * 1e6:.1f} us, "
+          f"{d.params:,} parameters")
+    print(f"  {'group':32s} {'width':>5s} {'latency us':>10s}  verdict")
+    for r in sorted(d.rows, key=lambda r: -r["saving_s"]):
+        detail = ""
+        if r["saving_s"] > 0:
+            detail += f"; {r['width'] - r['down_width']} fewer save {r['saving_s'] * 1e6:.1f} us ({r['saving_fraction']:.0%})"
+        if r["free_channels"] > 0:
+            detail += f"; {r['free_channels']} more cost nothing"
+        print(f"  {r['group']:32s} {r['width']:5d} {r['latency_s'] * 1e6:10.1f}  {r['verdict']}{detail}")
+    print(f"every group snapped down: {d.down_s * 1e6:.1f} us ({d.down_s / d.latency_s:.3f}x); snapped up: "
+          f"{d.up_s * 1e6:.1f} us ({d.up_s / d.latency_s:.3f}x) with {d.up_params:,} parameters ({d.up_params / d.params:.2f}x)")
+    if d.not_widened:
+        print(f"measured only up to their own width (cannot be widened): {', '.join(d.not_widened)}")
+    if args.plot_dir:
+        from hakd.report import measured_on, plot_staircase
+
+        caption = measured_on(prof.target_key, args.threads, d.staircases.context,
+                              f"{prof.measure.number} x {prof.measure.repeat}")
+        for r in d.rows:
+            st = d.staircases[r["group"]]
+            plot_staircase(st.curve, st.latency, st.optimal, Path(args.plot_dir) / f"{r['group'].replace('.', '_')}.png",
+                           r["group"], caption, {"now": r["width"], "down": r["down_width"], "up": r["up_width"]})
+        print(f"plots: {args.plot_dir}")
+
+
 def add_optimize_commands(sub) -> None:
     from hakd.cost.table import DEFAULT_TABLE
 
@@ -144,3 +181,23 @@ def add_optimize_commands(sub) -> None:
     p.add_argument("--torch-threads", type=int, default=None, help="torch threads for training")
     p.add_argument("--out", required=True, help="run folder (every stage resumes from it)")
     p.set_defaults(handler=_optimize)
+
+    p = sub.add_parser("diagnose", help="why is my pruned model slow: each layer's place on its latency staircase",
+                       description="Measure every channel group's latency staircase around the model's own widths "
+                                   "(and past them, the model widened by zero channels) and say which layers sit just "
+                                   "past a step, what snapping down would save and what snapping up gives for free.")
+    p.add_argument("--run", help="a `hakd train` run folder")
+    p.add_argument("--model", help="PACKAGE.MODULE:FACTORY")
+    p.add_argument("--model-file", help="a saved nn.Module, or a model.pt from `hakd prune`/`hakd snap`")
+    p.add_argument("--weights", help="with --model: a state dict to load")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--input-shape", help="C,H,W of one input (default: the data set's)")
+    p.add_argument("--data", default="fashion-mnist", choices=sorted(INPUTS), help="input format (default fashion-mnist)")
+    p.add_argument("--groups", help="comma-separated groups to diagnose (default: every prunable group)")
+    p.add_argument("--headroom", type=int, default=16, help="channels measured past each width (default 16)")
+    p.add_argument("--plot-dir", help="write a staircase PNG per group here")
+    p.add_argument("--target", default="host")
+    p.add_argument("--device", default=None)
+    p.add_argument("--table", default=str(DEFAULT_TABLE))
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(handler=_diagnose)

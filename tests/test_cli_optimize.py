@@ -46,3 +46,24 @@ def test_optimize_a_model_from_a_factory_or_a_file(tmp_path, source, capsys):
     report = json.loads((out / "report" / "report.json").read_text())
     assert set(report["models"]) == {"teacher", "Fisher student", "HAKD student"}
     assert (out / "export" / "model.onnx").is_file() and (out / "report" / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_diagnose_names_a_layer_just_past_a_step(tmp_path, capsys):
+    from hakd.models import resnet20
+    from hakd.passes.groups import find_groups
+    from hakd.passes.rebuild import rebuild
+    from hakd.passes.trace import trace
+    from hakd.plan import PrunePlan
+
+    torch.manual_seed(0)
+    gm = trace(resnet20(in_channels=1).eval(), torch.zeros(1, 1, 28, 28))
+    groups = find_groups(gm)
+    pruned = rebuild(gm, groups, PrunePlan.from_widths({"layers.3.conv1": 17}, groups.widths()))  # one past 16
+    torch.save(pruned, tmp_path / "pruned.pt")
+    assert main(["diagnose", "--model-file", str(tmp_path / "pruned.pt"), "--groups", "layers.3.conv1", "--headroom", "8",
+                 "--table", str(tmp_path / "t.sqlite"), "--plot-dir", str(tmp_path / "plots")]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.strip().startswith("layers.3.conv1"))
+    assert "just past a step; 1 fewer save" in line
+    assert "every group snapped down" in out and (tmp_path / "plots" / "layers_3_conv1.png").is_file()

@@ -81,9 +81,11 @@ def diagnose_width(staircase, width: int) -> dict:
     if width in staircase.optimal:
         verdict = "on an optimal point"
     elif down < width and saving > staircase.tol * now:
-        verdict = "just past a step" if width - down <= max(1, (up - down) // 4) else "inside a step"
+        verdict = "just past a step"  # fewer channels save a whole step
+    elif up > width:
+        verdict = "inside a step"  # more channels cost nothing
     else:
-        verdict = "inside a step"
+        verdict = "on a slope"  # latency creeps with every channel: no step to gain from
     return {"width": width, "latency_s": now, "verdict": verdict, "down_width": down, "saving_s": saving,
             "saving_fraction": saving / now if now > 0 else 0.0, "up_width": up, "free_channels": up - width}
 
