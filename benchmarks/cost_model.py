@@ -22,10 +22,6 @@ import time
 import timeit
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -39,6 +35,7 @@ from hakd.cost.table import LatencyTable  # noqa: E402
 from hakd.export import export, load  # noqa: E402
 from hakd.passes.groups import find_groups  # noqa: E402
 from hakd.passes.trace import trace  # noqa: E402
+from hakd.report import measured_on, plot_sweeps  # noqa: E402
 from common import RESULTS, write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SHAPE = (1, 3, 32, 32)
@@ -141,20 +138,9 @@ def staircases(cases, quick):
                          transferred_over_full=f"{np.median(transfer):.3f} {max(transfer):.3f}" if transfer else "",
                          grid_over_full=f"{np.median(control):.3f} {max(control):.3f}"))
         print(rows[-1], flush=True)
-        widths = sorted(full.latency)
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        ax.plot(widths, [full.latency[w] * 1e6 for w in widths], "-", lw=1, color="0.4", label="full sweep")
-        ax.plot(sorted(ad.latency), [ad.latency[w] * 1e6 for w in sorted(ad.latency)], "o", ms=3, color="tab:blue",
-                label=f"adaptive ({ad.evaluations} widths)")
-        ax.plot(full.optimal, [full.latency[w] * 1e6 for w in full.optimal], "v", color="tab:red", label="optimal (full)")
-        ax.plot(ad.optimal, [ad.curve[w] * 1e6 for w in ad.optimal], "^", ms=4, mfc="none", color="tab:green", label="optimal (adaptive)")
-        ax.set_xlabel(f"width of group {group}")
-        ax.set_ylabel("latency of its kernels (us)")
-        ax.set_title(f"{model_name}: {group} (TVM, hakd schedules, 1 thread, {platform.machine()})", fontsize=9)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(RESULTS / f"staircase_{model_name}_{group.replace('.', '_')}.png", dpi=110)
-        plt.close(fig)
+        plot_sweeps(full, ad, RESULTS / f"staircase_{model_name}_{group.replace('.', '_')}.png", f"{model_name} {group}",
+                    measured_on(prof.target_key, prof.measure.threads, "the whole model's", f"{prof.measure.number} x "
+                                f"{prof.measure.repeat}") + f", {platform.machine()}")
     write_csv("staircases.csv", rows)
 
 

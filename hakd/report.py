@@ -15,7 +15,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from hakd.checkpoint import atomic_write_text
 
-__all__ = ["measured_on", "plot_staircase", "plot_layer_latency", "plot_accuracy_latency", "write_report", "REPORT"]
+__all__ = ["measured_on", "plot_staircase", "plot_sweeps", "plot_layer_latency", "plot_accuracy_latency", "write_report",
+           "REPORT"]
 
 REPORT = "report.json"
 
@@ -61,6 +62,22 @@ def plot_staircase(curve: Mapping[int, float], measured: Mapping[int, float], op
     ax.set_xlabel(f"width of {group}")
     ax.set_ylabel("latency of its kernels (us)")
     ax.legend(fontsize=7)
+    return _save(plt, fig, path, caption)
+
+
+def plot_sweeps(full, adaptive, path, group: str, caption: str) -> Path:
+    """A full sweep (every width) against an adaptive one of the same group (hakd.cost.staircase.Sweep)."""
+    plt, fig, ax = _figure()
+    widths = sorted(full.latency)
+    ax.plot(widths, [full.latency[w] * 1e6 for w in widths], "-", lw=1, color="0.4", label="full sweep")
+    ax.plot(sorted(adaptive.latency), [adaptive.latency[w] * 1e6 for w in sorted(adaptive.latency)], "o", ms=3,
+            color="tab:blue", label=f"adaptive ({adaptive.evaluations} widths)")
+    ax.plot(full.optimal, [full.latency[w] * 1e6 for w in full.optimal], "v", color="tab:red", label="optimal (full)")
+    ax.plot(adaptive.optimal, [adaptive.curve[w] * 1e6 for w in adaptive.optimal], "^", ms=4, mfc="none",
+            color="tab:green", label="optimal (adaptive)")
+    ax.set_xlabel(f"width of group {group}")
+    ax.set_ylabel("latency of its kernels (us)")
+    ax.legend(fontsize=8)
     return _save(plt, fig, path, caption)
 
 
