@@ -16,7 +16,7 @@ again) and allocates again with the overshoot held back. The plan returned is on
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Dict, List, Mapping
 
 import numpy as np
 from torch import fx

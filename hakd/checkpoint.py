@@ -24,6 +24,15 @@ from hakd.errors import CheckpointError
 __all__ = ["atomic_write", "atomic_write_text", "save_checkpoint", "load_checkpoint"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Call ``write(file)`` on a temporary file, then rename it to ``path`` atomically."""
     path = Path(path)
@@ -34,6 +43,7 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files: give them the user's usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -54,13 +64,14 @@ def load_checkpoint(path: Path) -> dict:
     """Load a checkpoint; a missing or damaged file raises CheckpointError naming it."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; start without --resume to train from scratch")
+        raise CheckpointError(f"no checkpoint at {path}: check the path (a run folder holds it once its first epoch "
+                              "or step is saved)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise CheckpointError(
-            f"checkpoint {path} is damaged and cannot be read ({type(e).__name__}: {e}); "
-            "delete it to start over, or restore it from a copy"
+            f"{path} cannot be read as a torch checkpoint ({type(e).__name__}: {str(e)[:200]}); if hakd wrote it, it is "
+            "damaged: restore it from a copy, or start the run again in another folder"
         ) from e
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} is not a hakd checkpoint (it holds a {type(state).__name__})")

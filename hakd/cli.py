@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -53,14 +52,11 @@ def _distill(args) -> None:
     from hakd.config import DistillConfig
     from hakd.distill import distill
     from hakd.passes.trace import trace
-    from hakd.train import load_trained
+    from hakd.train import load_trained, run_config
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # started by torchrun
         dist.init_process_group("gloo")
-    run = json.loads(open(os.path.join(args.teacher, "config.json")).read()) if os.path.isfile(
-        os.path.join(args.teacher, "config.json")) else None
-    if run is None or "data" not in run:
-        raise ConfigError(f"{args.teacher} is not a `hakd train` run folder (no config.json naming its data set)")
+    run = run_config(args.teacher)
     teacher = load_trained(args.teacher)
     student_file = os.path.join(args.student, "model.pt")
     saved = load_checkpoint(student_file)
@@ -144,6 +140,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_internal_error(argv) -> str:
+    """Write the current exception's traceback to a log file; returns its path."""
+    import tempfile
+    import traceback
+
+    folder = os.path.join(os.path.expanduser("~"), ".cache", "hakd", "logs")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        folder = tempfile.gettempdir()
+    path = os.path.join(folder, f"hakd-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+    with open(path, "w") as f:
+        f.write(f"hakd {' '.join(argv if argv is not None else sys.argv[1:])}\n\n")
+        traceback.print_exc(file=f)
+    return path
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -152,11 +165,21 @@ def main(argv=None) -> int:
         print(f"hakd: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hakd: interrupted; finished epochs are checkpointed (rerun with --resume)", file=sys.stderr)
+        print("hakd: interrupted; what was finished is saved: rerun the same command (with --resume where it has "
+              "one) to continue", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader (e.g. `| head`) stopped reading: like any Unix tool, stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # a file or folder the user named: missing, read-only, a file where a folder should be
+        where = f" {e.filename}" if e.filename else ""
+        print(f"hakd: error: cannot use{where}: {e.strerror or e}; check the path and its permissions", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug in hakd, not bad input: one line, the traceback in a file
+        log = _log_internal_error(argv)
+        print(f"hakd: internal error: {type(e).__name__}: {str(e)[:300]}; the traceback is in {log} "
+              "(please report it with that file)", file=sys.stderr)
+        return 1
     return 0
 
 

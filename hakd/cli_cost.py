@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import json
-
 from hakd.errors import ConfigError
 
 __all__ = ["add_commands"]
@@ -25,7 +23,7 @@ def _model(args):
 
     from hakd import models
     from hakd.passes.trace import trace
-    from hakd.train import load_trained
+    from hakd.train import load_trained, run_config
 
     if getattr(args, "model_file", None):
         from hakd.checkpoint import load_checkpoint
@@ -36,7 +34,7 @@ def _model(args):
         return trace(saved["model"].eval(), torch.zeros(saved["input_shape"])), args.model_file
     if args.run:
         model = load_trained(args.run)
-        shape = (1, model_in_channels(model), *INPUTS[json.load(open(f"{args.run}/config.json"))["data"]["name"]][2:])
+        shape = (1, model_in_channels(model), *INPUTS[run_config(args.run)["data"]["name"]][2:])
         what = f"{args.run}"
     else:
         if not args.model:

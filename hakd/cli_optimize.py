@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import importlib
-import json
-import os
 from pathlib import Path
 
 from hakd.errors import ConfigError
@@ -83,10 +81,11 @@ def user_model(args):
 def _optimize(args):
     import hakd
     from hakd.config import DataConfig, DistillConfig, PruneConfig
+    from hakd.train import run_config
 
     model, shape, what = user_model(args)
     if args.run:
-        run = json.loads((Path(args.run) / "config.json").read_text())["data"]
+        run = run_config(args.run)["data"]
         data = DataConfig(run["name"], root=args.data_root or run.get("root"), limit_train=args.limit_train,
                           limit_test=args.limit_test)
     else:

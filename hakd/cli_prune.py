@@ -49,14 +49,25 @@ def _prune(args):
     from hakd.config import DataConfig, PruneConfig
     from hakd.passes.fisher import fisher_prune
     from hakd.passes.groups import find_groups
+    from hakd.train import run_config
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the prune run")
+    held = [f for f in (PLAN, MODEL, "state.pt") if (out / f).exists()]
+    if held and not (args.resume and args.method == "fisher") and not args.overwrite:
+        raise ConfigError(f"{out} already holds a prune run ({', '.join(held)}); choose another --out, continue a Fisher "
+                          "run with --resume, or pass --overwrite to replace it")
+    if args.round < 0:
+        raise ConfigError(f"--round is a multiple of channels (>= 1), or 0 for no rounding; got {args.round}")
+    if args.method != "fisher":  # every method's amount is checked the same way
+        PruneConfig(target=args.target, amount=args.amount)
     gm, what = _model(args)
     groups = find_groups(gm)
-    out = Path(args.out)
     if args.method == "fisher":
         if not args.run:
             raise ConfigError("Fisher pruning fine-tunes a trained model: pass --run RUN_FOLDER (from `hakd train`)")
-        run_data = json.load(open(f"{args.run}/config.json"))["data"]
+        run_data = run_config(args.run)["data"]
         train, _ = data.load(DataConfig(run_data["name"], root=run_data.get("root"), limit_train=args.limit_train))
         amount, latency_of, latency_saved = args.amount, None, None
         if args.target == "latency" or args.penalty_on == "latency":
@@ -177,7 +188,8 @@ def add_prune_commands(sub) -> None:
     p.add_argument("--limit-train", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads for fine-tuning")
     p.add_argument("--out", required=True)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the Fisher run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the prune run --out holds")
     cost_args(p, "--hw-target")
     p.set_defaults(handler=_prune, model_file=None)
 

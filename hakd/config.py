@@ -30,6 +30,11 @@ def _at_least(cfg, name: str, low, allow_none: bool = False) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
         raise ConfigError(f"{type(cfg).__name__}.{name} must be >= {low}, got {value!r}")
+    if name in _INTEGERS and value != int(value):
+        raise ConfigError(f"{type(cfg).__name__}.{name} is a whole number, got {value!r}")
+
+
+_INTEGERS = {"epochs", "batch_size", "seed", "threads", "prune_every", "max_steps", "limit_train", "limit_test"}
 
 
 def _one_of(cfg, name: str, choices) -> None:
@@ -48,6 +53,10 @@ class _JsonConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def identity(self) -> dict:
+        """What a run's results depend on: every option but ``threads`` (a run resumes with any)."""
+        return {k: v for k, v in self.to_dict().items() if k != "threads"}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):

@@ -26,7 +26,7 @@ from hakd.data import Split
 from hakd.errors import CheckpointError
 from hakd.loop import Position, Task, is_writer, train_loop
 
-__all__ = ["fit", "evaluate", "load_trained", "write_metrics", "CHECKPOINT", "METRICS"]
+__all__ = ["fit", "evaluate", "load_trained", "run_config", "write_metrics", "CHECKPOINT", "METRICS"]
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
@@ -106,7 +106,7 @@ def fit(
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
-    run_id = {"config": config.to_dict(), **(run_info or {})}
+    run_id = {"config": config.identity(), **(run_info or {})}
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestone_epochs(), config.lr_gamma)
     task = Supervised(model, test, out, run_id, optimizer, config.epochs)
@@ -115,7 +115,9 @@ def fit(
     if (out / CHECKPOINT).exists():
         task.load_state(load_checkpoint(out / CHECKPOINT))
         print(f"resuming {out} after epoch {len(task.history)}/{config.epochs}")
-    elif not (out / CHECKPOINT).exists():
+    else:
+        if resume:
+            print(f"no run in {out} yet: starting a new one")
         torch.manual_seed(config.seed)
     if is_writer():
         atomic_write_text(out / "config.json", json.dumps(run_id, indent=2, sort_keys=True))
@@ -136,3 +138,18 @@ def load_trained(run_dir: str | Path) -> nn.Module:
     model = models.create(run["model"], in_channels=run["in_channels"], num_classes=run["num_classes"])
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+def run_config(run_dir: str | Path) -> dict:
+    """The ``config.json`` of a ``hakd train`` run folder (model, data set, options)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not a `hakd train` run folder: it has no config.json "
+                              "(train a teacher with `hakd train MODEL --out FOLDER`)")
+    try:
+        run = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); restore it from a copy") from e
+    if not isinstance(run, dict) or "data" not in run:
+        raise CheckpointError(f"{path} does not name the run's data set: it was not written by `hakd train`")
+    return run

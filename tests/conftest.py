@@ -42,3 +42,6 @@ def fashion_mnist():
     from hakd.data import load
 
     return load(DataConfig("fashion-mnist"))
+
+
+from tests.cost.conftest import tiny  # noqa: E402,F401  (a fixture for the tests of hakd/sweep.py and hakd/budget.py too)

@@ -11,7 +11,7 @@ from hakd.passes.snap import snap
 from hakd.plan import PrunePlan
 from hakd.staircases import Staircases
 from hakd.sweep import model_staircases, neighbours, predict
-from tests.cost.conftest import QUICK, tiny  # noqa: F401 (fixture)
+from tests.cost.conftest import QUICK
 
 pytestmark = pytest.mark.slow
 

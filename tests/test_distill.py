@@ -9,7 +9,6 @@ import time
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from hakd.config import DistillConfig
 from hakd.distill import at_loss, attention, distill, kd_loss, match_stages, stage_nodes
@@ -105,7 +104,6 @@ def _cmd(teacher, student, out):
 @needs_fashion_mnist
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     from hakd.cli import main
-    from hakd.train import load_trained  # noqa: F401
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     assert main(["train", "resnet20", "--epochs", "1", "--limit-train", "512", "--limit-test", "64", "--threads", "1",

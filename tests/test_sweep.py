@@ -7,7 +7,7 @@ from hakd.cost.profile import Profiler
 from hakd.sweep import group_latency, group_staircase, lower_group
 from hakd.cost.staircase import grid_points
 from hakd.cost.table import LatencyTable
-from tests.cost.conftest import QUICK, tiny  # noqa: F401 (fixture)
+from tests.cost.conftest import QUICK
 
 pytestmark = pytest.mark.slow
 

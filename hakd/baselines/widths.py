@@ -22,7 +22,6 @@ from typing import Callable, Dict
 import numpy as np
 from torch import fx
 
-from hakd.errors import ConfigError
 from hakd.passes.counts import count
 from hakd.passes import snap
 from hakd.passes.groups import ChannelGroups

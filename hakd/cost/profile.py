@@ -245,6 +245,10 @@ def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], 
 
     modules = set(modules)
     tol = DEFAULT_TOLERANCE if tol is None else tol
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:
+        from hakd.errors import ConfigError
+
+        raise ConfigError(f"the noise tolerance is a fraction in [0, 1), e.g. 0.04 for 4%; got {tol!r}")
     context = context or profiler.context(lower(model_at(max_width)))
     grid_widths = sorted({*grid_points(max_width, grid, min_width), *(w for w in include if min_width <= w <= max_width)})
     winners: Dict[int, Dict[tuple, str]] = {}  # width -> kernel (its call_modules) -> fastest schedule

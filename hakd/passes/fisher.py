@@ -152,6 +152,8 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
     if resume and (out / STATE).exists():
         task.load_state(load_checkpoint(out / STATE))
         print(f"resuming {out} after {len(task.history)} removed channels")
+    elif resume:
+        print(f"no pruning run in {out} yet: starting a new one")
     elif (out / STATE).exists():
         raise CheckpointError(f"{out} already holds a pruning run; pass resume=True (--resume) to continue it")
     task.done = target.met(target.measure(PrunePlan(probed.keep(), groups.widths()), probed.widths()))
@@ -216,8 +218,9 @@ class _FisherTask(Task):
                 "importance": {g: v.tolist() for g, v in self.importance.items()}}
 
     def load_state(self, state: dict) -> None:
-        if state.get("config") != self.config.to_dict() or state.get("widths") != self.groups.widths():
-            differ = [k for k, v in self.config.to_dict().items() if (state.get("config") or {}).get(k) != v]
+        saved = {k: v for k, v in (state.get("config") or {}).items() if k != "threads"}
+        if saved != self.config.identity() or state.get("widths") != self.groups.widths():
+            differ = [k for k, v in self.config.identity().items() if saved.get(k) != v]
             raise CheckpointError(f"{self.out / STATE} belongs to another pruning run (it differs in "
                                   f"{', '.join(differ) or 'the model'}); use another folder or the same model and config")
         for g, alive in state["alive"].items():

@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 from typing import Iterable, Optional
 
 import torch
@@ -51,6 +54,10 @@ def trace(
     The model is not modified. ``leaf_modules`` are module types kept whole (not traced
     into); hakd's passes treat an unknown leaf as an opaque operation.
     """
+    if not isinstance(model, nn.Module):
+        raise TraceError(f"trace takes an nn.Module, got a {type(model).__name__}: wrap the function in a module")
+    if not isinstance(example_input, torch.Tensor):
+        raise TraceError(f"trace needs an example input tensor (N, C, H, W), got a {type(example_input).__name__}")
     tracer = HakdTracer(leaf_modules)
     try:
         graph = tracer.trace(model, concrete_args)
@@ -67,12 +74,20 @@ def trace(
     was_training = gm.training
     gm.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints a traceback of its own
             ShapeProp(gm).propagate(example_input)
     except Exception as e:
+        first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+        expected = ""
+        if isinstance(first, nn.Conv2d) and example_input.dim() == 4 and example_input.shape[1] != first.in_channels:
+            expected = f"its first convolution takes {first.in_channels} input channels, the input has {example_input.shape[1]}; "
+        root = e
+        while root.__cause__ is not None:  # fx's ShapeProp wraps the model's own error in its node dump
+            root = root.__cause__
         raise TraceError(
-            f"the traced {type(model).__name__} fails on an example input of shape {tuple(example_input.shape)}: "
-            f"{type(e).__name__}: {e}. Pass an input of the shape the model expects (N, C, H, W)"
+            f"{type(model).__name__} fails on an example input of shape {tuple(example_input.shape)}: {expected}"
+            f"{type(root).__name__}: {str(root).splitlines()[0][:200]}. Pass an input of the shape the model expects "
+            "(N, C, H, W)"
         ) from e
     gm.train(was_training)
     return gm
