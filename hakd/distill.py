@@ -17,7 +17,6 @@ checkpoints, ``resume``, progress, and DistributedDataParallel under ``torchrun`
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -30,8 +29,8 @@ from hakd.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from hakd.config import DistillConfig
 from hakd.data import Split
 from hakd.errors import CheckpointError, ConfigError
-from hakd.loop import Position, Task, is_writer, train_loop
-from hakd.train import CHECKPOINT, evaluate, write_metrics
+from hakd.loop import is_writer, train_loop
+from hakd.train import CHECKPOINT, Supervised
 
 __all__ = ["kd_loss", "attention", "at_loss", "stage_nodes", "with_stages", "match_stages", "reset_parameters",
            "distill", "STUDENT"]
@@ -114,13 +113,14 @@ def _check_pair(teacher: fx.GraphModule, student: fx.GraphModule) -> None:
                           "pruned from this teacher")
 
 
-class _Distill(Task):
+class _Distill(Supervised):
+    """Supervised training of the student with the distillation loss."""
+
     name = "distillation"
 
-    def __init__(self, teacher, student, config: DistillConfig, stages, test: Split, out: Path, run_id: dict, optimizer):
-        self.teacher, self.student, self.config, self.stages = teacher, student, config, stages
-        self.test, self.out, self.run_id, self.optimizer = test, out, run_id, optimizer
-        self.history: list = []
+    def __init__(self, teacher, student, config: DistillConfig, test: Split, out: Path, run_id: dict, optimizer):
+        super().__init__(student, test, out, run_id, optimizer, config.epochs)
+        self.teacher, self.config = teacher, config
 
     def loss(self, model, x, y):
         c = self.config
@@ -133,28 +133,6 @@ class _Distill(Task):
         if c.loss == "kd+at" and c.beta > 0:
             loss = loss + c.beta * sum(at_loss(s, t) for s, t in zip(s_stages, t_stages))
         return loss, s_out
-
-    def after_epoch(self, pos: Position) -> None:
-        if not is_writer():
-            return
-        test_loss, test_acc = evaluate(self.student, self.test)
-        row = dict(epoch=pos.epoch, lr=self.optimizer.param_groups[0]["lr"], train_loss=pos.train_loss,
-                   train_acc=pos.train_acc, test_loss=test_loss, test_acc=test_acc, seconds=time.time() - pos.epoch_start)
-        self.history.append(row)
-        write_metrics(self.out, self.history)
-        print(f"distillation epoch {pos.epoch}/{self.config.epochs}: train loss {row['train_loss']:.4f}, "
-              f"test loss {test_loss:.4f} acc {test_acc:.4f} ({row['seconds']:.1f} s)", flush=True)
-
-    def state(self) -> dict:
-        return {"run": self.run_id, "history": self.history}
-
-    def load_state(self, state: dict) -> None:
-        if state.get("run") != self.run_id:
-            differ = sorted(k for k in self.run_id["config"] if (state.get("run") or {}).get("config", {}).get(k)
-                            != self.run_id["config"][k])
-            raise CheckpointError(f"{self.out / CHECKPOINT} belongs to another distillation (it differs in "
-                                  f"{', '.join(differ) or 'teacher or student'}); use another --out, or the same options")
-        self.history = list(state.get("history", []))
 
 
 def distill(teacher: fx.GraphModule, student: fx.GraphModule, train: Split, test: Split, config: DistillConfig, out,
@@ -177,7 +155,7 @@ def distill(teacher: fx.GraphModule, student: fx.GraphModule, train: Split, test
     run_id = {"config": config.identity(), "stages": [list(r) for r in resolutions], **(run_info or {})}
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestone_epochs(), config.lr_gamma)
-    task = _Distill(teacher, student, config, resolutions, test, out, run_id, optimizer)
+    task = _Distill(teacher, student, config, test, out, run_id, optimizer)
     if (out / CHECKPOINT).exists():
         task.load_state(load_checkpoint(out / CHECKPOINT))
         print(f"resuming {out} after epoch {len(task.history)}/{config.epochs}")

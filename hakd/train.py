@@ -26,7 +26,7 @@ from hakd.data import Split
 from hakd.errors import CheckpointError
 from hakd.loop import Position, Task, is_writer, train_loop
 
-__all__ = ["fit", "evaluate", "load_trained", "run_config", "write_metrics", "CHECKPOINT", "METRICS"]
+__all__ = ["fit", "evaluate", "load_trained", "run_config", "write_metrics", "Supervised", "CHECKPOINT", "METRICS"]
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
@@ -52,8 +52,21 @@ def write_metrics(out: Path, history: list) -> None:
     atomic_write_text(out / METRICS, "\n".join(lines) + "\n")
 
 
+def _differences(saved: dict, now: dict) -> dict:
+    """{option: (saved, now)} for what differs between two run identities (config options by name)."""
+    out = {}
+    for key in sorted({*saved, *now}):
+        a, b = saved.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update({k: (a.get(k), b.get(k)) for k in sorted({*a, *b}) if a.get(k) != b.get(k)})
+        elif a != b:
+            out[key] = (a, b)
+    return out
+
+
 class Supervised(Task):
-    """Cross-entropy training with a test evaluation, metrics and a line per epoch."""
+    """Training with a test evaluation, metrics and a line per epoch (rank 0 only); subclasses
+    bring another loss (distillation)."""
 
     name = "training"
 
@@ -62,26 +75,28 @@ class Supervised(Task):
         self.history: list = []
 
     def after_epoch(self, pos: Position) -> None:
+        if not is_writer():
+            return
         test_loss, test_acc = evaluate(self.model, self.test)
         row = dict(epoch=pos.epoch, lr=self.optimizer.param_groups[0]["lr"], train_loss=pos.train_loss,
                    train_acc=pos.train_acc, test_loss=test_loss, test_acc=test_acc, seconds=time.time() - pos.epoch_start)
         self.history.append(row)
-        if is_writer():
-            write_metrics(self.out, self.history)
-            print(f"epoch {pos.epoch}/{self.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}, "
-                  f"test loss {test_loss:.4f} acc {test_acc:.4f} ({row['seconds']:.1f} s)", flush=True)
+        write_metrics(self.out, self.history)
+        prefix = "epoch" if self.name == "training" else f"{self.name} epoch"
+        print(f"{prefix} {pos.epoch}/{self.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}, "
+              f"test loss {test_loss:.4f} acc {test_acc:.4f} ({row['seconds']:.1f} s)", flush=True)
 
     def state(self) -> dict:
         return {"run": self.run_id, "history": self.history}
 
     def load_state(self, state: dict) -> None:
-        if state.get("run") != self.run_id:
-            differ = sorted(k for k in {*self.run_id, *(state.get("run") or {})}
-                            if (state.get("run") or {}).get(k) != self.run_id.get(k))
+        saved = state.get("run") or {}
+        if saved != self.run_id:
+            differ = _differences(saved, self.run_id)
             raise CheckpointError(
                 f"checkpoint {self.out / CHECKPOINT} belongs to another run (it differs in {', '.join(differ)}: "
-                f"{ {k: (state.get('run') or {}).get(k) for k in differ} }, not { {k: self.run_id.get(k) for k in differ} }); "
-                "use another --out folder, or the same model and options"
+                + "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in list(differ.items())[:4])
+                + "); use another --out folder, or the same model and options"
             )
         self.history = list(state.get("history", []))
 
