@@ -71,3 +71,17 @@ def test_a_group_counts_its_depthwise_kernels_as_well_as_its_producers_and_consu
     low, modules = lower_group(gm, groups, "stem.0", 8)
     counted = {k.kind for k in low.kernels.values() if any(modules & set(call) for call in k.call_modules)}
     assert {"conv2d", "depthwise"} <= counted  # dw.0 (a per-channel member) changes shape with the width too
+
+
+def test_a_warm_sweep_times_nothing_and_finds_the_same_staircase(tiny, tmp_path, monkeypatch):
+    gm, groups = tiny
+    table = LatencyTable(tmp_path / "t.sqlite")
+    cold = group_staircase(Profiler("host", table=table, measure=QUICK), gm, groups, "conv1.0")
+    warm_prof = Profiler("host", table=table, measure=QUICK)
+    timed = []
+    monkeypatch.setattr(warm_prof.runner, "time", lambda *a, **k: timed.append(a) or (_ for _ in ()).throw(AssertionError))
+    warm = group_staircase(warm_prof, gm, groups, "conv1.0")
+    assert timed == [] and warm_prof.compiles == 0  # every value from the table: nothing built or re-timed
+    again = group_staircase(warm_prof, gm, groups, "conv1.0")
+    assert again.latency == warm.latency and again.optimal == warm.optimal  # and the same staircase every time
+    assert set(warm.latency) <= set(range(1, groups["conv1.0"].width + 1)) and cold.optimal

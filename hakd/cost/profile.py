@@ -94,6 +94,7 @@ class Profiler:
         self.table_hits = 0
         self._built: "OrderedDict[tuple, object]" = OrderedDict()  # (signature, schedule) -> the last libraries built
         self._settled: Set[tuple] = set()  # (signature, schedule, context) of winners timed twice
+        self._timed: Set[tuple] = set()  # (signature, schedule) built and timed by this profiler
         self.tuner = None
         if tune_trials:  # meta_schedule's database lives beside the table
             from hakd.config import ConfigError
@@ -144,10 +145,16 @@ class Profiler:
         self.table.record(*key, m, str(self.device), context=context)
         return m
 
+    def timed_here(self, kernel: Kernel, schedule: str) -> bool:
+        """Was this schedule of ``kernel`` built (and timed) by this profiler, rather than read from the table?
+        A table value already had its second timing in the run that measured it."""
+        return (kernel.signature, schedule) in self._timed
+
     def _build(self, kernel: Kernel, cfg: ScheduleConfig):
         lib, compile_s = build_kernel(self.schedule(kernel.func, cfg), self.target)
         self.compiles += 1
         self._built[(kernel.signature, cfg.key())] = lib
+        self._timed.add((kernel.signature, cfg.key()))
         if len(self._built) > 64:
             self._built.popitem(last=False)
         return lib, compile_s
@@ -263,9 +270,10 @@ def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], 
     def measure(w: int, retime: bool = False) -> float:
         low = lower(model_at(w))
         timing = profiler.lowered(low, context, transferred(w))
-        if retime:  # the kernels at w: their chosen schedules timed again, the lower value kept
+        if retime:  # the kernels at w timed in this run: their chosen schedules timed again, the lower value kept
             for k in timing.kernels_of_modules(modules):
-                profiler.retime(low.kernels[k.kernel], k.schedule, context)
+                if profiler.timed_here(low.kernels[k.kernel], k.schedule):
+                    profiler.retime(low.kernels[k.kernel], k.schedule, context)
             timing = profiler.lowered(low, context, transferred(w))
         winners[w] = {k.call_modules: k.schedule for k in timing.kernels}
         return timing.latency_of_modules(modules)
