@@ -84,9 +84,17 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
         raise BudgetError(f"a budget of {budget_s * 1e6:.1f} us cannot be met: with every group at its fastest width the "
                           f"student is predicted at {fastest_s * 1e6:.1f} us, the minimum reachable by pruning these "
                           f"groups on {profiler.target_key}")
-    center, slack, rounds = plan, 0.0, []
+    center, slack, rounds, best = plan, 0.0, [], None
+    shape = next(n for n in gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"].shape
+
+    def worth(p: PrunePlan) -> float:  # what the allocation keeps, comparable across centres
+        if value == "params":
+            return float(count(rebuild(gm, groups, p), shape)[0])
+        return float(sum(np.asarray(importance[g])[list(p.keep.get(g, range(p.widths[g])))].sum() for g in stairs.groups))
+
     for r in range(max_rounds):
-        stairs = refresh(profiler, gm, groups, center, stairs, **sweep)
+        if best is None:  # while over budget, each round moves the staircases to the last student
+            stairs = refresh(profiler, gm, groups, center, stairs, **sweep)
         center_s = predict(profiler, gm, groups, center)
         rest = center_s - sum(st.at(center.width(g)) for g, st in stairs.groups.items())  # kernels of no group, minus overlaps
         per_channel = params_per_channel(gm, groups, center, stairs.groups) if value == "params" else None
@@ -94,7 +102,7 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
         try:
             alloc = allocate(options, budget_s - slack - rest, bins)
         except BudgetError as e:
-            log(f"budget round {r + 1}: {e}; taking every group's fastest width")
+            log(f"budget round {r + 1}: {e}")
             break
         student = with_widths(center, alloc.widths, importance, f"{plan.note} budget {budget_s * 1e6:.1f} us".strip())
         student_s = predict(profiler, gm, groups, student)
@@ -103,9 +111,19 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
         log(f"budget round {r + 1}: allocated {(rest + alloc.latency_s) * 1e6:.1f} us, rebuilt student predicted "
             f"{student_s * 1e6:.1f} us (budget {budget_s * 1e6:.1f} us, held back {slack * 1e6:.1f} us)")
         if student_s <= budget_s:
-            return BudgetResult(student, student_s, budget_s, stairs, rounds)
-        slack += student_s - budget_s  # allocate again around the student, holding the overshoot back
-        center = student
+            if best is None or worth(student) > best[2]:
+                best = (student, student_s, worth(student))
+            left = budget_s - student_s
+            if slack <= 0 or left <= 0.01 * budget_s:
+                break
+            slack = max(0.0, slack - left / 2)  # it fits with room to spare: hold back less, around the same centre
+        elif best is not None:
+            break  # holding back less overshot: the best student that fits stands
+        else:
+            slack += student_s - budget_s  # allocate again around the student, holding the overshoot back
+            center = student
+    if best is not None:
+        return BudgetResult(best[0], best[1], budget_s, stairs, rounds)
     log(f"budget: no allocation within {budget_s * 1e6:.1f} us after {len(rounds)} round(s); "
         f"every group at its fastest width ({fastest_s * 1e6:.1f} us)")
     return BudgetResult(fastest, fastest_s, budget_s, stairs, rounds)
