@@ -95,15 +95,17 @@ def plot_layer_latency(groups: Sequence[str], series: Mapping[str, Sequence[floa
     return _save(plt, fig, path, caption)
 
 
-def plot_accuracy_latency(points: Sequence[Tuple[str, float, Optional[float]]], path, caption: str) -> Path:
-    """Accuracy against latency (s), one labelled point per model (accuracy None: not plotted)."""
+def plot_accuracy_latency(points: Sequence[Tuple[str, float, Optional[float]]], path, caption: str,
+                          latency: str = "measured") -> Path:
+    """Accuracy against latency (s, ``latency`` says measured or predicted), one labelled point per model
+    (accuracy None: not plotted)."""
     plt, fig, ax = _figure((6, 4))
     for label, latency, accuracy in points:
         if accuracy is None:
             continue
         ax.plot([latency * 1e6], [accuracy * 100], "o", ms=7)
         ax.annotate(label, (latency * 1e6, accuracy * 100), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    ax.set_xlabel("latency (us)")
+    ax.set_xlabel(f"{latency} latency (us)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
     return _save(plt, fig, path, caption)
@@ -129,7 +131,8 @@ def _markdown(report: dict, images: List[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(folder, report: dict, staircases: Mapping[str, object], accuracy_points, caption: str) -> Dict[str, Path]:
+def write_report(folder, report: dict, staircases: Mapping[str, object], accuracy_points, caption: str,
+                 latency: str = "measured") -> Dict[str, Path]:
     """``report.json``, ``report.md`` and the PNGs (one staircase per group with its Fisher and final
     widths, per-layer latency, accuracy against latency) in ``folder``."""
     folder = Path(folder)
@@ -139,7 +142,7 @@ def write_report(folder, report: dict, staircases: Mapping[str, object], accurac
     images.append(plot_layer_latency([r["group"] for r in rows], {
         "Fisher": [r["fisher_latency_s"] for r in rows], "HAKD": [r["final_latency_s"] for r in rows]},
         folder / "layer_latency.png", caption))
-    images.append(plot_accuracy_latency(accuracy_points, folder / "accuracy_latency.png", caption))
+    images.append(plot_accuracy_latency(accuracy_points, folder / "accuracy_latency.png", caption, latency))
     for r in rows:
         st = staircases[r["group"]]
         images.append(plot_staircase(st.curve, st.latency, st.optimal, folder / f"staircase_{r['group'].replace('.', '_')}.png",

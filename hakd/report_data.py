@@ -68,7 +68,7 @@ def build_report(folder, profiler, teacher, fisher, plan, student, history, grou
               "note": "a group's latency counts every kernel that reads or writes its channels: a conv between two "
                       "groups counts in both, so per-group latencies do not add up to the model's"}
     points = [(name, r["measured_s"] or r["predicted_s"], r["accuracy"]) for name, r in rows.items()]
-    write_report(folder, report, stairs.groups, points, caption)
+    write_report(folder, report, stairs.groups, points, caption, "measured" if measured else "predicted")
     return report
 
 
