@@ -62,20 +62,27 @@ def equal_params_budget(prof, gm, groups, plan, stairs, importance, params, low_
     return best[0]
 
 
-def students(name, args, prof, table_rows):
-    teacher, folder = prepare(name, args)
-    gm, groups, fisher, importance = load_prune_folder(folder)
+def timed_staircases(name, prof, gm, groups, plan, table_rows, around, save_to=None):
+    """Every group's staircase around ``plan`` from an empty table (cold), then again (warm)."""
     t0, c0 = time.time(), prof.compiles
-    stairs = model_staircases(prof, gm, groups, fisher, save_to=folder / "staircases.json")
+    stairs = model_staircases(prof, gm, groups, plan, save_to=save_to)
     cold_s, cold_compiles = time.time() - t0, prof.compiles - c0
     t0 = time.time()
-    model_staircases(prof, gm, groups, fisher, log=lambda s: None)
+    model_staircases(prof, gm, groups, plan, log=lambda s: None)
     warm_s = time.time() - t0
-    table_rows.append(dict(model=name, groups=len(stairs.groups), cold_s=f"{cold_s:.1f}", cold_compiles=cold_compiles,
-                           warm_s=f"{warm_s:.1f}", widths_measured=sum(len(st.latency) for st in stairs.groups.values()),
+    table_rows.append(dict(model=name, around=around, groups=len(stairs.groups), cold_s=f"{cold_s:.1f}",
+                           cold_compiles=cold_compiles, warm_s=f"{warm_s:.1f}",
+                           widths_measured=sum(len(st.latency) for st in stairs.groups.values()),
                            widths_full_sweep=sum(st.full_width for st in stairs.groups.values()),
                            threads=prof.measure.threads, context=stairs.context))
     print(table_rows[-1], flush=True)
+    return stairs
+
+
+def students(name, args, prof, table_rows):
+    teacher, folder = prepare(name, args)
+    gm, groups, fisher, importance = load_prune_folder(folder)
+    stairs = timed_staircases(name, prof, gm, groups, fisher, table_rows, "fisher", folder / "staircases.json")
     fisher_s = predict(prof, gm, groups, fisher)
     plans = {"fisher": fisher}
     for mode in ("up", "down", "nearest"):
@@ -133,9 +140,26 @@ def run():
     parser.add_argument("--keep", type=float, default=0.5)
     parser.add_argument("--prune-every", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--staircases-only", action="store_true",
+                        help="only time whole-model staircases, around a uniform plan at --keep of the parameters "
+                             "(an untrained zoo model: the time does not depend on weights)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows, table_rows = [], []
+    if args.staircases_only:
+        from hakd import models
+        from hakd.baselines.widths import fit_fraction, uniform_plan
+        from hakd.passes.groups import find_groups
+        from hakd.passes.trace import trace
+
+        for name in args.models:
+            gm = trace(models.create(name, in_channels=1).eval(), torch.zeros(SHAPE))
+            groups = find_groups(gm)
+            plan = fit_fraction(lambda f: uniform_plan(groups, f), gm, groups, args.keep, SHAPE)
+            prof = Profiler("host", table=LatencyTable(RUNS / f"{name}-stairs-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"))
+            timed_staircases(name, prof, gm, groups, plan, table_rows, f"uniform {args.keep} of the parameters")
+            write_csv("snap_staircases_time.csv", table_rows)
+        return
     for name in args.models:
         table = RUNS / f"{name}-snap-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"  # empty: the cold sweep is cold
         prof = Profiler("host", table=LatencyTable(table))

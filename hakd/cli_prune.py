@@ -101,13 +101,12 @@ def _prune(args):
 
 def _staircases(args):
     from hakd import sweep
+    from hakd.staircases import Staircases
 
     gm, groups, plan, _ = load_prune_folder(args.folder)
     prof = _profiler(args)
     only = args.groups.split(",") if args.groups else None
     path = Path(args.folder) / STAIRS
-    from hakd.staircases import Staircases
-
     previous = Staircases.load(path) if path.is_file() else None
     stairs = sweep.model_staircases(prof, gm, groups, plan, only=only, previous=previous, save_to=path, tol=args.tol)
     print(f"staircases of {len(stairs.groups)} groups around {args.folder}/{PLAN} on {prof.target_key}: {path} "
@@ -125,8 +124,12 @@ def _snap(args):
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise ConfigError(f"{out} is not empty; choose another --out, or pass --overwrite to replace what it holds")
-    if (args.budget is None) == (args.budget_us is None) and args.mode is None:
+    if args.budget is not None and args.budget_us is not None:
+        raise ConfigError("give the budget once: --budget F (a fraction) or --budget-us N (microseconds)")
+    if args.mode is None and args.budget is None and args.budget_us is None:
         raise ConfigError("say what to do: --mode up|down|nearest, or a latency budget (--budget F or --budget-us N)")
+    if args.budget_us is not None and not args.budget_us > 0:
+        raise ConfigError(f"--budget-us is a latency in microseconds (> 0); got {args.budget_us}")
     if args.mode and (args.budget is not None or args.budget_us is not None):
         raise ConfigError("--mode snaps each width; --budget allocates them all: give one of the two")
     if args.budget is not None and not 0 < args.budget <= 1:
