@@ -86,10 +86,10 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
                           f"student is predicted at {fastest_s * 1e6:.1f} us, the minimum reachable by pruning these "
                           f"groups on {profiler.target_key}")
     center, slack, rounds, best = plan, 0.0, [], None
-    shape = next(n for n in gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"].shape
 
     def worth(p: PrunePlan) -> float:  # what the allocation keeps, comparable across centres
         if value == "params":
+            shape = next(n for n in gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"].shape
             return float(count(rebuild(gm, groups, p), shape)[0])
         return float(sum(np.asarray(importance[g])[list(p.keep.get(g, range(p.widths[g])))].sum() for g in stairs.groups))
 
@@ -115,9 +115,10 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
             if best is None or worth(student) > best[2]:
                 best = (student, student_s, worth(student))
             left = budget_s - student_s
-            if slack <= 0 or left <= 0.01 * budget_s:
+            repeated = len(rounds) > 1 and rounds[-2]["widths"] == alloc.widths
+            if left <= 0.01 * budget_s or repeated:
                 break
-            slack = max(0.0, slack - left / 2)  # it fits with room to spare: hold back less, around the same centre
+            slack -= left / 2  # it fits with room to spare: hold back less (or allow more), around the same centre
         elif best is not None:
             break  # holding back less overshot: the best student that fits stands
         else:
