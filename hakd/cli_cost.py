@@ -117,7 +117,7 @@ def _export(args):
 def _table(args):
     from hakd.cost.table import LatencyTable
 
-    table = LatencyTable(args.table)
+    table = LatencyTable(args.table, readonly=args.action in ("list", "export"))
     if args.action == "list":
         print(f"{table.path}: {len(table)} measurements")
         for key, s in table.summary().items():

@@ -60,22 +60,40 @@ class TableError(HakdError):
 class LatencyTable:
     """A SQLite latency table at ``path`` (created if missing; ``":memory:"`` for a throwaway one)."""
 
-    def __init__(self, path: Union[str, Path] = DEFAULT_TABLE):
+    def __init__(self, path: Union[str, Path] = DEFAULT_TABLE, readonly: bool = False):
+        """``readonly``: open an existing table without changing the file in any way (list, export)."""
         self.path = str(path)
-        if self.path != ":memory:":
+        on_disk = self.path != ":memory:"
+        if on_disk and readonly and not Path(self.path).expanduser().is_file():
+            raise TableError(f"no latency table at {self.path}")
+        if on_disk and not readonly:
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            if readonly and on_disk:
+                self.db = sqlite3.connect(f"file:{Path(self.path).expanduser()}?mode=ro", uri=True, timeout=30,
+                                          isolation_level=None)
+            else:
+                self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "latency" not in tables:  # someone else's database: leave it as it is
+                raise TableError(f"{self.path} is not a hakd latency table (it holds the tables {sorted(tables)[:5]}); "
+                                 "give hakd a table file of its own (--table)")
             cols = tuple(r[1] for r in self.db.execute("PRAGMA table_info(latency)"))
-            if cols == FIRST_COLUMNS:
-                self._add_context_column()
-            self.db.executescript(SCHEMA)
-            cols = tuple(r[1] for r in self.db.execute("PRAGMA table_info(latency)"))
+            if not readonly:
+                if cols and cols not in (COLUMNS, FIRST_COLUMNS):
+                    raise TableError(f"{self.path} has a latency table with other columns {list(cols)}; it is not "
+                                     "hakd's: give hakd a table file of its own (--table)")
+                self.db.execute("PRAGMA journal_mode=WAL")
+                if cols == FIRST_COLUMNS:
+                    self._add_context_column()
+                self.db.executescript(SCHEMA)
+                cols = tuple(r[1] for r in self.db.execute("PRAGMA table_info(latency)"))
         except sqlite3.DatabaseError as e:
-            raise TableError(f"{self.path} is not a usable hakd latency table ({e}); move it aside to start a new one") from e
-        if cols != COLUMNS:
-            raise TableError(f"{self.path} has a latency table with other columns {list(cols)}; move it aside to start a new one")
+            raise TableError(f"{self.path} is not a usable hakd latency table ({e}); give hakd a table file of its "
+                             "own (--table)") from e
+        if cols != COLUMNS and not (readonly and cols == FIRST_COLUMNS):
+            raise TableError(f"{self.path} has a latency table with other columns {list(cols)}; give hakd a table "
+                             "file of its own (--table)")
 
     def _add_context_column(self) -> None:
         """Upgrade a table written before cache contexts: its rows were timed warm. One transaction."""

@@ -127,7 +127,19 @@ def _from_options(target, options: dict) -> TargetSpec:
     unknown = {k for k in unknown if not k.startswith("feature.")}
     if unknown:
         raise _bad(target, f"unknown option(s) {sorted(unknown)} (hakd understands -mtriple, -mcpu, -mattr, -num-cores)")
+    if mcpu and not tvm.target.codegen.llvm_is_valid_cpu(str(mcpu), mtriple or ""):
+        raise _bad(target, f"LLVM knows no CPU {mcpu!r} for {mtriple or 'this host'}{_nearest_cpus(mcpu, mtriple)}")
     return TargetSpec(mtriple, mcpu, tuple(mattr), cores)
+
+
+def _nearest_cpus(mcpu: str, mtriple: Optional[str]) -> str:
+    """'; nearest names: ...' from LLVM's list of CPUs for the triple."""
+    import difflib
+
+    config = {"kind": "llvm", **({"mtriple": mtriple} if mtriple else {})}
+    names = [str(n) for n in tvm.target.codegen.llvm_get_cpu_archlist(tvm.target.Target(config))]
+    near = difflib.get_close_matches(str(mcpu), names, n=6, cutoff=0.4)
+    return f"; nearest names: {', '.join(near)}" if near else f"; e.g. {', '.join(names[:8])}"
 
 
 def parse_target(target: Union[str, dict, "tvm.target.Target", TargetSpec]) -> TargetSpec:

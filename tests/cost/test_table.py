@@ -74,13 +74,37 @@ def test_merge_and_export(tmp_path):
 
 def test_not_a_table_is_a_clear_error(tmp_path):
     (tmp_path / "junk.sqlite").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(TableError, match="junk.sqlite.*move it aside"):
+    with pytest.raises(TableError, match="junk.sqlite.*a table file of its own"):
         LatencyTable(tmp_path / "junk.sqlite")
     db = sqlite3.connect(tmp_path / "other.sqlite")
     db.execute("CREATE TABLE latency (x INTEGER)")
     db.commit()
     with pytest.raises(TableError, match="other columns"):
         LatencyTable(tmp_path / "other.sqlite")
+
+
+def test_another_programs_database_is_refused_and_left_unchanged(tmp_path):
+    path = tmp_path / "app.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE people (name TEXT)")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    for readonly in (False, True):
+        with pytest.raises(TableError, match=r"not a hakd latency table.*\['people'\]"):
+            LatencyTable(path, readonly=readonly)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]  # no WAL files
+
+
+def test_a_read_only_open_changes_nothing(tmp_path):
+    path = tmp_path / "t.sqlite"
+    LatencyTable(path).record("llvm", "sig", "default", 1, Measurement(1e-5, 0.0))
+    before = path.read_bytes()
+    table = LatencyTable(path, readonly=True)
+    assert len(table) == 1 and path.read_bytes() == before
+    with pytest.raises(TableError, match="no latency table at"):
+        LatencyTable(tmp_path / "missing.sqlite", readonly=True)
+    assert not (tmp_path / "missing.sqlite").exists()
 
 
 WRITER = """
