@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import tempfile
 import time
 from typing import List, Optional, Sequence
@@ -211,6 +212,14 @@ class RpcRunner:
         wait for a registered server for at most ``connect_timeout_s`` first."""
         from tvm import rpc
 
+        try:  # TVM's own connect retries a refused port for 60 s, warning every 5 s: ask once, with our timeout
+            socket.create_connection((self.device.host, self.device.port), timeout=self.config.connect_timeout_s).close()
+        except OSError as e:
+            raise DeviceError(
+                f"no RPC tracker answers at {self.device.host}:{self.device.port} ({e.strerror or e}) within "
+                f"{self.config.connect_timeout_s} s: start one with `python -m tvm.exec.rpc_tracker --host 0.0.0.0 "
+                f"--port {self.device.port}` and register the board with `python -m tvm.exec.rpc_server --tracker "
+                f"{self.device.host}:{self.device.port} --key {self.device.key}`, or check the address") from e
         tracker = rpc.connect_tracker(self.device.host, self.device.port)
         deadline = time.time() + self.config.connect_timeout_s
         while True:
@@ -271,6 +280,8 @@ class RpcRunner:
                     remote = self._connect()
                     remote.upload(path)
                     return _summarise(run(remote.load_module(os.path.basename(path)), remote.cpu(0)), compile_s)
+                except DeviceError:  # no tracker at all: retrying would only make the user wait
+                    raise
                 except Exception as e:  # connection lost, server gone, session timed out
                     last = e
                     errors.append(f"{type(e).__name__}: {str(e)[:150]}")

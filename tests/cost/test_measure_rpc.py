@@ -66,3 +66,19 @@ def test_server_stopped_mid_sweep_gives_a_clear_error_and_keeps_finished_rows(ti
     prof2 = Profiler("host", device=rpc_pair.device, table=again, measure=QUICK)
     prof2.kernel(kernels[0])
     assert prof2.compiles == 0 and prof2.table_hits == len(candidates(kernels[0].func))
+
+
+def test_no_tracker_is_a_clear_error_within_15_seconds(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    t0 = time.time()
+    run = subprocess.run([sys.executable, "-m", "hakd", "profile", "resnet20", "--target", "host", "--device",
+                          "rpc://127.0.0.1:9/none", "--table", str(tmp_path / "t.sqlite")],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and time.time() - t0 < 15
+    assert "no RPC tracker answers at 127.0.0.1:9" in run.stderr and "Traceback" not in run.stderr
+    assert run.stderr.count("\n") == 1  # one line: no warnings while it waits
