@@ -172,7 +172,8 @@ class PruneConfig(_JsonConfig):
     def __post_init__(self):
         _one_of(self, "target", PRUNE_TARGETS)
         _one_of(self, "penalty_on", PENALTIES)
-        _at_least(self, "amount", 0.0)
+        if isinstance(self.amount, bool) or not isinstance(self.amount, (int, float)) or self.amount != self.amount:
+            raise ConfigError(f"PruneConfig.amount must be a number, got {self.amount!r}")
         if self.target in ("params", "macs") and not 0.0 < self.amount < 1.0:
             raise ConfigError(f"PruneConfig.amount is the fraction of {self.target} to keep, in (0, 1); got {self.amount}")
         if self.target == "channels" and (self.amount < 1 or self.amount != int(self.amount)):

@@ -146,6 +146,9 @@ def load_trained(run_dir: str | Path) -> nn.Module:
     from hakd import models
 
     path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not a finished `hakd train` run folder: it has no {CHECKPOINT} "
+                              "(train a model with `hakd train MODEL --out FOLDER`, or check the path)")
     state = load_checkpoint(path)
     run = state.get("run", {})
     if "model" not in run:

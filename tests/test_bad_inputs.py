@@ -1,0 +1,130 @@
+"""A table of bad inputs to the command line: each exits 2 with one clear line and changes no user file."""
+
+import hashlib
+import sqlite3
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hakd.cli import main
+from hakd.errors import HakdError
+
+
+@pytest.fixture
+def files(tmp_path):
+    """User files a bad command must leave as they are."""
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "state.pt")
+    db = sqlite3.connect(tmp_path / "app.db")
+    db.execute("CREATE TABLE people (name TEXT)")
+    db.commit()
+    db.close()
+    prune = tmp_path / "prune"
+    prune.mkdir()
+    (prune / "plan.json").write_text('{"format": "hakd.plan/1", "keep": {}, "widths": {}}')
+    (prune / "model.pt").write_bytes(b"a finished run's model")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"damaged")
+    return tmp_path
+
+
+def checksums(folder):
+    return {p: hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+CASES = [  # (argv, words the message must hold); T is the test's folder
+    (["train", "resnet21", "--out", "T/o"], ["resnet21", "valid names"]),
+    (["train", "resnet20", "--epochs", "0", "--out", "T/o"], ["epochs", ">= 1"]),
+    (["train", "resnet20", "--batch-size", "-3", "--out", "T/o"], ["batch_size", ">= 1"]),
+    (["train", "resnet20", "--limit-train", "0", "--out", "T/o"], ["limit_train", ">= 1"]),
+    (["train", "resnet20", "--data-root", "T/nowhere", "--out", "T/o"], ["T/nowhere", "apt-get install"]),
+    (["train", "resnet20", "--resume", "--limit-train", "8", "--out", "T/run"], ["T/run/checkpoint.pt", "cannot be read"]),
+    (["prune", "resnet20", "--method", "l1", "--amount", "-1", "--out", "T/p1"], ["amount", "(0, 1)"]),
+    (["prune", "resnet20", "--method", "l1", "--amount", "0", "--out", "T/p1"], ["amount", "(0, 1)"]),
+    (["prune", "resnet20", "--method", "uniform", "--amount", "1.5", "--out", "T/p1"], ["amount", "(0, 1)"]),
+    (["prune", "resnet20", "--method", "uniform", "--round", "-8", "--out", "T/p1"], ["--round", "-8"]),
+    (["prune", "resnet20", "--method", "l1", "--out", "T/prune"], ["T/prune", "already holds", "--overwrite"]),
+    (["prune", "resnet20", "--method", "l1", "--target", "latency", "--out", "T/p2"], ["--target params"]),
+    (["prune", "--method", "fisher", "--out", "T/p3"], ["--run"]),
+    (["prune", "resnet20", "--method", "l1", "--out", "T/notes.txt"], ["T/notes.txt", "is a file"]),
+    (["staircase", "resnet20", "--group", "nope"], ["nope", "prunable groups"]),
+    (["profile", "resnet20", "--target", "llvm -mcpu=nonsense"], ["nonsense", "nearest names"]),
+    (["profile", "resnet20", "--target", "cuda"], ["cuda", "Accepted forms"]),
+    (["profile", "resnet20", "--device", "tcp://x"], ["tcp://x", "rpc://HOST:PORT"]),
+    (["profile", "--run", "T/nowhere"], ["T/nowhere", "hakd train"]),
+    (["table", "list", "--table", "T/app.db"], ["T/app.db", "not a hakd latency table"]),
+    (["table", "export", "T/rows.csv", "--table", "T/app.db"], ["T/app.db", "not a hakd latency table"]),
+    (["table", "list", "--table", "T/none.sqlite"], ["T/none.sqlite", "no latency table"]),
+    (["export", "--model-file", "T/junk.pt", "--out", "T/e"], ["T/junk.pt", "cannot be read"]),
+    (["staircases", "T/notes.txt"], ["T/notes.txt", "not a prune folder"]),
+    (["snap", "T", "--mode", "up", "--out", "T/s"], ["not a prune folder"]),
+    (["snap", "T/prune", "--budget", "1.5", "--out", "T/s"], ["--budget", "(0, 1]"]),
+    (["snap", "T/prune", "--budget", "0.5", "--budget-us", "30", "--out", "T/s"], ["--budget-us"]),
+    (["snap", "T/prune", "--out", "T/s"], ["--mode", "--budget"]),
+    (["snap", "T/prune", "--mode", "up", "--out", "T"], ["not empty", "--overwrite"]),
+    (["distill", "--teacher", "T/nowhere", "--student", "T/prune"], ["T/nowhere", "hakd train"]),
+    (["optimize", "--model", "no_such_pkg_xyz.models:net", "--out", "T/o"], ["no_such_pkg_xyz", "pip install"]),
+    (["optimize", "--model-file", "T/state.pt", "--out", "T/o"], ["T/state.pt", "not an nn.Module"]),
+    (["optimize", "--model-file", "T/junk.pt", "--out", "T/o"], ["T/junk.pt", "not a torch file"]),
+    (["optimize", "--model-file", "T/none.pt", "--out", "T/o"], ["T/none.pt", "does not exist"]),
+    (["optimize", "--model", "tests.cli_models:tiny", "--input-shape", "1,2", "--out", "T/o"], ["1,2", "C,H,W"]),
+    (["optimize", "--model", "tests.cli_models:tiny", "--budget", "2", "--out", "T/o"], ["budget", "(0, 1]"]),
+    (["diagnose", "--model-file", "T/none.pt"], ["T/none.pt", "does not exist"]),
+]
+
+
+@pytest.mark.parametrize("argv,words", CASES, ids=[" ".join(c[0][:3]) for c in CASES])
+def test_bad_input_exits_2_with_a_clear_line_and_changes_nothing(files, capsys, argv, words):
+    before = checksums(files)
+    argv = [a.replace("T/", f"{files}/") if a != "T" else str(files) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("hakd: error: ") and err.count("\n") == 1, err
+    for word in words:
+        assert word.replace("T/", f"{files}/") in err, (word, err)
+    assert checksums(files) == before  # nothing a user made is changed
+
+
+def test_the_api_raises_hakd_errors(tmp_path):
+    from hakd.passes.groups import find_groups
+    from hakd.passes.trace import trace
+    from hakd.plan import PrunePlan
+
+    with pytest.raises(HakdError, match="nn.Module"):
+        trace(lambda x: x, torch.zeros(1))
+    with pytest.raises(HakdError, match="takes 3 input channels, the input has 1"):
+        from hakd.models import resnet20
+
+        trace(resnet20(), torch.zeros(1, 1, 8, 8))
+    with pytest.raises(HakdError, match="from hakd.passes.trace.trace"):
+        find_groups(torch.fx.symbolic_trace(torch.nn.Conv2d(1, 2, 1)))
+    with pytest.raises(HakdError, match="no plan file"):
+        PrunePlan.load(tmp_path / "missing.json")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(option=st.sampled_from(["--epochs", "--batch-size", "--limit-train", "--limit-test", "--lr", "--seed"]),
+       value=st.one_of(st.integers(-10**9, 10**9).map(str), st.floats(allow_nan=True).map(str), st.text(max_size=6)))
+def test_train_never_prints_a_traceback(tmp_path, capsys, option, value):
+    """Any value of any option: exit 2 with a message (no data root here, so nothing trains)."""
+    try:
+        code = main(["train", "resnet20", option, value, "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    except SystemExit as e:  # argparse rejects a value of the wrong type with exit 2
+        code = e.code
+    assert code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(option=st.sampled_from(["--budget", "--budget-us", "--mode", "--value", "--hw-threads"]),
+       value=st.one_of(st.floats(allow_nan=True).map(str), st.integers(-5, 5).map(str), st.text(max_size=6)))
+def test_snap_never_prints_a_traceback(tmp_path, capsys, option, value):
+    try:
+        code = main(["snap", str(tmp_path / "not-a-folder"), option, value, "--out", str(tmp_path / "s")])
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    assert "Traceback" not in capsys.readouterr().err
