@@ -106,7 +106,12 @@ def _staircase(args):
 
 
 def _export(args):
-    from hakd.export import export
+    from pathlib import Path
+
+    from hakd.export import META, export
+
+    if (Path(args.out) / META).exists() and not args.overwrite:
+        raise ConfigError(f"{args.out} already holds an export ({META}); choose another --out, or pass --overwrite")
 
     gm, what = _model(args)
     result = export(gm, args.out, _profiler(args))
@@ -161,6 +166,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("export", help="compile a model with its measured schedules")
     model_args(p)
     p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true", help="replace the export --out holds")
     p.add_argument("--tune-trials", type=int, default=0, metavar="N", help=tune_help)
     p.set_defaults(handler=_export)
     p = sub.add_parser("table", help="list, export or merge latency tables")

@@ -12,6 +12,7 @@ horizontal flip, the recipe of the HAKD authors)::
 from __future__ import annotations
 
 import gzip
+import zlib
 import pickle
 import struct
 from dataclasses import dataclass
@@ -115,7 +116,7 @@ def read_idx(path: Path) -> np.ndarray:
             data = f.read()
     except FileNotFoundError as e:
         raise DataError(f"missing data file {path}; {FASHION_HOWTO}") from e
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"cannot read {path} (damaged or not gzip: {e}); reinstall it: {FASHION_HOWTO}") from e
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
         raise DataError(f"{path} is not an IDX file of unsigned bytes; {FASHION_HOWTO}")
@@ -132,6 +133,9 @@ def _fashion_mnist(root: Path, prefix: str) -> Tuple[torch.Tensor, torch.Tensor]
     labels = read_idx(root / f"{prefix}-labels-idx1-ubyte.gz")
     if len(images) != len(labels):
         raise DataError(f"{root}: {len(images)} {prefix} images but {len(labels)} labels; {FASHION_HOWTO}")
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{root}/{prefix}-labels-idx1-ubyte.gz holds label {int(labels.max())}: Fashion-MNIST has "
+                        f"classes 0..9; the file is not Fashion-MNIST's: {FASHION_HOWTO}")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 

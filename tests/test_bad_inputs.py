@@ -88,6 +88,36 @@ def test_bad_input_exits_2_with_a_clear_line_and_changes_nothing(files, capsys, 
     assert checksums(files) == before  # nothing a user made is changed
 
 
+def test_damaged_data_and_tables_are_hakd_errors(tmp_path):
+    import gzip
+    import struct
+
+    from hakd.config import DataConfig
+    from hakd.cost.measure import Measurement
+    from hakd.cost.table import LatencyTable, TableError
+    from hakd.data import load
+    from hakd.errors import DataError
+
+    def idx(path, header, body):
+        with gzip.open(path, "wb") as f:
+            f.write(header + body)
+
+    for prefix in ("train", "t10k"):
+        idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", struct.pack(">BBBBIII", 0, 0, 8, 3, 2, 28, 28), bytes(2 * 784))
+        idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", struct.pack(">BBBBI", 0, 0, 8, 1, 2), bytes([3, 12]))
+    with pytest.raises(DataError, match="label 12"):
+        load(DataConfig(root=str(tmp_path)))
+    raw = (tmp_path / "train-images-idx3-ubyte.gz").read_bytes()
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(raw[:20] + bytes(b ^ 0xFF for b in raw[20:40]) + raw[40:])
+    with pytest.raises(DataError, match="damaged or not gzip"):
+        load(DataConfig(root=str(tmp_path)))
+    table = LatencyTable(tmp_path / "t.sqlite")
+    table.record("llvm", "sig", "a", 1, Measurement(1e-5, 0.0))
+    with pytest.raises(TableError, match="read-only"):  # as a read-only file would (root ignores file modes)
+        LatencyTable(tmp_path / "t.sqlite", readonly=True).record("llvm", "sig", "b", 1, Measurement(1e-5, 0.0))
+    assert table.lookup("llvm", "sig", "a", 1).latency_s == 1e-5  # what was written is kept
+
+
 def test_the_api_raises_hakd_errors(tmp_path):
     from hakd.passes.groups import find_groups
     from hakd.passes.trace import trace
@@ -101,6 +131,8 @@ def test_the_api_raises_hakd_errors(tmp_path):
         trace(resnet20(), torch.zeros(1, 1, 8, 8))
     with pytest.raises(HakdError, match="from hakd.passes.trace.trace"):
         find_groups(torch.fx.symbolic_trace(torch.nn.Conv2d(1, 2, 1)))
+    with pytest.raises(HakdError, match="got a Module: trace the model first"):
+        find_groups(torch.nn.Module())
     with pytest.raises(HakdError, match="no plan file"):
         PrunePlan.load(tmp_path / "missing.json")
 

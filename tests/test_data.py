@@ -69,7 +69,7 @@ def _write_fake_idx(root, n):
         with gzip.open(root / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
             f.write(b"\0\0\x08\x03" + np.array([n, 28, 28], ">u4").tobytes() + bytes(n * 28 * 28))
         with gzip.open(root / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-            f.write(b"\0\0\x08\x01" + np.array([n], ">u4").tobytes() + bytes(range(n)))
+            f.write(b"\0\0\x08\x01" + np.array([n], ">u4").tobytes() + bytes(i % 10 for i in range(n)))
     return root
 
 

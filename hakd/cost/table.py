@@ -103,11 +103,19 @@ class LatencyTable:
 
     def record(self, target: str, signature: str, schedule: str, threads: int, m: Measurement,
                device: str = "local", version: int = SCHEDULE_VERSION, context: str = "warm") -> None:
-        self.db.execute(
-            "INSERT OR REPLACE " + INSERT,
-            (target, signature, schedule, version, threads, context, m.latency_s, m.noise, m.error, m.compile_s, device,
-             socket.gethostname(), time.time()),
-        )
+        row = (target, signature, schedule, version, threads, context, m.latency_s, m.noise, m.error, m.compile_s, device,
+               socket.gethostname(), time.time())
+        for attempt in range(3):  # another process may hold the write lock past sqlite's 30 s wait: try again
+            try:
+                self.db.execute("INSERT OR REPLACE " + INSERT, row)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" in str(e) and attempt < 2:
+                    continue
+                why = ("another process held its write lock for over 90 s" if "locked" in str(e) else
+                       "the file or its folder is read-only" if "readonly" in str(e).replace("-", "") else str(e))
+                raise TableError(f"cannot write a measurement to the latency table {self.path}: {why}; the rows written "
+                                 "so far are kept: give a writable --table, or rerun when the other process is done") from e
 
     def lookup(self, target: str, signature: str, schedule: str, threads: int, version: int = SCHEDULE_VERSION,
                context: str = "warm") -> Optional[Measurement]:

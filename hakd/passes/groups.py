@@ -108,6 +108,9 @@ def find_groups(gm: fx.GraphModule) -> ChannelGroups:
     Annotates every node with ``node.meta["hakd.channels"]`` (its channel labels) and
     returns the groups; the module's weights are not changed.
     """
+    if not isinstance(gm, fx.GraphModule):
+        raise GroupError(f"find_groups needs a GraphModule from hakd.passes.trace.trace, got a {type(gm).__name__}: "
+                         "trace the model first")
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     metas = [n.meta.get("tensor_meta") for n in placeholders]
     if not placeholders or any(m is None or not hasattr(m, "shape") for m in metas):
