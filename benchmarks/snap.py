@@ -98,9 +98,10 @@ def students(name, args, prof, table_rows):
         plans[tag] = tp
         tp_s = predict(prof, gm, groups, tp)
         plans[f"budget={tag}"] = fit_budget(prof, gm, groups, fisher, stairs, importance, tp_s).plan
-        tp_params, _ = count(rebuild(gm, groups, tp), SHAPE)
-        plans[f"budget@params={tag}"] = equal_params_budget(prof, gm, groups, fisher, stairs, importance, tp_params,
-                                                            0.2 * teacher_s, teacher_s).plan
+        if args.equal_params:  # a bisection of fit_budget calls: slow on a loaded machine
+            tp_params, _ = count(rebuild(gm, groups, tp), SHAPE)
+            plans[f"budget@params={tag}"] = equal_params_budget(prof, gm, groups, fisher, stairs, importance, tp_params,
+                                                                0.2 * teacher_s, teacher_s).plan
     return gm, groups, importance, plans
 
 
@@ -140,6 +141,8 @@ def run():
     parser.add_argument("--keep", type=float, default=0.5)
     parser.add_argument("--prune-every", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--equal-params", action="store_true",
+                        help="also the budget student at Torch-Pruning's parameter count (bisection on the budget)")
     parser.add_argument("--staircases-only", action="store_true",
                         help="only time whole-model staircases, around a uniform plan at --keep of the parameters "
                              "(an untrained zoo model: the time does not depend on weights)")

@@ -85,3 +85,14 @@ def test_a_warm_sweep_times_nothing_and_finds_the_same_staircase(tiny, tmp_path,
     again = group_staircase(warm_prof, gm, groups, "conv1.0")
     assert again.latency == warm.latency and again.optimal == warm.optimal  # and the same staircase every time
     assert set(warm.latency) <= set(range(1, groups["conv1.0"].width + 1)) and cold.optimal
+
+
+def test_the_same_profiler_sweeps_warm_without_timing_again(tiny, tmp_path, monkeypatch):
+    gm, groups = tiny
+    prof = Profiler("host", table=LatencyTable(tmp_path / "t.sqlite"), measure=QUICK)
+    cold = group_staircase(prof, gm, groups, "conv1.0")
+    timed = []
+    time = prof.runner.time
+    monkeypatch.setattr(prof.runner, "time", lambda *a, **k: timed.append(a) or time(*a, **k))
+    warm = group_staircase(prof, gm, groups, "conv1.0")
+    assert timed == [] and warm.evaluations > 0 and cold.optimal  # every kernel here was timed (twice) already

@@ -93,7 +93,7 @@ class Profiler:
         self.compiles = 0
         self.table_hits = 0
         self._built: "OrderedDict[tuple, object]" = OrderedDict()  # (signature, schedule) -> the last libraries built
-        self._settled: Set[tuple] = set()  # (signature, schedule, context) of winners timed twice
+        self._settled: Set[tuple] = set()  # (signature, schedule, context) timed twice: never a third time
         self._timed: Set[tuple] = set()  # (signature, schedule) built and timed by this profiler
         self.tuner = None
         if tune_trials:  # meta_schedule's database lives beside the table
@@ -132,9 +132,14 @@ class Profiler:
 
     def retime(self, kernel: Kernel, schedule: str, context: str) -> Measurement:
         """Time a recorded schedule of a kernel once more and keep the lower of the two values
-        (load on a shared machine only adds time). Rebuilds only if the library is no longer kept."""
+        (load on a shared machine only adds time); once per kernel, schedule and context in a
+        profiler's life. Rebuilds only if the library is no longer kept."""
         cfg, key = ScheduleConfig.from_key(schedule), (self.target_key, kernel.signature, schedule, self.measure.threads)
         old = self.table.lookup(*key, context=context)
+        settled = (kernel.signature, schedule, context)
+        if settled in self._settled and old is not None and old.ok:
+            return old  # timed twice in this run already: a third timing would only cost time
+        self._settled.add(settled)
         lib = self._built.get((kernel.signature, schedule))
         compile_s = old.compile_s if old is not None else 0.0
         if lib is None:
@@ -192,10 +197,9 @@ class Profiler:
             raise ProfileError(f"no schedule of kernel {kernel.name} ({kernel.signature}) could be timed on "
                                f"{self.target_key} at {self.device}: {errors}")
         cfg, m = min(ok, key=lambda x: (x[1].latency_s, x[0].key()))  # ties (timer resolution) as LatencyTable.best
-        settled = (kernel.signature, cfg.key(), context)
-        if (kernel.signature, cfg.key()) in self._built and settled not in self._settled:
-            self._settled.add(settled)  # a winner timed in this run is timed twice: a load burst must not stay in the table
-            m = self.retime(kernel, cfg.key(), context)
+        if (kernel.signature, cfg.key()) in self._built and (kernel.signature, cfg.key(), context) not in self._settled:
+            m = self.retime(kernel, cfg.key(), context)  # a winner timed in this run is timed twice: a load burst
+            # must not stay in the table
         return KernelTiming(kernel.name, kernel.signature, cfg.key(), m.latency_s, m.noise, kernel.call_modules)
 
     def context(self, low: Lowered) -> str:
