@@ -271,14 +271,20 @@ def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], 
         above = winners[min(g for g in grid_widths if g > w)]
         return {k: {below.get(k), above.get(k)} - {None} for k in {*below, *above}}
 
+    lowered: Dict[int, tuple] = {}  # width -> (its lowered model, its timing): a width re-measured is not lowered again
+
     def measure(w: int, retime: bool = False) -> float:
-        low = lower(model_at(w))
-        timing = profiler.lowered(low, context, transferred(w))
+        if w not in lowered:
+            low = lower(model_at(w))
+            lowered[w] = (low, profiler.lowered(low, context, transferred(w)))
+        low, timing = lowered[w]
         if retime:  # the kernels at w timed in this run: their chosen schedules timed again, the lower value kept
-            for k in timing.kernels_of_modules(modules):
-                if profiler.timed_here(low.kernels[k.kernel], k.schedule):
-                    profiler.retime(low.kernels[k.kernel], k.schedule, context)
-            timing = profiler.lowered(low, context, transferred(w))
+            again = [k for k in timing.kernels_of_modules(modules) if profiler.timed_here(low.kernels[k.kernel], k.schedule)]
+            for k in again:
+                profiler.retime(low.kernels[k.kernel], k.schedule, context)
+            if again:
+                lowered[w] = (low, profiler.lowered(low, context, transferred(w)))
+                timing = lowered[w][1]
         winners[w] = {k.call_modules: k.schedule for k in timing.kernels}
         return timing.latency_of_modules(modules)
 
