@@ -27,15 +27,19 @@ def run():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--losses", nargs="+", default=["ce", "kd", "kd+at"], help="run these (others: reported if run)")
     args = parser.parse_args()
     rows = []
     for seed in args.seeds:
         for init in ("inherit", "reset"):
             for loss in ("ce", "kd", "kd+at"):
                 out = RUNS / "distill" / f"{loss}-{init}-s{seed}-e{args.epochs}"
-                assert hakd(["distill", "--teacher", args.teacher, "--student", args.student, "--out", str(out),
-                             "--epochs", str(args.epochs), "--loss", loss, "--init", init, "--seed", str(seed),
-                             "--threads", str(args.threads), "--resume"]) == 0
+                if loss in args.losses:
+                    assert hakd(["distill", "--teacher", args.teacher, "--student", args.student, "--out", str(out),
+                                 "--epochs", str(args.epochs), "--loss", loss, "--init", init, "--seed", str(seed),
+                                 "--threads", str(args.threads), "--resume"]) == 0
+                if not (out / "model.pt").is_file():  # not run (or not finished) in this or an earlier invocation
+                    continue
                 lines = (out / "metrics.csv").read_text().splitlines()
                 header, last = lines[0].split(","), lines[-1].split(",")
                 seconds = [float(r.split(",")[header.index("seconds")]) for r in lines[1:]]
@@ -49,6 +53,8 @@ def run():
         for loss in ("ce", "kd", "kd+at"):
             accs = [float(r["test_acc"]) for r in rows if r["loss"] == loss and r["init"] == init]
             secs = [float(r["seconds_per_epoch"]) for r in rows if r["loss"] == loss and r["init"] == init]
+            if not accs:
+                continue
             summary.append(dict(loss=loss, init=init, seeds=len(accs), epochs=args.epochs,
                                 mean_test_acc=f"{statistics.mean(accs):.4f}", spread=f"{max(accs) - min(accs):.4f}",
                                 seconds_per_epoch=f"{statistics.mean(secs):.1f}"))

@@ -90,7 +90,9 @@ class Supervised(Task):
         return {"run": self.run_id, "history": self.history}
 
     def load_state(self, state: dict) -> None:
-        saved = state.get("run") or {}
+        saved = dict(state.get("run") or {})
+        if isinstance(saved.get("config"), dict):  # runs saved before threads left a run's identity still resume
+            saved["config"] = {k: v for k, v in saved["config"].items() if k != "threads"}
         if saved != self.run_id:
             differ = _differences(saved, self.run_id)
             raise CheckpointError(
