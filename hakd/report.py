@@ -100,11 +100,11 @@ def plot_accuracy_latency(points: Sequence[Tuple[str, float, Optional[float]]], 
     """Accuracy against latency (s, ``latency`` says measured or predicted), one labelled point per model
     (accuracy None: not plotted)."""
     plt, fig, ax = _figure((6, 4))
-    for label, latency, accuracy in points:
+    for label, seconds, accuracy in points:
         if accuracy is None:
             continue
-        ax.plot([latency * 1e6], [accuracy * 100], "o", ms=7)
-        ax.annotate(label, (latency * 1e6, accuracy * 100), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.plot([seconds * 1e6], [accuracy * 100], "o", ms=7)
+        ax.annotate(label, (seconds * 1e6, accuracy * 100), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set_xlabel(f"{latency} latency (us)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
