@@ -14,6 +14,7 @@ redoes only what was not finished::
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Optional, Tuple, Union
@@ -22,12 +23,15 @@ import torch
 from torch import fx, nn
 
 from hakd import data as datasets
+from hakd.checkpoint import atomic_write_text
 from hakd.config import DataConfig, DistillConfig, PruneConfig
 from hakd.data import Split
 from hakd.errors import ConfigError
 from hakd.passes.snap import MODES
 
 __all__ = ["optimize", "OptimizeResult"]
+
+DECISION = "decision.json"
 
 
 @dataclasses.dataclass
@@ -58,6 +62,20 @@ def _check(snap: Optional[str], budget: Optional[float], budget_s: Optional[floa
         raise ConfigError(f"optimize: budget_s is a latency in seconds (> 0); got {budget_s!r}")
     if snap is None and budget is None and budget_s is None:
         raise ConfigError("optimize: say how to use the staircases: snap='up'|'down'|'nearest', or a budget")
+
+
+def _decided(folder: Path, decision: dict, groups):
+    """The plan a previous run chose with the same options, if there is one."""
+    from hakd.plan import PrunePlan
+
+    if not (folder / DECISION).is_file() or not (folder / "plan.json").is_file():
+        return None
+    if json.loads((folder / DECISION).read_text()) != decision:
+        raise ConfigError(f"{folder} holds widths chosen with other options ({(folder / DECISION).read_text().strip()}, "
+                          f"now {json.dumps(decision, sort_keys=True)}); use another out folder, or the same options")
+    plan = PrunePlan.load(folder / "plan.json")
+    plan.validate(groups)
+    return plan
 
 
 def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataConfig("fashion-mnist"), *,
@@ -107,13 +125,15 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
 
     t = time.time()  # 5. widths at optimal points of their staircases, or a whole latency budget
     teacher_s = sweep.predict(profiler, fisher.model, groups, PrunePlan({}, groups.widths()))
-    if budget is not None or budget_s is not None:
-        budget_s = budget_s if budget_s is not None else budget * teacher_s
-        chosen = fit_budget(profiler, fisher.model, groups, fisher.plan, stairs, fisher.importance, budget_s, log=log)
-        plan = chosen.plan
-    else:
+    budget_s = budget_s if budget_s is not None or budget is None else budget * teacher_s
+    decision = {"snap": None if budget_s is not None else snap, "budget": budget, "budget_s": budget_s if budget is None else None}
+    plan = _decided(out / "student", decision, groups)  # a rerun keeps the widths it chose (the table may have moved)
+    if plan is None and budget_s is not None:
+        plan = fit_budget(profiler, fisher.model, groups, fisher.plan, stairs, fisher.importance, budget_s, log=log).plan
+    elif plan is None:
         plan = snap_plan(fisher.plan, stairs, fisher.importance, snap)
     write_prune_folder(out / "student", fisher.model, groups, plan, fisher.importance)
+    atomic_write_text(out / "student" / DECISION, json.dumps(decision, sort_keys=True))
     seconds["snap"] = time.time() - t
 
     t = time.time()  # 6. the student, physically smaller, retrained from the teacher

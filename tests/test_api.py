@@ -59,3 +59,6 @@ def test_optimize_runs_every_stage_resumes_and_reports(tmp_path):
                           out=tmp_path / "run", log=lambda s: None)  # everything resumes from its folder
     assert again.plan == result.plan
     assert all(torch.equal(a, b) for a, b in zip(again.student.state_dict().values(), result.student.state_dict().values()))
+    with pytest.raises(ConfigError, match="widths chosen with other options"):  # a run folder is one decision
+        hakd.optimize(Small(), "host", data, prune=PRUNE, snap="down", distill=DISTIL, table=table, out=tmp_path / "run",
+                      log=lambda s: None)
