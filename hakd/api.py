@@ -149,7 +149,7 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
 
     t = time.time()  # 8. what was done, measured, in numbers and plots
     report = build_report(out / "report", profiler, teacher, fisher, plan, student, history, groups, stairs, test,
-                          teacher_s, budget_s, seconds)
+                          teacher_s, budget_s, seconds, student_export=artefact.folder)
     seconds["report"] = time.time() - t
     log(f"report: {out / 'report' / 'report.md'}")
     return OptimizeResult(student, plan, artefact, report, out)

@@ -29,6 +29,7 @@ from hakd.passes.counts import count
 from hakd.passes.groups import ChannelGroups
 from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import with_widths
+from hakd.passes.trace import input_shape
 from hakd.plan import PrunePlan
 from hakd.staircases import Staircases
 from hakd.sweep import predict, refresh
@@ -53,7 +54,7 @@ def fastest_plan(plan: PrunePlan, stairs: Staircases, importance: Mapping[str, n
 
 def params_per_channel(gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan, names) -> Dict[str, float]:
     """Parameters one channel of each named group holds, with the other groups as in ``plan``."""
-    shape = next(n for n in gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"].shape
+    shape = input_shape(gm)
     widths = plan.pruned_widths()
     base, _ = count(rebuild(gm, groups, PrunePlan.from_widths(widths, groups.widths())), shape)
     out = {}
@@ -89,8 +90,7 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
 
     def worth(p: PrunePlan) -> float:  # what the allocation keeps, comparable across centres
         if value == "params":
-            shape = next(n for n in gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"].shape
-            return float(count(rebuild(gm, groups, p), shape)[0])
+            return float(count(rebuild(gm, groups, p), input_shape(gm))[0])
         return float(sum(np.asarray(importance[g])[list(p.keep.get(g, range(p.widths[g])))].sum() for g in stairs.groups))
 
     for r in range(max_rounds):
@@ -112,8 +112,9 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
         log(f"budget round {r + 1}: allocated {(rest + alloc.latency_s) * 1e6:.1f} us, rebuilt student predicted "
             f"{student_s * 1e6:.1f} us (budget {budget_s * 1e6:.1f} us, held back {slack * 1e6:.1f} us)")
         if student_s <= budget_s:
-            if best is None or worth(student) > best[2]:
-                best = (student, student_s, worth(student))
+            value_kept = worth(student)
+            if best is None or value_kept > best[2]:
+                best = (student, student_s, value_kept)
             left = budget_s - student_s
             repeated = len(rounds) > 1 and rounds[-2]["widths"] == alloc.widths
             if left <= 0.01 * budget_s or repeated:

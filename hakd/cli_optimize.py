@@ -11,11 +11,10 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from hakd.cli_cost import INPUTS
 from hakd.errors import ConfigError
 
 __all__ = ["add_optimize_commands", "user_model"]
-
-INPUTS = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
 def _shape(text):
@@ -37,10 +36,12 @@ def user_model(args):
     if len(given) != 1:
         raise ConfigError("give the model one way: --run RUN (a `hakd train` folder), --model PACKAGE.MODULE:FACTORY, "
                           "or --model-file FILE (a saved nn.Module)")
-    shape = _shape(args.input_shape) if args.input_shape else INPUTS[args.data]
+    shape = _shape(args.input_shape) if args.input_shape else INPUTS[args.data][1:]
     if args.run:
-        from hakd.train import load_trained
+        from hakd.train import load_trained, run_config
 
+        if not args.input_shape:  # the data set the run was trained on, not --data
+            shape = INPUTS[run_config(args.run)["data"]["name"]][1:]
         return load_trained(args.run), shape, args.run
     if args.model:
         module_name, _, factory = args.model.partition(":")

@@ -17,7 +17,8 @@ import json
 from pathlib import Path
 
 from hakd.errors import ConfigError
-from hakd.prune_folder import MODEL, PLAN, STAIRS, input_shape, load_prune_folder, write_prune_folder
+from hakd.passes.trace import input_shape
+from hakd.prune_folder import MODEL, PLAN, STAIRS, load_prune_folder, write_prune_folder
 
 __all__ = ["add_prune_commands"]
 

@@ -30,6 +30,7 @@ from hakd.config import DistillConfig
 from hakd.data import Split
 from hakd.errors import CheckpointError, ConfigError
 from hakd.loop import is_writer, train_loop
+from hakd.passes.trace import input_shape
 from hakd.train import CHECKPOINT, Supervised
 
 __all__ = ["kd_loss", "attention", "at_loss", "stage_nodes", "with_stages", "match_stages", "reset_parameters",
@@ -99,14 +100,9 @@ def reset_parameters(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def _shape(gm: fx.GraphModule):
-    meta = next(n for n in gm.graph.nodes if n.op == "placeholder").meta.get("tensor_meta")
-    return tuple(meta.shape) if meta is not None else None
-
-
 def _check_pair(teacher: fx.GraphModule, student: fx.GraphModule) -> None:
-    (ts, ss), (to, so) = (_shape(teacher), _shape(student)), (teacher(torch.zeros(_shape(teacher))),
-                                                                student(torch.zeros(_shape(student))))
+    ts, ss = input_shape(teacher), input_shape(student)
+    to, so = teacher(torch.zeros(ts)), student(torch.zeros(ss))
     if ts[1:] != ss[1:] or to.shape[1:] != so.shape[1:]:
         raise ConfigError(f"teacher and student do not fit: the teacher takes {list(ts[1:])} and gives {to.shape[1]} "
                           f"classes, the student takes {list(ss[1:])} and gives {so.shape[1]}; distil a student "
@@ -166,5 +162,5 @@ def distill(teacher: fx.GraphModule, student: fx.GraphModule, train: Split, test
     train_loop(model, optimizer, train.loader(config.batch_size, seed=config.seed), task, out / CHECKPOINT,
                epochs=config.epochs, scheduler=scheduler, resume=True, progress=progress)
     if is_writer():
-        save_checkpoint({"model": student, "input_shape": list(_shape(student))}, out / STUDENT)
+        save_checkpoint({"model": student, "input_shape": list(input_shape(student))}, out / STUDENT)
     return task.history

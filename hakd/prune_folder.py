@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict
 
 import numpy as np
 import torch
@@ -25,17 +25,12 @@ from hakd.errors import ConfigError
 from hakd.passes.counts import count
 from hakd.passes.groups import ChannelGroups, find_groups
 from hakd.passes.rebuild import rebuild
-from hakd.passes.trace import trace
+from hakd.passes.trace import input_shape, trace
 from hakd.plan import PrunePlan
 
-__all__ = ["write_prune_folder", "load_prune_folder", "input_shape", "BASE", "MODEL", "PLAN", "IMPORTANCE", "STAIRS"]
+__all__ = ["write_prune_folder", "load_prune_folder", "BASE", "MODEL", "PLAN", "IMPORTANCE", "STAIRS"]
 
 BASE, MODEL, PLAN, IMPORTANCE, STAIRS = "base.pt", "model.pt", "plan.json", "importance.json", "staircases.json"
-
-
-def input_shape(gm: fx.GraphModule) -> Tuple[int, ...]:
-    """The example input shape a traced model was traced with."""
-    return tuple(next(n for n in gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"].shape)
 
 
 def write_prune_folder(out, base: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan,

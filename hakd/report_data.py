@@ -18,7 +18,7 @@ from hakd.export import export, load
 from hakd.passes.counts import count
 from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import diagnose_width
-from hakd.prune_folder import input_shape
+from hakd.passes.trace import input_shape
 from hakd.report import measured_on, write_report
 from hakd.sweep import group_modules
 from hakd.train import evaluate
@@ -26,10 +26,12 @@ from hakd.train import evaluate
 __all__ = ["build_report"]
 
 
-def _measure(models: dict, folder: Path, profiler, rounds: int) -> dict:
-    """Compile each model and time them in interleaved rounds: median seconds per model."""
-    vms = {name: load(export(gm.eval(), folder / name.replace(" ", "-"), profiler, check_inputs=1).folder)
-           for name, gm in models.items()}
+def _measure(models: dict, folder: Path, profiler, rounds: int, compiled: dict) -> dict:
+    """Compile each model (those in ``compiled`` are already: name -> export folder) and time them in
+    interleaved rounds: median seconds per model."""
+    folders = {name: compiled.get(name) or export(gm.eval(), folder / name.replace(" ", "-"), profiler,
+                                                  check_inputs=1).folder for name, gm in models.items()}
+    vms = {name: load(f) for name, f in folders.items()}
     times = {name: [] for name in models}
     for _ in range(rounds):
         for name, vm in vms.items():
@@ -38,17 +40,20 @@ def _measure(models: dict, folder: Path, profiler, rounds: int) -> dict:
 
 
 def build_report(folder, profiler, teacher, fisher, plan, student, history, groups, stairs, test, teacher_s,
-                 budget_s, seconds, rounds: int = 3) -> dict:
-    """Measure, write report.json, report.md and PNGs in ``folder``; returns the report."""
+                 budget_s, seconds, student_export=None, rounds: int = 3) -> dict:
+    """Measure, write report.json, report.md and PNGs in ``folder``; returns the report.
+    ``student_export``: the student's export folder, timed as it is."""
     folder = Path(folder)
     fisher_student = rebuild(fisher.model, groups, fisher.plan)
     models = {"teacher": teacher, "Fisher student": fisher_student, "HAKD student": student}
     timings = {name: profiler.model(gm) for name, gm in models.items()}
-    measured = _measure(models, folder / "compiled", profiler, rounds) if profiler.target.runs_here() else {}
+    compiled = {"HAKD student": student_export} if student_export is not None else {}
+    measured = _measure(models, folder / "compiled", profiler, rounds, compiled) if profiler.target.runs_here() else {}
     accuracy = {"teacher": evaluate(teacher, test)[1], "Fisher student": evaluate(fisher_student, test)[1],
                 "HAKD student": history[-1]["test_acc"] if history else evaluate(student, test)[1]}
     shape = input_shape(teacher)
-    rows = {name: {"params": count(gm, shape)[0], "macs": count(gm, shape)[1], "predicted_s": timings[name].latency_s,
+    counts = {name: count(gm, shape) for name, gm in models.items()}
+    rows = {name: {"params": counts[name][0], "macs": counts[name][1], "predicted_s": timings[name].latency_s,
                    "measured_s": measured.get(name), "accuracy": accuracy[name]} for name, gm in models.items()}
     per_group = []
     for g, st in stairs.groups.items():

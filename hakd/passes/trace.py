@@ -20,7 +20,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from hakd.errors import TraceError
 
-__all__ = ["trace", "HakdTracer"]
+__all__ = ["trace", "input_shape", "HakdTracer"]
 
 
 class HakdTracer(fx.Tracer):
@@ -91,3 +91,8 @@ def trace(
         ) from e
     gm.train(was_training)
     return gm
+
+
+def input_shape(gm: fx.GraphModule) -> tuple:
+    """The example input shape ``gm`` was traced with (from its placeholder's ``tensor_meta``)."""
+    return tuple(next(n for n in gm.graph.nodes if n.op == "placeholder").meta["tensor_meta"].shape)
