@@ -34,6 +34,17 @@ def _at_least(cfg, name: str, low, allow_none: bool = False) -> None:
         raise ConfigError(f"{type(cfg).__name__}.{name} is a whole number, got {value!r}")
 
 
+MAX_THREADS = 1024  # more is a typo, and a native thread pool asked for 10**9 threads aborts the process
+
+
+def _threads(cfg, name: str = "threads", allow_none: bool = False) -> None:
+    """A thread count: a whole number in [1, MAX_THREADS]."""
+    _at_least(cfg, name, 1, allow_none)
+    value = getattr(cfg, name)
+    if value is not None and value > MAX_THREADS:
+        raise ConfigError(f"{type(cfg).__name__}.{name} must be at most {MAX_THREADS}, got {value!r}")
+
+
 _INTEGERS = {"epochs", "batch_size", "seed", "threads", "prune_every", "max_steps", "limit_train", "limit_test"}
 
 
@@ -126,7 +137,7 @@ class TrainConfig(_JsonConfig):
         _at_least(self, "weight_decay", 0.0)
         _at_least(self, "lr_gamma", 0.0)
         _at_least(self, "seed", 0)
-        _at_least(self, "threads", 1, allow_none=True)
+        _threads(self, allow_none=True)
         if not all(0.0 < m < 1.0 for m in self.lr_milestones):
             raise ConfigError(
                 f"TrainConfig.lr_milestones are fractions of the epochs in (0, 1), got {self.lr_milestones}"
@@ -183,7 +194,7 @@ class PruneConfig(_JsonConfig):
         for name, low in (("prune_every", 1), ("batch_size", 1), ("lr", 0.0), ("momentum", 0.0), ("weight_decay", 0.0),
                           ("penalty", 0.0), ("seed", 0)):
             _at_least(self, name, low)
-        _at_least(self, "threads", 1, allow_none=True)
+        _threads(self, allow_none=True)
         _at_least(self, "max_steps", 1, allow_none=True)
 
 

@@ -38,6 +38,8 @@ def checksums(folder):
 CASES = [  # (argv, words the message must hold); T is the test's folder
     (["train", "resnet21", "--out", "T/o"], ["resnet21", "valid names"]),
     (["train", "resnet20", "--epochs", "0", "--out", "T/o"], ["epochs", ">= 1"]),
+    (["staircase", "resnet20", "--table", "T/t.db", "--group", "layers.0.conv1", "--threads", "1000000000"], ["threads", "at most 1024"]),
+    (["train", "resnet20", "--threads", "99999", "--out", "T/o"], ["threads", "at most 1024"]),
     (["train", "resnet20", "--batch-size", "-3", "--out", "T/o"], ["batch_size", ">= 1"]),
     (["train", "resnet20", "--limit-train", "0", "--out", "T/o"], ["limit_train", ">= 1"]),
     (["train", "resnet20", "--data-root", "T/nowhere", "--out", "T/o"], ["T/nowhere", "apt-get install"]),

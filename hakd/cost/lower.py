@@ -32,6 +32,7 @@ from torch.fx.experimental.optimization import fuse as fold_conv_bn
 from tvm import relax
 from tvm.relax.frontend.torch import from_fx
 
+from hakd.cost.packed_conv import LEGALIZE
 from hakd.cost.schedules import kernel_kind
 from hakd.errors import HakdError
 
@@ -92,10 +93,11 @@ class Lowered:
 
 
 def FUSION_PIPELINE() -> tvm.transform.Pass:
-    """The Relax passes hakd runs on every model, for measuring and for export alike."""
+    """The Relax passes hakd runs on every model, for measuring and for export alike (dense
+    convs legalised with packed weights: :mod:`hakd.cost.packed_conv`)."""
     t = relax.transform
     return tvm.transform.Sequential([
-        t.DecomposeOpsForInference(), t.CanonicalizeBindings(), t.DeadCodeElimination(), t.LegalizeOps(),
+        t.DecomposeOpsForInference(), t.CanonicalizeBindings(), t.DeadCodeElimination(), t.LegalizeOps(LEGALIZE),
         t.AnnotateTIROpPattern(), t.FoldConstant(), t.FuseOps(), t.FuseTIR(), t.DeadCodeElimination(),
     ])
 
@@ -173,7 +175,14 @@ def _kernels(mod, gm: fx.GraphModule) -> Dict[str, Kernel]:
             kind = kernel_kind(func)
             kernels[gv.name_hint] = Kernel(gv.name_hint, func, kind, shapes, signature(func, kind, shapes))
     call_tir = tvm.ir.Op.get("relax.call_tir")
-    from_weights = set()  # values computed from weights alone (a bias reshaped for broadcasting); names repeat, vars do not
+    # values computed from weights alone (a bias reshaped for broadcasting, packed conv weights),
+    # with the modules whose weights they hold; names repeat, vars do not
+    from_weights: Dict[relax.Var, Tuple[str, ...]] = {}
+
+    def owners_of(a) -> Tuple[str, ...]:
+        if isinstance(a, relax.Var) and a.name in param_owner:
+            return (param_owner[a.name],)
+        return from_weights.get(a, ())
 
     def is_weight(a) -> bool:
         return isinstance(a, tvm.ir.expr.Constant) or (isinstance(a, relax.Var) and (a.name in param_owner or a in from_weights))
@@ -185,11 +194,11 @@ def _kernels(mod, gm: fx.GraphModule) -> Dict[str, Kernel]:
                 continue
             k = kernels[call.args[0].name_hint]
             args = list(call.args[1].fields)
-            owners = [param_owner[a.name] for a in args if isinstance(a, relax.Var) and a.name in param_owner]
+            owners = tuple(dict.fromkeys(o for a in args for o in owners_of(a)))
             weights = tuple(i for i, a in enumerate(args) if is_weight(a))
             if len(weights) == len(args):
-                from_weights.add(binding.var)
+                from_weights[binding.var] = owners
                 continue  # computes on weights only: folded away when weights are bound
-            k.call_modules += (tuple(dict.fromkeys(owners)),)
+            k.call_modules += (owners,)
             k.weight_args = weights
     return {name: k for name, k in kernels.items() if k.calls}

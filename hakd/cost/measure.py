@@ -65,11 +65,12 @@ class MeasureConfig:
     connect_timeout_s: float = 10.0
 
     def __post_init__(self):
-        from hakd.config import _at_least, _one_of
+        from hakd.config import _at_least, _one_of, _threads
 
-        for name, low in (("number", 1), ("repeat", 1), ("min_repeat_ms", 0), ("threads", 1), ("retries", 0),
+        for name, low in (("number", 1), ("repeat", 1), ("min_repeat_ms", 0), ("retries", 0),
                           ("session_timeout_s", 1), ("cold_repeat", 1)):
             _at_least(self, name, low)
+        _threads(self)
         _one_of(self, "cache", CACHE_MODES)
 
 

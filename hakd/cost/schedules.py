@@ -8,16 +8,22 @@ template per kernel kind, and the same schedule is used to measure and to deploy
   add, ReLU): output channels split by ``oc_tile`` (unrolled), output width split by
   ``vector`` (vectorised), accumulation in registers, epilogue computed per output
   row, outer loops parallel;
+- ``blocked``: the same conv vectorised over output channels instead (weights packed in
+  blocks of 16 output channels by :mod:`hakd.cost.packed_conv`): a register tile of
+  ``oc_tile`` channels by ``rows`` x ``vector`` output pixels, each input value broadcast
+  once per tile, the epilogue applied as the tile is written back. It fills the vector
+  unit on small maps (8x8, 7x7, 4x4), where ``conv2d`` has short vectors;
 - ``depthwise`` and ``grouped``: the conv template on TVM's grouped conv block;
 - ``generic``: everything else (pooling, dense, reshapes): outer loops parallel;
 - ``default``: TVM's unscheduled loop nest (it wins for a few tiny kernels).
 
-Each kernel tries the oc tiles 8 and 16 with the longest vector that divides the
+A dense conv tries ``conv2d`` and three ``blocked`` tiles (:func:`candidates`), a
+depthwise or grouped one the oc tiles 8 and 16 with the longest vector that divides the
 output width, and ``default`` where it can win (depthwise and grouped convs, and convs
 of fewer than 8 output channels); the fastest is recorded and deployed.
 
->>> ScheduleConfig("conv2d", oc_tile=8, vector=16).key()
-'conv2d/oc8/v16'
+>>> ScheduleConfig("conv2d", oc_tile=8, vector=16).key(), ScheduleConfig("blocked", oc_tile=16, vector=8, rows=2).key()
+('conv2d/oc8/v16', 'blocked/oc16/v8/r2')
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ __all__ = ["ScheduleConfig", "SCHEDULE_VERSION", "TUNABLE", "TUNED", "kernel_kin
 
 TUNABLE = ("conv2d", "depthwise", "grouped")  # kinds hakd.cost.tune may hand to meta_schedule
 TUNED = "meta_schedule"  # the template name of a tuned kernel
-SCHEDULE_VERSION = 1  # bump when a template changes: table rows of older versions are not reused
+SCHEDULE_VERSION = 2  # bump when a template changes: table rows of older versions are not reused
 
 
 class ScheduleError(HakdError):
@@ -48,10 +54,11 @@ class ScheduleConfig:
     oc_tile: int = 0
     vector: int = 0
     digest: str = ""  # a tuned schedule (hakd.cost.tune): the digest of the scheduled kernel
+    rows: int = 0  # blocked: output rows per register tile (vector: output columns)
 
     def key(self) -> str:
         return "/".join([self.template] + ([f"oc{self.oc_tile}"] if self.oc_tile else []) + ([f"v{self.vector}"] if self.vector else [])
-                        + ([self.digest] if self.digest else []))
+                        + ([f"r{self.rows}"] if self.rows else []) + ([self.digest] if self.digest else []))
 
     @classmethod
     def from_key(cls, key: str) -> "ScheduleConfig":
@@ -64,6 +71,8 @@ class ScheduleConfig:
                 kw["oc_tile"] = int(p[2:])
             elif p.startswith("v"):
                 kw["vector"] = int(p[1:])
+            elif p.startswith("r"):
+                kw["rows"] = int(p[1:])
         return cls(parts[0], **kw)
 
 
@@ -94,19 +103,53 @@ def _vectors(width: int) -> List[int]:
     return [v for v in range(16, 3, -1) if width % v == 0] or [width if width < 4 else 1]
 
 
+def _pixel_tile(height: int, width: int, pixels: int):
+    """(rows, columns) of a register tile of at most ``pixels`` output pixels with no tail:
+    columns the largest divisor of the width, then whole rows while they fit."""
+    columns = max(c for c in range(1, min(width, pixels) + 1) if width % c == 0)
+    rows = max(r for r in range(1, height + 1) if height % r == 0 and (r == 1 or columns == width) and r * columns <= pixels)
+    return rows, columns
+
+
+def _blocked(out_channels: int, height: int, width: int) -> List[ScheduleConfig]:
+    """``blocked`` tiles for a dense conv: 16 channels by ~16 and ~8 pixels, 32 channels by ~8
+    (the register file of AVX-512; LLVM splits them for narrower vectors). Channels not a
+    multiple of the tile leave a scalar tail, so 8-channel tiles serve widths of 8k."""
+    if out_channels % 8:
+        return []
+    tile = 16 if out_channels % 16 == 0 else 8
+    shapes = [(tile, 16), (tile, 8)] + ([(32, 8)] if out_channels % 32 == 0 else [])
+    configs = []
+    for oc_tile, pixels in shapes:
+        rows, columns = _pixel_tile(height, width, pixels)
+        cfg = ScheduleConfig("blocked", oc_tile=oc_tile, vector=columns, rows=rows)
+        if cfg not in configs:
+            configs.append(cfg)
+    return configs
+
+
+def _packed(func: tirx.PrimFunc) -> bool:
+    """Does this conv read weights packed by :mod:`hakd.cost.packed_conv` (5-D)?"""
+    return len(func.params[1].ty.shape) == 5
+
+
 def candidates(func: tirx.PrimFunc) -> List[ScheduleConfig]:
     """The configurations hakd tries for a kernel (a few per kernel: compiling is the cost)."""
     kind = kernel_kind(func)
     if kind == "generic":
         return [ScheduleConfig("generic"), ScheduleConfig("default")]
-    out_channels, out_width = (int(x) for x in func.params[-1].ty.shape[1::2])
+    out_channels, out_height, out_width = (int(x) for x in func.params[-1].ty.shape[1:])
     vector = _vectors(out_width)[0]
     if kind == "conv2d" and out_channels < 8:  # one tile either way; TVM's loop nest wins for narrow 1x1 convs
         return [ScheduleConfig(kind, oc_tile=8, vector=vector), ScheduleConfig("default")]
-    tiled = [ScheduleConfig(kind, oc_tile=t, vector=vector) for t in (8, 16)]
-    # TVM's loop nest never beat a template on a conv2d of 8 or more output channels (0 of ~500
-    # signatures in four tables): compiling it is waste. It does win some strided depthwise convs.
-    return tiled if kind == "conv2d" else tiled + [ScheduleConfig("default")]
+    if kind == "conv2d":
+        # TVM's loop nest never beat a template on a conv2d of 8 or more output channels (0 of ~500
+        # signatures in four tables): compiling it is waste. The two width-vectorised tiles were
+        # within 3% of each other on 0.9 of kernels: the one that divides the channels is kept.
+        row_tile = ScheduleConfig(kind, oc_tile=16 if out_channels % 16 == 0 else 8, vector=vector)
+        return [row_tile] + (_blocked(out_channels, out_height, out_width) if _packed(func) else [])
+    # TVM's loop nest does win some strided depthwise convs.
+    return [ScheduleConfig(kind, oc_tile=t, vector=vector) for t in (8, 16)] + [ScheduleConfig("default")]
 
 
 def _inline_epilogue(sch, names, main: str):
@@ -144,6 +187,37 @@ def _conv2d(sch, names, cfg: ScheduleConfig):
     sch.decompose_reduction(conv, rc)
 
 
+def _blocked_conv2d(sch, names, cfg: ScheduleConfig):
+    """Register tile: ``oc_tile`` output channels (vectorised, in vectors of at most 16) by
+    ``rows`` x ``vector`` output pixels (unrolled), accumulated with channels innermost; the
+    epilogue runs on the tile as it is written back."""
+    if "conv2d_nchw" not in names or not _packed(sch.mod["main"]):
+        raise ValueError("the blocked template needs a dense conv with packed weights")
+    conv = sch.get_sblock("conv2d_nchw")
+    epi = _inline_epilogue(sch, names, "conv2d_nchw")
+    n, ff, yy, xx, rc, ry, rx = sch.get_loops(conv)
+    ffo, ffi = sch.split(ff, [None, cfg.oc_tile])
+    yo, yi = sch.split(yy, [None, cfg.rows])
+    xo, xi = sch.split(xx, [None, cfg.vector])
+    lanes = min(cfg.oc_tile, 16)
+    fv, fl = sch.split(ffi, [None, lanes])
+    sch.reorder(n, ffo, yo, xo, rc, ry, rx, fv, yi, xi, fl)
+    acc = sch.cache_write(conv, 0, "local")
+    if epi is not None:
+        sch.reverse_compute_inline(epi)
+    sch.reverse_compute_at(acc, xo)
+    sch.transform_layout(conv, ("write", 0), lambda b, o, y, x: (b, y, x, o))  # channels contiguous in registers
+    for loop in sch.get_loops(acc)[-3:-1]:
+        sch.unroll(loop)
+    sch.vectorize(sch.get_loops(acc)[-1])
+    for loop in (fv, yi, xi):
+        sch.unroll(loop)
+    sch.vectorize(fl)
+    sch.parallel(sch.fuse(n, ffo, yo, xo))
+    _parallel_pad(sch, names)
+    sch.decompose_reduction(conv, rc)
+
+
 def _generic(sch, names, cfg: ScheduleConfig):
     for name in names:
         block = sch.get_sblock(name)
@@ -163,7 +237,7 @@ def _default(sch, names, cfg: ScheduleConfig):
     """TVM's own loop nest, unscheduled: a candidate too, since it wins for some tiny kernels."""
 
 
-TEMPLATES = {"conv2d": _conv2d, "depthwise": _conv2d, "grouped": _conv2d, "generic": _generic, "default": _default}
+TEMPLATES = {"conv2d": _conv2d, "blocked": _blocked_conv2d, "depthwise": _conv2d, "grouped": _conv2d, "generic": _generic, "default": _default}
 
 
 def apply_schedule(func: tirx.PrimFunc, cfg: ScheduleConfig) -> tirx.PrimFunc:

@@ -18,9 +18,10 @@ def test_footprint_counts_weights_and_outputs():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()).eval()
     low = lower(trace(model, torch.zeros(1, 3, 8, 8)))
     (k,) = low.kernels.values()
-    assert k.shapes == ((1, 3, 8, 8), (8, 3, 3, 3), (1, 8, 1, 1), (1, 8, 8, 8))
+    assert k.shapes == ((1, 3, 8, 8), (1, 3, 3, 3, 16), (1, 8, 1, 1), (1, 8, 8, 8))  # weights packed by 16 output channels
     assert k.weight_args == (1, 2) and k.activation_args == (0,)
-    assert low.footprint_bytes == 4 * (8 * 3 * 3 * 3 + 8 + 8 * 8 * 8) and low.calls == 1
+    assert k.call_modules == (("0",),)  # the packed weights still name their conv
+    assert low.footprint_bytes == 4 * (16 * 3 * 3 * 3 + 8 + 8 * 8 * 8) and low.calls == 1
 
 
 def test_every_context_times_the_kernel_and_a_bad_one_is_a_failed_value(tiny):

@@ -86,9 +86,50 @@ def test_every_schedule_computes_what_the_default_build_computes(tiny, model):
     assert "conv2d" in seen
 
 
+class Convs(torch.nn.Module):
+    """Dense convs of the shapes the blocked template must get right: a 7x7 map (7-pixel
+    tiles), 24 channels (8-channel tiles), 32 channels on 4x4 (two-row tiles, 32-channel
+    tiles), strided, dilated, 1x1, and 20 channels (no blocked tile: a scalar tail)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 24, 3, padding=1)
+        self.b = torch.nn.Conv2d(24, 32, 3, stride=2, padding=1)
+        self.c = torch.nn.Conv2d(32, 32, 3, padding=2, dilation=2)
+        self.d = torch.nn.Conv2d(32, 20, 1)
+        self.e = torch.nn.Conv2d(24, 24, 3, padding=1)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        z = self.b(y)
+        return self.d(torch.relu(self.c(z)) + z), self.e(y[:, :, :7, :7])
+
+
+def test_the_blocked_template_computes_what_the_default_build_computes():
+    torch.manual_seed(0)
+    model = Convs().eval()
+    x = torch.randn(1, 3, 8, 8)
+    gm = trace(model, x)
+    low = lower(gm)
+    target = parse_target("host")
+    rng = np.random.default_rng(0)
+    blocked = set()
+    for k in low.kernels.values():
+        args = [rng.standard_normal(s).astype("float32") for s in k.shapes]
+        expected = _run(k.func, args, target)
+        for cfg in candidates(k.func):
+            blocked.add(cfg.key()) if cfg.template == "blocked" else None
+            got = _run(apply_schedule(k.func, cfg), args, target)
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=f"{k.name} {cfg.key()}")
+    assert {"blocked/oc8/v8/r1", "blocked/oc32/v4/r2", "blocked/oc16/v4/r4", "blocked/oc8/v7/r1"} <= blocked
+    assert not any(c.template == "blocked" for k in low.kernels.values() if k.shapes[-1][1] == 20 for c in candidates(k.func))
+
+
 def test_candidates_and_keys():
     cfg = ScheduleConfig("conv2d", oc_tile=16, vector=8)
     assert ScheduleConfig.from_key(cfg.key()) == cfg
+    blocked = ScheduleConfig("blocked", oc_tile=32, vector=4, rows=2)
+    assert ScheduleConfig.from_key(blocked.key()) == blocked
     assert ScheduleConfig.from_key("default") == ScheduleConfig("default")
     tuned = ScheduleConfig("meta_schedule", digest="0a1b2c3d4e5f")
     assert tuned.key() == "meta_schedule/0a1b2c3d4e5f" and ScheduleConfig.from_key(tuned.key()) == tuned
@@ -101,8 +142,9 @@ def test_candidates_skip_the_loop_nest_where_it_never_wins(tiny):
         for k in low.kernels.values():
             out_channels = k.shapes[-1][1]
             keys.setdefault((k.kind, out_channels >= 8), set()).update(c.key() for c in candidates(k.func))
-    assert "default" not in keys[("conv2d", True)] and keys[("conv2d", True)] == {"conv2d/oc8/v16", "conv2d/oc16/v16"}
-    assert keys[("conv2d", False)] == {"conv2d/oc8/v8", "default"}
+    wide = keys[("conv2d", True)]
+    assert "default" not in wide and {"conv2d/oc16/v16", "blocked/oc16/v16/r1", "blocked/oc16/v8/r1"} <= wide
+    assert keys[("conv2d", False)] == {"conv2d/oc8/v8", "default"}  # 3 channels: no channel vector to fill
     assert "default" in keys[("depthwise", True)]
 
 

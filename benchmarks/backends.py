@@ -1,0 +1,158 @@
+"""hakd's exported model against what a user would deploy instead, on the same model and input.
+
+    TVM_NUM_THREADS=1 .venv/bin/python benchmarks/backends.py [--models resnet20,...] [--rounds 7]
+
+Needs the bench extra (`pip install -e .[bench]`: onnxruntime). Per model and input size, in
+interleaved rounds (every backend once per round, in a rotating order), one thread, batch 1,
+numpy in and numpy out for every backend:
+
+- hakd: the folder `hakd.export` writes (hakd's schedules, weights embedded), called as a user
+  calls it (`hakd.export.load(folder)(x)`);
+- ONNX Runtime: `hakd.export.export_onnx`, all graph optimisations, one intra- and inter-op thread;
+- TorchScript frozen: `torch.jit.freeze` + `torch.jit.optimize_for_inference`;
+- torch.compile (inductor, default mode) and PyTorch eager.
+
+Writes results/backends.csv (one row per model, size and backend: median latency, the median of
+the per-round ratios backend / hakd, their range) and results/backends_kernels.csv (hakd's largest
+convolutions: GFLOP/s from the exported model's kernel latencies, against PyTorch's sgemm on the
+same thread count, measured in the same run). Columns: benchmarks/README.md.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hakd import models
+from hakd.cost.profile import Profiler
+from hakd.export import META, export, export_onnx, load
+from hakd.passes.trace import trace
+from common import write_csv
+
+SIZES = {"32": (1, 3, 32, 32), "28": (1, 1, 28, 28)}
+
+
+def calibrated(name, shape):
+    """A zoo model with BatchNorm statistics from random batches (no degenerate activations)."""
+    torch.manual_seed(0)
+    model = models.create(name, in_channels=shape[1]).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(16, *shape[1:]))
+    return model.eval()
+
+
+def backends(model, gm, shape, folder: Path):
+    """name -> callable(numpy) -> numpy, every one built from the same calibrated model."""
+    import onnxruntime as ort
+
+    x = torch.zeros(shape)
+    export(gm, folder / "hakd", Profiler("host"))
+    hakd_model = load(folder / "hakd")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(export_onnx(gm, folder / "model.onnx", x)), opts, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x).eval()))
+        compiled = torch.compile(model)
+        for _ in range(3):  # compile and warm the JIT'ed ones before any timing
+            frozen(x), compiled(x)
+
+    def torch_call(fn):
+        def call(a):
+            with torch.no_grad():
+                return fn(torch.from_numpy(a)).numpy()
+        return call
+
+    return {"hakd": hakd_model, "onnxruntime": lambda a: session.run(None, {"input": a})[0],
+            "torchscript_frozen": torch_call(frozen), "torch_compile": torch_call(compiled), "pytorch_eager": torch_call(model)}
+
+
+def time_call(fn, x, seconds=0.3):
+    """Median seconds per call over 5 batches of calls lasting about ``seconds`` in all."""
+    fn(x)
+    t0 = time.perf_counter()
+    fn(x)
+    number = max(1, int(seconds / 5 / max(time.perf_counter() - t0, 1e-6)))
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn(x)
+        runs.append((time.perf_counter() - t0) / number)
+    return statistics.median(runs)
+
+
+def sgemm_gflops(n=512, seconds=0.5):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n ** 3 / time_call(lambda _: torch.mm(a, b), None, seconds) / 1e9
+
+
+def conv_gflops(folder: Path, top=3):
+    """hakd's ``top`` slowest conv kernels of an export: (name, shapes, GFLOP/s) from its kernel latencies."""
+    meta = json.loads((folder / META).read_text())
+    rows = []
+    for k in meta["kernels"]:
+        if not k["signature"].startswith(("conv2d|", "depthwise|", "grouped|")):
+            continue
+        shapes = [tuple(int(d) for d in s.split("x")) for s in k["signature"].split("|")[1].split(";")]
+        weight, out = shapes[1], shapes[-1]
+        flops = 2 * int(np.prod(out)) * int(np.prod(weight[1:]))
+        rows.append((k["latency_s"] * k["calls"], k["kernel"], f"{weight}->{out}", flops / k["latency_s"] / 1e9, k["schedule"]))
+    return sorted(rows, reverse=True)[:top]
+
+
+def run():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="resnet20,resnet56,mobilenet_v2,densenet40")
+    ap.add_argument("--sizes", default="32,28", help="input sizes: 32 (3x32x32), 28 (1x28x28)")
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    rows, kernel_rows = [], []
+    peak = []
+    for name in args.models.split(","):
+        for size in args.sizes.split(","):
+            shape = SIZES[size]
+            model = calibrated(name, shape)
+            gm = trace(model, torch.zeros(shape))
+            with tempfile.TemporaryDirectory() as d:
+                calls = backends(model, gm, shape, Path(d))
+                x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+                ref = calls["pytorch_eager"](x)
+                error = {b: float(np.abs(fn(x) - ref).max()) for b, fn in calls.items()}
+                times = {b: [] for b in calls}
+                order = list(calls)
+                for r in range(args.rounds):
+                    peak.append(sgemm_gflops())
+                    for b in order[r % len(order):] + order[:r % len(order)]:
+                        times[b].append(time_call(calls[b], x))
+                for k in conv_gflops(Path(d) / "hakd"):
+                    kernel_rows.append(dict(model=name, size=size, kernel=k[1], weight_to_output=k[2], gflops=f"{k[3]:.1f}",
+                                            schedule=k[4], share_of_model=f"{k[0] / statistics.median(times['hakd']):.3f}"))
+            for b, ts in times.items():
+                ratios = [t / h for t, h in zip(ts, times["hakd"])]
+                rows.append(dict(model=name, size=size, backend=b, median_us=f"{statistics.median(ts) * 1e6:.1f}",
+                                 over_hakd_median=f"{statistics.median(ratios):.3f}",
+                                 over_hakd_range=f"{min(ratios):.3f}-{max(ratios):.3f}", max_abs_error=f"{error[b]:.1e}",
+                                 rounds=args.rounds))
+                print(rows[-1], flush=True)
+    sgemm = statistics.median(peak)
+    for k in kernel_rows:
+        k["share_of_sgemm"] = f"{float(k['gflops']) / sgemm:.2f}"
+        k["sgemm_gflops"] = f"{sgemm:.1f}"
+    write_csv("backends.csv", rows)
+    write_csv("backends_kernels.csv", kernel_rows)
+    print(f"host {platform.machine()} {Profiler('host').target.tvm_target()} sgemm {sgemm:.1f} GFLOP/s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run()
