@@ -104,8 +104,8 @@ def conv_gflops(folder: Path, top=3):
         if not k["signature"].startswith(("conv2d|", "depthwise|", "grouped|")):
             continue
         shapes = [tuple(int(d) for d in s.split("x")) for s in k["signature"].split("|")[1].split(";")]
-        weight, out = shapes[1], shapes[-1]
-        flops = 2 * int(np.prod(out)) * int(np.prod(weight[1:]))
+        weight, out = shapes[1], shapes[-1]  # weights OIHW, or packed (O/16)IHW16o
+        flops = 2 * int(np.prod(out)) * int(np.prod(weight[1:4]))
         rows.append((k["latency_s"] * k["calls"], k["kernel"], f"{weight}->{out}", flops / k["latency_s"] / 1e9, k["schedule"]))
     return sorted(rows, reverse=True)[:top]
 

@@ -227,6 +227,10 @@ def _generic(sch, names, cfg: ScheduleConfig):
         iters = sch.get(block).iter_vars
         spatial = [lp for lp, iv in zip(loops, iters) if iv.iter_type == tirx.IterVar.DataPar]
         lead = [lp for lp in spatial[:2] if _extent(sch, lp) > 1]
+        innermost = loops[-1]
+        if len(loops) > 2 and spatial and spatial[-1] == innermost and _extent(sch, innermost) >= 4:
+            # the last dim vectorised (a concat's branch depends on an outer loop only: one per vector)
+            sch.vectorize(sch.split(innermost, [None, _vectors(_extent(sch, innermost))[0]])[1])
         if len(lead) == 2 and spatial[:2] == loops[:2]:
             sch.parallel(sch.fuse(*lead))
         elif lead and lead[0] == loops[0]:
