@@ -19,6 +19,7 @@ wherever the kernel appears: in another layer, another width, or the deployed mo
 from __future__ import annotations
 
 import copy
+from collections import Counter
 import math
 import operator
 import dataclasses
@@ -28,10 +29,11 @@ import torch
 import tvm
 import tvm_ffi
 from torch import fx
-from torch.fx.experimental.optimization import fuse as fold_conv_bn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 from tvm import relax
 from tvm.relax.frontend.torch import from_fx
 
+from hakd.cost.inline import inline_for_import
 from hakd.cost.packed_conv import LEGALIZE
 from hakd.cost.schedules import kernel_kind
 from hakd.errors import HakdError
@@ -103,11 +105,23 @@ def FUSION_PIPELINE() -> tvm.transform.Pass:
 
 
 def fold_batchnorm(gm: fx.GraphModule) -> fx.GraphModule:
-    """A copy of ``gm`` in eval mode with every conv -> BatchNorm pair folded into one conv,
-    and every other BatchNorm2d as ``x * scale + shift`` (:func:`_as_channel_affine`)."""
-    folded = fold_conv_bn(copy.deepcopy(gm).eval(), inplace=True)
+    """A copy of ``gm`` in eval mode with every conv -> BatchNorm pair folded into one conv
+    (a subclass of Conv2d too), and every other BatchNorm2d as ``x * scale + shift``
+    (:func:`_as_channel_affine`)."""
+    folded = copy.deepcopy(gm).eval()
+    calls = Counter(n.target for n in folded.graph.nodes if n.op == "call_module")
     for node in list(folded.graph.nodes):
-        if node.op == "call_module" and isinstance(folded.get_submodule(node.target), torch.nn.BatchNorm2d):
+        if node.op != "call_module" or not isinstance(folded.get_submodule(node.target), torch.nn.BatchNorm2d):
+            continue
+        bn, conv_node = folded.get_submodule(node.target), node.args[0]
+        conv = folded.get_submodule(conv_node.target) if isinstance(conv_node, fx.Node) and conv_node.op == "call_module" else None
+        if (isinstance(conv, torch.nn.Conv2d) and len(conv_node.users) == 1 and calls[conv_node.target] == 1
+                and bn.track_running_stats and bn.running_mean is not None):
+            weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias)
+            conv.weight, conv.bias = weight, bias
+            node.replace_all_uses_with(conv_node)
+            folded.graph.erase_node(node)
+        else:
             _as_channel_affine(folded, node)
     folded.recompile()
     return folded
@@ -156,6 +170,7 @@ def lower(gm: fx.GraphModule, input_shape=None, bind_params: bool = False) -> Lo
     input_shape = tuple(int(s) for s in input_shape)
     folded = fold_batchnorm(gm)
     try:
+        inline_for_import(folded)
         with torch.no_grad():
             mod = from_fx(folded, [(input_shape, "float32")], keep_params_as_input=not bind_params)
         if not bind_params:

@@ -39,7 +39,7 @@ __all__ = ["ScheduleConfig", "SCHEDULE_VERSION", "TUNABLE", "TUNED", "kernel_kin
 
 TUNABLE = ("conv2d", "depthwise", "grouped")  # kinds hakd.cost.tune may hand to meta_schedule
 TUNED = "meta_schedule"  # the template name of a tuned kernel
-SCHEDULE_VERSION = 2  # bump when a template changes: table rows of older versions are not reused
+SCHEDULE_VERSION = 3  # bump when a template changes: table rows of older versions are not reused
 
 
 class ScheduleError(HakdError):
@@ -153,11 +153,20 @@ def candidates(func: tirx.PrimFunc) -> List[ScheduleConfig]:
 
 
 def _inline_epilogue(sch, names, main: str):
-    """Inline the elementwise chain after ``main`` into its last block; return that block or None."""
+    """Inline the elementwise chain after ``main`` into its last block; return that block, or
+    None if there is none or it writes another shape than ``main`` (a pad for the next conv,
+    a gate broadcast over a map): that one gets a loop nest of its own."""
     after = names[names.index(main) + 1:]
     for name in after[:-1]:
         sch.compute_inline(sch.get_sblock(name))
-    return sch.get_sblock(after[-1]) if after else None
+    if not after:
+        return None
+    last = sch.get_sblock(after[-1])
+    shape = lambda block: [int(d) for d in sch.get(block).writes[0].source.shape]  # noqa: E731
+    if shape(last) != shape(sch.get_sblock(main)):
+        _generic_block(sch, last)
+        return None
+    return last
 
 
 def _parallel_pad(sch, names):
@@ -218,23 +227,29 @@ def _blocked_conv2d(sch, names, cfg: ScheduleConfig):
     sch.decompose_reduction(conv, rc)
 
 
+def _generic_block(sch, block):
+    """One loop nest: the last dim vectorised (a concat's branch depends on an outer loop
+    only: one per vector), the two outer dims parallel."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    iters = sch.get(block).iter_vars
+    spatial = [lp for lp, iv in zip(loops, iters) if iv.iter_type == tirx.IterVar.DataPar]
+    lead = [lp for lp in spatial[:2] if _extent(sch, lp) > 1]
+    innermost = loops[-1]
+    if len(loops) > 2 and spatial and spatial[-1] == innermost and _extent(sch, innermost) >= 4:
+        vector = _vectors(_extent(sch, innermost))[0]
+        if vector > 1:
+            sch.vectorize(sch.split(innermost, [None, vector])[1])
+    if len(lead) == 2 and spatial[:2] == loops[:2]:
+        sch.parallel(sch.fuse(*lead))
+    elif lead and lead[0] == loops[0]:
+        sch.parallel(lead[0])
+
+
 def _generic(sch, names, cfg: ScheduleConfig):
     for name in names:
-        block = sch.get_sblock(name)
-        loops = sch.get_loops(block)
-        if not loops:
-            continue
-        iters = sch.get(block).iter_vars
-        spatial = [lp for lp, iv in zip(loops, iters) if iv.iter_type == tirx.IterVar.DataPar]
-        lead = [lp for lp in spatial[:2] if _extent(sch, lp) > 1]
-        innermost = loops[-1]
-        if len(loops) > 2 and spatial and spatial[-1] == innermost and _extent(sch, innermost) >= 4:
-            # the last dim vectorised (a concat's branch depends on an outer loop only: one per vector)
-            sch.vectorize(sch.split(innermost, [None, _vectors(_extent(sch, innermost))[0]])[1])
-        if len(lead) == 2 and spatial[:2] == loops[:2]:
-            sch.parallel(sch.fuse(*lead))
-        elif lead and lead[0] == loops[0]:
-            sch.parallel(lead[0])
+        _generic_block(sch, sch.get_sblock(name))
 
 
 def _default(sch, names, cfg: ScheduleConfig):

@@ -16,6 +16,7 @@ import torch
 from torch import fx, nn
 
 from hakd.errors import GroupError
+from hakd.layer_types import is_drop_path
 from hakd.passes import channel_ops as ops
 from hakd.passes.labels import NO_CHANNEL, channel_vector, compress, feature_vector, uniform_except
 
@@ -146,6 +147,8 @@ class ChannelAnalysis(fx.Interpreter):
             return self.label_binary(n, value)
         if name in ops.CHANNELWISE_FUNCTIONS or (n.op == "call_method" and name in ops.CHANNELWISE_METHODS):
             return self.label_channelwise(n, self.label_of(n.args[0]), n.args[0], value)
+        if n.op == "call_function" and is_drop_path(name):  # torchvision's stochastic_depth (fx-wrapped)
+            return self.label_channelwise(n, self.label_of(n.args[0]), n.args[0], value)
         if name in ops.REDUCTIONS or (n.op == "call_method" and name in ("mean", "sum", "amax")):
             return self.label_reduction(n, value)
         if name in ops.MOVEMENT_FUNCTIONS or (n.op == "call_method" and name in ops.MOVEMENT_METHODS):
@@ -170,7 +173,7 @@ class ChannelAnalysis(fx.Interpreter):
             return label
         if isinstance(m, nn.Flatten):
             return self.label_movement(n, value, lambda t: torch.flatten(t, m.start_dim, m.end_dim), m.start_dim)
-        if isinstance(m, ops.CHANNELWISE_MODULES):
+        if isinstance(m, ops.CHANNELWISE_MODULES) or is_drop_path(m):
             return self.label_channelwise(n, label, x, value)
         return self.opaque(n, value, f"module type {type(m).__name__} is not one hakd models")
 

@@ -101,6 +101,21 @@ class ChannelGroups:
     def to_dict(self) -> dict:
         return {"groups": [g.to_dict() for g in self.groups]}
 
+    def conv_coverage(self) -> Tuple[int, int]:
+        """(conv output channels in prunable groups, all conv output channels that do not reach
+        the model output): how much of a model hakd can prune. A layer called twice counts once."""
+        pruned = total = 0
+        for rec in {r.module: r for r in self.records.values() if r.kind in ("conv", "depthwise", "grouped")}.values():
+            if rec.kind == "depthwise":  # its channels are its input's: counted where they are produced
+                continue
+            gidx, _ = self.locate(rec.out_ids)
+            for g in gidx[gidx >= 0]:
+                group = self.groups[g]
+                if group.prunable or "reaches the model output" not in (group.reason or ""):
+                    total += 1
+                    pruned += group.prunable
+        return pruned, total
+
 
 def find_groups(gm: fx.GraphModule) -> ChannelGroups:
     """Find the channel groups of a traced model (from :func:`hakd.passes.trace.trace`).

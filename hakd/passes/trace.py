@@ -19,20 +19,29 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from hakd.errors import TraceError
+from hakd.layer_types import is_drop_path, is_layer
 
 __all__ = ["trace", "input_shape", "HakdTracer"]
 
 
 class HakdTracer(fx.Tracer):
-    """fx's tracer that remembers which submodule it is in, to name it when tracing fails."""
+    """fx's tracer that keeps layers whole and remembers which submodule it is in, to name it
+    when tracing fails. Leaves: ``leaf_modules``, subclasses of Conv2d and Linear (a "same
+    padding" conv whose forward calls ``F.conv2d`` on its own weight is still a conv; list its
+    type in ``trace_into`` to trace into it), and stochastic-depth modules."""
 
-    def __init__(self, leaf_modules: Iterable[type] = ()):
+    def __init__(self, leaf_modules: Iterable[type] = (), trace_into: Iterable[type] = ()):
         super().__init__()
         self.leaf_types = tuple(leaf_modules)
+        self.trace_into = tuple(trace_into)
         self.failed_in: Optional[str] = None  # innermost submodule being traced when tracing failed
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, self.leaf_types) or super().is_leaf_module(m, qualname)
+        if isinstance(m, self.leaf_types):
+            return True
+        if type(m) in self.trace_into:
+            return False
+        return is_layer(m) or is_drop_path(m) or super().is_leaf_module(m, qualname)
 
     def call_module(self, m, forward, args, kwargs):
         try:
@@ -48,17 +57,20 @@ def trace(
     example_input: torch.Tensor,
     leaf_modules: Iterable[type] = (),
     concrete_args: Optional[dict] = None,
+    trace_into: Iterable[type] = (),
 ) -> fx.GraphModule:
     """Symbolically trace ``model`` and record each node's output shape (``node.meta["tensor_meta"]``).
 
     The model is not modified. ``leaf_modules`` are module types kept whole (not traced
-    into); hakd's passes treat an unknown leaf as an opaque operation.
+    into); hakd's passes treat an unknown leaf as an opaque operation. Subclasses of
+    Conv2d and Linear are kept whole too (pruned as the layers they are) unless their type
+    is in ``trace_into``.
     """
     if not isinstance(model, nn.Module):
         raise TraceError(f"trace takes an nn.Module, got a {type(model).__name__}: wrap the function in a module")
     if not isinstance(example_input, torch.Tensor):
         raise TraceError(f"trace needs an example input tensor (N, C, H, W), got a {type(example_input).__name__}")
-    tracer = HakdTracer(leaf_modules)
+    tracer = HakdTracer(leaf_modules, trace_into)
     try:
         graph = tracer.trace(model, concrete_args)
     except Exception as e:  # fx raises many types; all mean "cannot trace"

@@ -69,9 +69,17 @@ def _run(func, args, target):
     return out[-1].numpy()
 
 
-@pytest.mark.parametrize("model", ["tiny", "grouped"])
+@pytest.mark.parametrize("model", ["tiny", "grouped", "timm"])
 def test_every_schedule_computes_what_the_default_build_computes(tiny, model):
-    gm = tiny[0] if model == "tiny" else trace(TV_MODELS["resnext_tiny"]().eval(), torch.zeros(1, 3, 16, 16))
+    """timm's EfficientNet-Lite: epilogues of another shape than the conv (the next conv's
+    "same" pad fused after a ReLU6, an SE gate broadcast over the map)."""
+    from tests.passes.timm_models import TIMM_MODELS
+
+    if model == "tiny":
+        gm = tiny[0]
+    else:
+        net = TV_MODELS["resnext_tiny"]() if model == "grouped" else TIMM_MODELS["timm_efficientnet_lite_tiny"]()
+        gm = trace(net.eval(), torch.zeros(1, 3, 16, 16))
     target = parse_target("host")
     rng = np.random.default_rng(0)
     low = lower(gm)
@@ -153,3 +161,19 @@ def test_tuning_on_a_board_is_refused_clearly():
 
     with pytest.raises(ConfigError, match="tunes on this host only"):
         Profiler("host", device="rpc://127.0.0.1:9/none", table=LatencyTable(":memory:"), tune_trials=4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["timm_efficientnet_lite_tiny", "tv_efficientnet_sd_tiny"])
+def test_conv_subclasses_and_stochastic_depth_export_and_match_pytorch(tmp_path, name):
+    from hakd.export import export, load
+    from tests.passes.timm_models import TIMM_MODELS
+
+    torch.manual_seed(0)
+    model = randomised(TIMM_MODELS[name]())
+    x = torch.randn(1, 3, 32, 32)
+    result = export(trace(model, x), tmp_path / "e", Profiler("host", table=LatencyTable(tmp_path / "t.sqlite")))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert result.max_abs_error < 1e-5
+    np.testing.assert_allclose(load(tmp_path / "e")(x.numpy()), expected, atol=1e-5, rtol=1e-4)

@@ -153,3 +153,47 @@ def test_a_module_called_twice_ties_its_inputs():
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(rebuild(gm, g, plan)(x), zero_pruned(gm, g, plan, x), atol=1e-6, rtol=0)
+
+
+def test_timm_and_torchvision_blocks_prune_as_far_as_their_structure_allows():
+    from tests.passes.timm_models import TIMM_MODELS
+
+    for name, model in TIMM_MODELS.items():
+        g = groups_of(model())
+        pruned, total = g.conv_coverage()
+        assert pruned == total > 0, (name, [(x.name, x.reason) for x in g if not x.prunable])
+
+
+def test_a_same_padding_conv_subclass_is_a_layer_and_can_be_traced_into_on_request():
+    from hakd.errors import TraceError
+    from tests.passes.timm_models import Conv2dSame, TimmEfficientNetLiteTiny
+
+    gm = trace(TimmEfficientNetLiteTiny(), torch.zeros(1, 3, 32, 32))
+    stem = next(n for n in gm.graph.nodes if n.target == "conv_stem")
+    assert stem.op == "call_module"  # kept whole: hakd prunes it as the conv it is
+    g = find_groups(gm)
+    assert g["conv_stem"].prunable and Member("bn1", "channel") in g["conv_stem"].members
+    with pytest.raises(TraceError, match="Conv2dSame"):  # its forward pads by the input's size: untraceable
+        trace(TimmEfficientNetLiteTiny(), torch.zeros(1, 3, 32, 32), trace_into=[Conv2dSame])
+
+
+class FunctionalStochasticDepth(nn.Module):
+    """A residual through torchvision's fx-wrapped ``stochastic_depth`` function, called directly."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.body, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        from tests.passes.timm_models import stochastic_depth
+
+        x = self.stem(x)
+        return self.head(x + stochastic_depth(self.body(x), 0.2, "row", self.training))
+
+
+def test_stochastic_depth_is_channel_wise_as_a_function_and_as_a_module():
+    gm = trace(FunctionalStochasticDepth(), torch.zeros(1, 3, 8, 8))
+    assert any(n.op == "call_function" and n.target.__name__ == "stochastic_depth" for n in gm.graph.nodes)
+    g = find_groups(gm)
+    assert g["stem"].prunable and Member("body", "out") in g["stem"].members  # the residual stream stays one group
+    assert g.conv_coverage() == (16, 16)

@@ -12,9 +12,10 @@ from hakd.passes.groups import find_groups
 from hakd.passes.rebuild import rebuild, zero_pruned
 from hakd.passes.trace import trace
 from hakd.plan import PrunePlan
+from tests.passes.timm_models import TIMM_MODELS
 from tests.passes.tv_models import TV_MODELS
 
-ALL = {**{n: functools.partial(models.create, n) for n in models.names()}, **TV_MODELS}
+ALL = {**{n: functools.partial(models.create, n) for n in models.names()}, **TV_MODELS, **TIMM_MODELS}
 
 
 def _randomise_bn(model):

@@ -1,0 +1,134 @@
+"""Prepare a traced model for TVM's fx importer: the layers hakd keeps whole, inlined.
+
+hakd's tracer keeps a subclass of Conv2d or Linear whole (a "same padding" conv whose
+forward calls ``F.conv2d`` on its own weight is a layer to prune), and stochastic depth too.
+TVM's importer maps a module call by its exact type, so for inference each such call is
+replaced by what its forward computes in eval mode, traced at the input shape the call
+receives: a forward that reads its input's size (dynamic same padding) is specialised to
+it. Stochastic depth, identity in eval mode, is removed::
+
+    gm = inline_for_import(fold_batchnorm(gm))
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import fx, nn
+
+from hakd.errors import HakdError
+from hakd.layer_types import is_drop_path
+
+__all__ = ["inline_for_import", "InlineError"]
+
+
+class InlineError(HakdError):
+    """A module TVM cannot import as it is could not be traced into either."""
+
+
+class _SizedProxy(fx.Proxy):
+    """The traced forward's input: a proxy whose size is the concrete size the call receives."""
+
+    def __init__(self, node, tracer, size: torch.Size):
+        super().__init__(node, tracer)
+        self._size = size
+
+    def size(self, dim=None):
+        return self._size if dim is None else self._size[dim]
+
+    @property
+    def shape(self):
+        return self._size
+
+    def dim(self):
+        return len(self._size)
+
+    @property
+    def ndim(self):
+        return len(self._size)
+
+
+class _AtShape(fx.Tracer):
+    """Traces one module's forward (torch.nn's own modules stay leaves) with its input's and
+    parameters' sizes known."""
+
+    def __init__(self, size: torch.Size):
+        super().__init__()
+        self.input_size = size
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return _importable(m)
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        value = super().getattr(attr, attr_val, parameter_proxy_cache)
+        if isinstance(value, fx.Proxy) and isinstance(attr_val, torch.Tensor):  # a weight's shape is known too
+            return _SizedProxy(value.node, self, attr_val.shape)
+        return value
+
+    def proxy(self, node):
+        if node.op == "placeholder" and self.input_size is not None:
+            size, self.input_size = self.input_size, None
+            return _SizedProxy(node, self, size)
+        return super().proxy(node)
+
+
+def _importable(m: nn.Module) -> bool:
+    """A module TVM's importer maps as it is: one of torch.nn's own, by exact type."""
+    return type(m).__module__.startswith("torch.nn.") and not isinstance(m, nn.Sequential)
+
+
+def _drop_path(node: fx.Node, gm: fx.GraphModule) -> bool:
+    if node.op == "call_module":
+        return is_drop_path(gm.get_submodule(node.target))
+    return node.op == "call_function" and is_drop_path(node.target)
+
+
+def inline_for_import(gm: fx.GraphModule) -> fx.GraphModule:
+    """``gm`` (changed in place and returned) with every module call TVM cannot import
+    replaced by its forward's graph, and stochastic depth removed."""
+    changed = False
+    while True:  # an inlined forward may call modules that need inlining in turn
+        node = next((n for n in gm.graph.nodes if n.op in ("call_module", "call_function") and (
+            _drop_path(n, gm) or n.op == "call_module" and not _importable(gm.get_submodule(n.target)))), None)
+        if node is None:
+            break
+        changed = True
+        if _drop_path(node, gm):
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+        else:
+            _inline(gm, node)
+    if changed:
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+    return gm
+
+
+def _inline(gm: fx.GraphModule, node: fx.Node) -> None:
+    module = gm.get_submodule(node.target)
+    meta = node.args[0].meta.get("tensor_meta") if node.args and isinstance(node.args[0], fx.Node) else None
+    was_training = module.training
+    module.eval()
+    try:
+        sub = _AtShape(meta.shape if meta is not None else None).trace(module)
+    except Exception as e:
+        raise InlineError(
+            f"TVM cannot import module {node.target!r} ({type(module).__name__}) and its forward cannot be traced into: "
+            f"{type(e).__name__}: {str(e)[:200]}. Replace it by torch.nn modules, or trace with trace_into=[{type(module).__name__}] "
+            "to see which call fails") from e
+    finally:
+        module.train(was_training)
+    env, inputs = {}, list(node.args)
+    with gm.graph.inserting_before(node):
+        for sn in sub.nodes:
+            if sn.op == "placeholder":
+                env[sn] = inputs.pop(0) if inputs else (sn.args[0] if sn.args else None)
+            elif sn.op == "output":
+                result = fx.node.map_arg(sn.args[0], lambda a: env[a])
+            elif sn.op in ("get_attr", "call_module"):
+                args = fx.node.map_arg(sn.args, lambda a: env[a])
+                kwargs = fx.node.map_arg(sn.kwargs, lambda a: env[a])
+                env[sn] = gm.graph.create_node(sn.op, f"{node.target}.{sn.target}", args, kwargs)
+            else:
+                env[sn] = gm.graph.node_copy(sn, lambda a: env[a])
+    node.replace_all_uses_with(result)
+    gm.graph.erase_node(node)
