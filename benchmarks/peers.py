@@ -16,12 +16,20 @@ from hakd.passes.counts import count
 from hakd.plan import PrunePlan
 
 
-def torch_pruning_student(teacher: nn.Module, shape, ratio: float, round_to=None, importance: str = "magnitude") -> nn.Module:
-    """A copy of ``teacher`` pruned by Torch-Pruning at one ``ratio`` for every layer (classifier kept)."""
+IMPORTANCE = ("group_norm", "magnitude")
+
+
+def torch_pruning_student(teacher: nn.Module, shape, ratio: float, round_to=None, importance: str = "group_norm") -> nn.Module:
+    """A copy of ``teacher`` pruned by Torch-Pruning at one ``ratio`` for every layer (classifier kept).
+    ``group_norm``: Torch-Pruning's default, the L2 norm over every layer of a dependency group
+    (DepGraph); ``magnitude``: the L1 norm of the pruned layer's own filters (Li et al.)."""
     import torch_pruning as tp
 
     model = copy.deepcopy(teacher).eval()
-    imp = tp.importance.GroupMagnitudeImportance(p=2) if importance == "magnitude" else tp.importance.GroupNormImportance(p=2)
+    if importance not in IMPORTANCE:
+        raise ValueError(f"importance is one of {IMPORTANCE}, got {importance!r}")
+    imp = (tp.importance.GroupMagnitudeImportance(p=2, group_reduction="mean") if importance == "group_norm"
+           else tp.importance.GroupMagnitudeImportance(p=1, group_reduction="first"))
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
     pruner = tp.pruner.MetaPruner(model, torch.zeros(shape), importance=imp, pruning_ratio=ratio, ignored_layers=last,
                                   round_to=round_to)
@@ -29,7 +37,7 @@ def torch_pruning_student(teacher: nn.Module, shape, ratio: float, round_to=None
     return model
 
 
-def at_params(teacher: nn.Module, shape, params: int, round_to=None, importance: str = "magnitude"):
+def at_params(teacher: nn.Module, shape, params: int, round_to=None, importance: str = "group_norm"):
     """(student, ratio): the Torch-Pruning ratio whose student has the parameter count nearest ``params``."""
     lo, hi, best = 0.0, 0.95, None
     for _ in range(14):

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from hakd.cost.lower import lower
 from hakd.cost.profile import Profiler, ProfileError, sweep_widths
+from hakd.cost.schedules import SCHEDULE_VERSION
 from hakd.errors import StaircaseError
 from hakd.passes.groups import ChannelGroups
 from hakd.passes.rebuild import rebuild
@@ -117,11 +118,11 @@ def model_staircases(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGrou
                                  f"{', '.join(g.name for g in groups.prunable())}")
     small = rebuild(gm, groups, PrunePlan.from_widths(widths, groups.widths()))
     context = profiler.context(lower(small))
-    stairs = Staircases(groups.widths(), profiler.target_key, profiler.measure.threads, context, {})
+    stairs = Staircases(groups.widths(), profiler.target_key, profiler.measure.threads, context, {}, SCHEDULE_VERSION)
     if previous is not None:
         previous.check_model(groups.widths())
         fresh = set(previous.groups) - set(previous.stale_groups(widths))
-        if previous.target == stairs.target and previous.threads == stairs.threads:
+        if (previous.target, previous.threads, previous.kernels) == (stairs.target, stairs.threads, stairs.kernels):  # else: other kernels
             stairs = stairs.with_groups({g: previous.groups[g] for g in names if g in fresh})
     todo = [g for g in names if g not in stairs]
     bar = tqdm(todo, desc="staircases", unit="group", disable=None if progress is None else not progress)

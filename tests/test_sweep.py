@@ -20,7 +20,7 @@ def test_adaptive_sweep_tries_only_the_grid_winners_between_grid_widths(tiny, mo
 
     def spy(self, k, context="warm", only=None):
         timing = kernel(self, k, context, only)
-        calls.append((only, timing.schedule))
+        calls.append((only, timing.schedule, {c.key().split("/")[0] for c in self.candidates(k)}))
         return timing
 
     monkeypatch.setattr(Profiler, "kernel", spy)
@@ -28,9 +28,10 @@ def test_adaptive_sweep_tries_only_the_grid_winners_between_grid_widths(tiny, mo
     monkeypatch.setattr(Profiler, "kernel", kernel)
 
     assert [w for w in sweep.latency if w not in grid_points(groups["conv1.0"].width)], "no width between grid widths"
-    restricted = [(only, chosen) for only, chosen in calls if only]
-    assert restricted and all(chosen in only for only, chosen in restricted)
-    assert all(len(only) <= 2 for only, _ in restricted)
+    template = lambda key: key.split("/")[0]  # noqa: E731  (tiles follow the width: the template transfers)
+    restricted = [(only, chosen, {template(k) for k in only}, offered) for only, chosen, offered in calls if only]
+    assert restricted and all(template(chosen) in wanted or not wanted & offered for _, chosen, wanted, offered in restricted)
+    assert all(len(only) <= 2 for only, *_ in restricted)
 
     every = Profiler("host", table=LatencyTable(":memory:"), measure=QUICK)  # every candidate at the same widths
     context = every.context(lower(gm))
@@ -96,3 +97,25 @@ def test_the_same_profiler_sweeps_warm_without_timing_again(tiny, tmp_path, monk
     monkeypatch.setattr(prof.runner, "time", lambda *a, **k: timed.append(a) or time(*a, **k))
     warm = group_staircase(prof, gm, groups, "conv1.0")
     assert timed == [] and warm.evaluations > 0 and cold.optimal  # every kernel here was timed (twice) already
+
+
+def test_staircases_timed_with_other_kernels_are_measured_again(tiny, tmp_path):
+    import dataclasses
+
+    from hakd.cost.schedules import SCHEDULE_VERSION
+    from hakd.staircases import Staircases
+    from hakd.sweep import load_or_measure
+
+    gm, groups = tiny
+    prof = Profiler("host", table=LatencyTable(tmp_path / "t.sqlite"), measure=QUICK)
+    path = tmp_path / "staircases.json"
+    from hakd.plan import PrunePlan
+
+    plan = PrunePlan({}, groups.widths())
+    first = load_or_measure(path, prof, gm, groups, plan, log=lambda s: None)
+    assert first.kernels == SCHEDULE_VERSION and Staircases.load(path).kernels == SCHEDULE_VERSION
+    old = dataclasses.replace(first, kernels=SCHEDULE_VERSION - 1,
+                              groups={g: dataclasses.replace(st, latency={w: 1.0 for w in st.latency}) for g, st in first.groups.items()})
+    old.save(path)  # as a file written before the templates changed
+    again = load_or_measure(path, prof, gm, groups, plan, log=lambda s: None)
+    assert again.kernels == SCHEDULE_VERSION and all(set(st.latency.values()) != {1.0} for st in again.groups.values())

@@ -5,14 +5,18 @@ forward calls ``F.conv2d`` on its own weight is a layer to prune), and stochasti
 TVM's importer maps a module call by its exact type, so for inference each such call is
 replaced by what its forward computes in eval mode, traced at the input shape the call
 receives: a forward that reads its input's size (dynamic same padding) is specialised to
-it. Stochastic depth, identity in eval mode, is removed::
+it. Stochastic depth, identity in eval mode, is removed, and nearest upsampling becomes an
+exact repeat::
 
     gm = inline_for_import(fold_batchnorm(gm))
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from hakd.errors import HakdError
@@ -71,9 +75,17 @@ class _AtShape(fx.Tracer):
         return super().proxy(node)
 
 
+@functools.lru_cache(maxsize=1)
+def _importer_types() -> frozenset:
+    from tvm.relax.frontend.torch.fx_translator import TorchFXImporter
+
+    return frozenset(k for k in TorchFXImporter().create_convert_map() if isinstance(k, type))
+
+
 def _importable(m: nn.Module) -> bool:
-    """A module TVM's importer maps as it is: one of torch.nn's own, by exact type."""
-    return type(m).__module__.startswith("torch.nn.") and not isinstance(m, nn.Sequential)
+    """A module TVM's importer maps as it is (by exact type); others (a Conv2d subclass,
+    nn.Upsample) are inlined into the functions their forward calls."""
+    return type(m) in _importer_types()
 
 
 def _drop_path(node: fx.Node, gm: fx.GraphModule) -> bool:
@@ -100,12 +112,53 @@ def inline_for_import(gm: fx.GraphModule) -> fx.GraphModule:
     if changed:
         gm.graph.eliminate_dead_code()
         gm.recompile()
+    if any(n.op == "call_function" and n.target is F.interpolate for n in gm.graph.nodes):
+        _shapes(gm)
+        if _nearest_upsampling_as_repeat(gm):
+            gm.recompile()
     return gm
+
+
+def _shapes(gm: fx.GraphModule) -> None:
+    """Every node's ``tensor_meta`` again (inlined nodes have none), from the traced input shape."""
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    inputs = [torch.zeros(n.meta["tensor_meta"].shape, dtype=n.meta["tensor_meta"].dtype) for n in gm.graph.nodes if n.op == "placeholder"]
+    with torch.no_grad():
+        ShapeProp(gm).propagate(*inputs)
+
+
+def _nearest_upsampling_as_repeat(gm: fx.GraphModule) -> bool:
+    """Nearest upsampling by whole factors as reshape + expand + reshape: exact, where TVM 0.27
+    imports ``F.interpolate(mode="nearest")`` with other rounding than PyTorch (errors ~1e-2)."""
+    changed = False
+    for node in list(gm.graph.nodes):
+        if not (node.op == "call_function" and node.target is F.interpolate):
+            continue
+        arg = lambda i, key, default=None: node.kwargs.get(key, node.args[i] if len(node.args) > i else default)  # noqa: E731
+        meta, out = node.args[0].meta.get("tensor_meta"), node.meta.get("tensor_meta")
+        if arg(3, "mode", "nearest") != "nearest" or meta is None or out is None or len(meta.shape) != 4:
+            continue
+        (n, c, h, w), (oh, ow) = meta.shape, out.shape[2:]
+        if oh % h or ow % w:
+            continue
+        with gm.graph.inserting_before(node):
+            x = gm.graph.call_method("reshape", (node.args[0], n, c, h, 1, w, 1))
+            x = gm.graph.call_method("expand", (x, n, c, h, oh // h, w, ow // w))
+            x = gm.graph.call_method("reshape", (x, n, c, oh, ow))
+        node.replace_all_uses_with(x)
+        gm.graph.erase_node(node)
+        changed = True
+    return changed
 
 
 def _inline(gm: fx.GraphModule, node: fx.Node) -> None:
     module = gm.get_submodule(node.target)
-    meta = node.args[0].meta.get("tensor_meta") if node.args and isinstance(node.args[0], fx.Node) else None
+    source = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+    if source is not None and "tensor_meta" not in source.meta:  # made by an earlier inlining
+        gm.recompile()
+        _shapes(gm)
+    meta = source.meta.get("tensor_meta") if source is not None else None
     was_training = module.training
     module.eval()
     try:

@@ -186,10 +186,13 @@ class Profiler:
         """The fastest schedule of a kernel (every candidate timed once, ever, per table and context;
         a winner built in this run timed once more, the lower value kept: :meth:`retime`).
 
-        ``only``: schedule keys to try (others skipped; all when none of them applies)."""
+        ``only``: schedule keys to try (others skipped); where none applies (tiles follow the
+        channel count), the candidates of their templates; all when none of those applies."""
         configs = self.candidates(kernel)
         if only:
-            configs = [c for c in configs if c.key() in only] or configs
+            templates = {ScheduleConfig.from_key(k).template for k in only}
+            configs = ([c for c in configs if c.key() in only] or [c for c in configs if c.template in templates]
+                       or configs)
         results = [(cfg, self.time_config(kernel, cfg, context)) for cfg in configs]
         ok = [(cfg, m) for cfg, m in results if m.ok]
         if not ok:

@@ -164,13 +164,14 @@ def test_tuning_on_a_board_is_refused_clearly():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["timm_efficientnet_lite_tiny", "tv_efficientnet_sd_tiny"])
-def test_conv_subclasses_and_stochastic_depth_export_and_match_pytorch(tmp_path, name):
+@pytest.mark.parametrize("name", ["timm_efficientnet_lite_tiny", "tv_efficientnet_sd_tiny", "spatial_flatten"])
+def test_modules_tvm_does_not_import_are_inlined_and_export_matches_pytorch(tmp_path, name):
+    """Conv subclasses (same padding), stochastic depth, nn.Upsample (spatial_flatten)."""
     from hakd.export import export, load
     from tests.passes.timm_models import TIMM_MODELS
 
     torch.manual_seed(0)
-    model = randomised(TIMM_MODELS[name]())
+    model = randomised({**TIMM_MODELS, **TV_MODELS}[name]())
     x = torch.randn(1, 3, 32, 32)
     result = export(trace(model, x), tmp_path / "e", Profiler("host", table=LatencyTable(tmp_path / "t.sqlite")))
     with torch.no_grad():

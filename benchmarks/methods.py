@@ -1,0 +1,200 @@
+"""HAKD against Fisher, Deep Compression, L1, uniform, round-to-8 and Torch-Pruning: accuracy and measured latency.
+
+    TVM_NUM_THREADS=1 .venv/bin/python benchmarks/methods.py [--models resnet20] [--seeds 0,1] \
+        [--epochs 1] [--limit-train 20000] [--rounds 7]
+
+Needs the bench extra (`pip install -e .[bench]`: torch-pruning, onnxruntime) and the real
+Fashion-MNIST. Per model: the teacher and its Fisher plan at --keep of the parameters come from
+benchmarks/snap.py's `prepare` (trained and pruned through the CLI when missing, in runs/bench/).
+Students, all rebuilt from the same teacher:
+
+- Fisher; HAKD snap up and snap down (the Fisher plan on its staircases); HAKD budget = the
+  Fisher student's predicted latency (importance kept);
+- L1 and uniform at the Fisher student's parameters (bisection on the fraction); round-to-8 (the
+  Fisher plan's widths rounded down to multiples of 8 by L1);
+- Torch-Pruning 1.6 (its default group-norm importance, and the L1 magnitude of each pruned layer,
+  with and without `round_to=8`) at the Fisher student's parameters;
+
+each rebuilt from the teacher's weights and distilled from the teacher with one recipe (DistillConfig: KD + AT, inherit, --epochs on the
+first --limit-train training images, lr 0.01), once per seed. Deep Compression (Han et al.:
+magnitude pruning to 90% sparsity with fine-tuning, on the one training loop, same images) keeps
+the teacher's dense shape: on a dense backend it runs at the teacher's latency.
+Latency: every student exported by hakd (its measured schedules) and by ONNX (ONNX Runtime, one
+thread, all optimisations), timed in --rounds interleaved rounds; ratios to the Fisher student per
+round, median reported. Writes results/methods.csv, methods.md and methods_<model>.png.
+Columns: benchmarks/README.md.
+"""
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from hakd import data as datasets
+from hakd.baselines.deep_compression import prune_and_finetune
+from hakd.baselines.widths import fit_fraction, l1_plan, round_to_multiple, uniform_plan
+from hakd.budget import fit_budget
+from hakd.config import DataConfig, DistillConfig
+from hakd.cost.profile import Profiler
+from hakd.cost.table import LatencyTable
+from hakd.distill import distill
+from hakd.export import export, export_onnx, load
+from hakd.passes.counts import count
+from hakd.passes.groups import find_groups
+from hakd.passes.rebuild import rebuild
+from hakd.passes.snap import snap
+from hakd.passes.trace import trace
+from hakd.prune_folder import load_prune_folder
+from hakd.report import plot_accuracy_latency
+from hakd.sweep import load_or_measure, predict
+from hakd.train import evaluate
+from backends import time_call  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from common import RESULTS, write_csv  # noqa: E402
+from peers import IMPORTANCE, at_params, plan_from_pruned  # noqa: E402
+from snap import RUNS, SHAPE, prepare  # noqa: E402
+
+
+def plans_of(name, args, prof):
+    """(teacher graph, its groups, {method: plan}). Every plan is a choice of the teacher's
+    channels: students are rebuilt from the teacher's weights, whatever chose their widths (the
+    Fisher run's own fine-tuned weights are not used), so only the widths and channels differ."""
+    teacher, folder = prepare(name, args)
+    base, _, fisher, importance = load_prune_folder(folder)
+    gm = trace(teacher.eval(), torch.zeros(SHAPE))
+    groups = find_groups(gm)
+    fisher.validate(groups)
+    stairs = load_or_measure(folder / "staircases.json", prof, base, groups, fisher, log=lambda s: None)
+    params, _ = count(rebuild(gm, groups, fisher), SHAPE)
+    full, _ = count(gm, SHAPE)
+    plans = {"fisher": fisher, "hakd_snap_up": snap(fisher, stairs, importance, "up"),
+             "hakd_snap_down": snap(fisher, stairs, importance, "down"),
+             "hakd_budget=fisher": fit_budget(prof, gm, groups, fisher, stairs, importance, predict(prof, gm, groups, fisher),
+                                              log=lambda s: None).plan,
+             "l1": fit_fraction(lambda f: l1_plan(gm, groups, f), gm, groups, params / full, SHAPE),
+             "uniform": fit_fraction(lambda f: uniform_plan(groups, f), gm, groups, params / full, SHAPE),
+             "round_to_8": round_to_multiple(fisher, groups, gm, 8, "down")}
+    for importance_kind in IMPORTANCE:
+        for round_to in (None, 8):
+            student, _ = at_params(teacher, SHAPE, params, round_to, importance_kind)
+            plans[f"torch_pruning_{importance_kind}{'_r8' if round_to else ''}"] = plan_from_pruned(teacher, student, groups)
+    return gm, groups, plans
+
+
+def trained_students(name, args, gm, groups, plans, train, test):
+    """{method: {seed: (student graph, test accuracy)}}: every plan distilled once per seed, and Deep Compression."""
+    out = {}
+    for method, plan in plans.items():
+        for seed in args.seeds:
+            config = DistillConfig(epochs=args.epochs, lr=0.01, seed=seed, threads=1)
+            student = rebuild(gm, groups, plan)
+            folder = RUNS / "methods" / name / f"{method.replace('=', '-')}-s{seed}"
+            history = distill(gm, student, train, test, config, folder, resume=True, progress=False)
+            out.setdefault(method, {})[seed] = (student.eval(), history[-1]["test_acc"])
+            print(f"{name} {method} seed {seed}: {history[-1]['test_acc']:.4f}", flush=True)
+    for seed in args.seeds:
+        dense = copy.deepcopy(gm).train()
+        steps = max(1, args.epochs * len(train.images) // 128 // 3)  # the same images over three sparsity stages
+        prune_and_finetune(dense, train, schedule=(0.5, 0.75, 0.9), steps_per_stage=steps, lr=0.01, seed=seed)
+        out.setdefault("deep_compression", {})[seed] = (dense.eval(), evaluate(dense.eval(), test)[1])
+    out["teacher"] = {seed: (gm, evaluate(gm.eval(), test)[1]) for seed in args.seeds}
+    return out
+
+
+def latencies(name, students, prof, rounds):
+    """{method: (hakd seconds per round, ONNX Runtime seconds per round, predicted s, export error)} for seed 0's student."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    calls, meta = {}, {}
+    x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+    for method, by_seed in students.items():
+        student = next(iter(by_seed.values()))[0]
+        folder = RUNS / "methods" / name / "exports" / method.replace("=", "-")
+        result = export(trace(student, torch.zeros(SHAPE)), folder, prof)
+        session = ort.InferenceSession(str(export_onnx(student, folder / "model.onnx", torch.zeros(SHAPE))), opts,
+                                       providers=["CPUExecutionProvider"])
+        calls[method] = (load(folder), lambda a, s=session: s.run(None, {"input": a})[0])
+        meta[method] = (result.predicted_latency_s, result.max_abs_error)
+    times = {m: ([], []) for m in calls}
+    for r in range(rounds):
+        order = list(calls)[r % len(calls):] + list(calls)[:r % len(calls)]
+        for method in order:
+            for i, fn in enumerate(calls[method]):
+                times[method][i].append(time_call(fn, x, 0.2))
+    return {m: (*times[m], *meta[m]) for m in calls}
+
+
+def rows_of(name, args, gm, groups, plans, students, timing):
+    base_hakd, base_ort = timing["fisher"][0], timing["fisher"][1]
+    fisher_params, _ = count(rebuild(gm, groups, plans["fisher"]), SHAPE)
+    rows = []
+    for method, by_seed in students.items():
+        model = next(iter(by_seed.values()))[0]
+        params, macs = count(model, SHAPE)
+        if method == "deep_compression":  # its zeros are stored sparsely; its dense shape is the teacher's
+            params = int(sum(int((p != 0).sum()) for p in model.parameters()))
+        accs = [acc for _, acc in by_seed.values()]
+        hakd_s, ort_s, predicted, error = timing[method]
+        over = lambda ts, base: statistics.median(t / b for t, b in zip(ts, base))  # noqa: E731
+        rows.append(dict(model=name, method=method, params=params, params_over_fisher=f"{params / fisher_params:.3f}", macs=macs,
+                         accuracy_mean=f"{np.mean(accs):.4f}", accuracy_spread=f"{max(accs) - min(accs):.4f}",
+                         seeds=len(accs), hakd_us=f"{statistics.median(hakd_s) * 1e6:.1f}",
+                         hakd_over_fisher=f"{over(hakd_s, base_hakd):.3f}", onnxruntime_us=f"{statistics.median(ort_s) * 1e6:.1f}",
+                         onnxruntime_over_fisher=f"{over(ort_s, base_ort):.3f}", predicted_us=f"{predicted * 1e6:.1f}",
+                         macs_per_us_hakd=f"{macs / (statistics.median(hakd_s) * 1e6):.0f}", max_abs_error=f"{error:.1e}",
+                         recipe=f"distil KD+AT {args.epochs} epoch(s) x {args.limit_train} images, lr 0.01"
+                         if method not in ("teacher", "deep_compression") else
+                         ("teacher" if method == "teacher" else "magnitude 50/75/90% + fine-tune, same images")))
+        print(rows[-1], flush=True)
+    plot_accuracy_latency([(r["method"], float(r["hakd_us"]) * 1e-6, float(r["accuracy_mean"])) for r in rows],
+                          RESULTS / f"methods_{name}.png",
+                          f"{name} on Fashion-MNIST: accuracy (mean of {len(args.seeds)} seeds) against latency measured with "
+                          "hakd's compiled backend, 1 thread, batch 1")
+    return rows
+
+
+def markdown(rows):
+    keys = ["model", "method", "params_over_fisher", "accuracy_mean", "accuracy_spread", "hakd_us", "hakd_over_fisher",
+            "onnxruntime_us", "onnxruntime_over_fisher"]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    (RESULTS / "methods.md").write_text("\n".join(lines) + "\n")
+
+
+def run():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", nargs="+", default=["resnet20"])
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--epochs", type=int, default=1, help="distillation epochs of every student")
+    ap.add_argument("--limit-train", type=int, default=20000, help="training images every student sees per epoch")
+    ap.add_argument("--teacher-epochs", dest="teacher_epochs", type=int, default=2)
+    ap.add_argument("--keep", type=float, default=0.5, help="Fisher: fraction of the parameters kept")
+    ap.add_argument("--prune-every", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    teacher_args = argparse.Namespace(epochs=args.teacher_epochs, keep=args.keep, prune_every=args.prune_every)
+    torch.set_num_threads(1)
+    train, test = datasets.load(DataConfig("fashion-mnist", limit_train=args.limit_train))
+    rows = []
+    for name in args.models:
+        t0 = time.time()
+        (RUNS / "methods").mkdir(parents=True, exist_ok=True)
+        prof = Profiler("host", table=LatencyTable(RUNS / "methods" / f"{name}.sqlite"))
+        gm, groups, plans = plans_of(name, teacher_args, prof)
+        students = trained_students(name, args, gm, groups, plans, train, test)
+        timing = latencies(name, students, prof, args.rounds)
+        rows += rows_of(name, args, gm, groups, plans, students, timing)
+        write_csv("methods.csv", rows)
+        markdown(rows)
+        print(f"{name}: {time.time() - t0:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run()
