@@ -34,7 +34,7 @@ def test_aarch64_kernel_under_qemu_matches_host(tiny, tmp_path):
     for k in lower(gm).kernels.values():
         if k.kind == "generic":
             continue
-        for cfg in candidates(k.func)[:2]:
+        for cfg in [c for c in candidates(k.func) if c.template != "default"]:  # every hakd template, on NEON too
             func = apply_schedule(k.func, cfg)
             lib, _ = build_kernel(func, a57)
             so = tmp_path / f"{k.name}.so"
