@@ -2,8 +2,9 @@
 
 hakd's tracer keeps a subclass of Conv2d or Linear whole (a "same padding" conv whose
 forward calls ``F.conv2d`` on its own weight is a layer to prune), and stochastic depth too.
-TVM's importer maps a module call by its exact type, so for inference each such call is
-replaced by what its forward computes in eval mode, traced at the input shape the call
+TVM's importer maps a module call by its exact type, so for inference each such call (and
+any module it does not map, such as ``nn.Upsample``) is replaced by what its forward
+computes in eval mode, traced at the input shape the call
 receives: a forward that reads its input's size (dynamic same padding) is specialised to
 it. Stochastic depth, identity in eval mode, is removed, and nearest upsampling becomes an
 exact repeat::
@@ -52,7 +53,7 @@ class _SizedProxy(fx.Proxy):
 
 
 class _AtShape(fx.Tracer):
-    """Traces one module's forward (torch.nn's own modules stay leaves) with its input's and
+    """Traces one module's forward (modules TVM imports stay leaves) with its input's and
     parameters' sizes known."""
 
     def __init__(self, size: torch.Size):

@@ -105,9 +105,8 @@ class ChannelGroups:
         """(conv output channels in prunable groups, all conv output channels that do not reach
         the model output): how much of a model hakd can prune. A layer called twice counts once."""
         pruned = total = 0
-        for rec in {r.module: r for r in self.records.values() if r.kind in ("conv", "depthwise", "grouped")}.values():
-            if rec.kind == "depthwise":  # its channels are its input's: counted where they are produced
-                continue
+        # a depthwise conv's channels are its input's: counted where they are produced
+        for rec in {r.module: r for r in self.records.values() if r.kind in ("conv", "grouped")}.values():
             gidx, _ = self.locate(rec.out_ids)
             for g in gidx[gidx >= 0]:
                 group = self.groups[g]
