@@ -30,23 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hakd import models
 from hakd.cost.profile import Profiler
 from hakd.export import META, export, export_onnx, load
 from hakd.passes.trace import trace
-from common import write_csv
+from common import calibrated, write_csv
 
 SIZES = {"32": (1, 3, 32, 32), "28": (1, 1, 28, 28)}
-
-
-def calibrated(name, shape):
-    """A zoo model with BatchNorm statistics from random batches (no degenerate activations)."""
-    torch.manual_seed(0)
-    model = models.create(name, in_channels=shape[1]).train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.randn(16, *shape[1:]))
-    return model.eval()
 
 
 def backends(model, gm, shape, folder: Path):

@@ -3,6 +3,10 @@
 import csv
 from pathlib import Path
 
+import torch
+
+from hakd import models
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -16,3 +20,14 @@ def write_csv(name: str, rows: list) -> Path:
         w.writerows(rows)
     print(f"wrote {path}", flush=True)
     return path
+
+
+def calibrated(name: str, shape=(1, 3, 32, 32)):
+    """A zoo model in eval mode whose BatchNorm statistics come from 3 forward passes on random
+    batches, so its activations (and comparisons between backends) are not degenerate."""
+    torch.manual_seed(0)
+    model = models.create(name, in_channels=shape[1]).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(16, *shape[1:]))
+    return model.eval()

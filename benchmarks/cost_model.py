@@ -36,7 +36,7 @@ from hakd.export import export, load  # noqa: E402
 from hakd.passes.groups import find_groups  # noqa: E402
 from hakd.passes.trace import trace  # noqa: E402
 from hakd.report import measured_on, plot_sweeps  # noqa: E402
-from common import RESULTS, write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from common import RESULTS, calibrated, write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SHAPE = (1, 3, 32, 32)
 
@@ -48,17 +48,6 @@ def torch_eager_s(model, repeat=20):
             model(x)
         runs = [timeit.timeit(lambda: model(x), number=10) / 10 for _ in range(repeat)]
     return statistics.median(runs)
-
-
-def calibrated(name):
-    """A zoo model whose BatchNorm statistics come from forward passes on random images, so its
-    activations (and the comparison with PyTorch) are not degenerate as in a fresh model."""
-    torch.manual_seed(0)
-    model = models.create(name).train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.randn(16, *SHAPE[1:]))
-    return model.eval()
 
 
 def retimed_prediction_s(gm, prof):
@@ -76,7 +65,7 @@ def e2e(names, folder, rounds=3):
     model; rounds interleave the two so that a noisy spell of the machine hits both."""
     rows = []
     for name in names:
-        model = calibrated(name)
+        model = calibrated(name, SHAPE)
         gm = trace(model, torch.zeros(SHAPE))
         predicted, measured, noise, adjacent = [], [], [], []
         for r in range(rounds):
@@ -185,7 +174,7 @@ def profile_time(name="resnet56"):
 
 def tune(name="resnet20", trials=32):
     """meta_schedule against hakd's templates on the distinct 3x3 convolutions of one model."""
-    gm = trace(calibrated(name), torch.zeros(SHAPE))
+    gm = trace(calibrated(name, SHAPE), torch.zeros(SHAPE))
     rows = []
     with tempfile.TemporaryDirectory() as d:
         prof = Profiler("host", table=LatencyTable(Path(d) / "t.sqlite"), tune_trials=trials)

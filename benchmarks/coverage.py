@@ -6,9 +6,10 @@ For every model family the tests hold (hakd's zoo, torchvision-style and timm-st
 written as their authors write them), traced as a new user would: `trace(model, x)`, and if
 tracing fails, again with the failing module kept whole, as hakd's error message advises.
 Also says whether the traced model lowers to TVM (what measuring and export need).
-Writes results/coverage.csv (columns: benchmarks/README.md). The share leaves out channels
-that reach the model output (a classifier's), which no pruner may remove. It computes the
-share from `ChannelGroups.records` itself, so the same script measures older checkouts.
+Writes results/coverage.csv (columns: benchmarks/README.md). The share is
+`ChannelGroups.conv_coverage()`: it leaves out channels that reach the model output (a
+classifier's), which no pruner may remove. Checkouts older than that method were measured
+with this script as of commit d80fb89, which computed the same share itself.
 """
 
 import argparse
@@ -49,23 +50,6 @@ def traced_as_a_user_would(model, x):
     raise RuntimeError("tracing kept failing")
 
 
-def coverage(groups):
-    """(conv output channels in prunable groups, those not reaching the output), each conv once."""
-    pruned = total = 0
-    seen = set()
-    for rec in groups.records.values():
-        if rec.kind not in ("conv", "grouped") or rec.module in seen:
-            continue
-        seen.add(rec.module)
-        gidx, _ = groups.locate(rec.out_ids)
-        for g in gidx[gidx >= 0]:
-            group = groups.groups[g]
-            if group.prunable or "reaches the model output" not in (group.reason or ""):
-                total += 1
-                pruned += group.prunable
-    return pruned, total
-
-
 def run():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--label", default="now", help="what this checkout is (a column of the CSV)")
@@ -78,7 +62,7 @@ def run():
         model = make().eval()
         gm, remedy = traced_as_a_user_would(model, torch.zeros(1, 3, 32, 32))
         groups = find_groups(gm)
-        pruned, total = coverage(groups)
+        pruned, total = groups.conv_coverage()
         blocked = sorted({(g.reason or "").split(": ")[-1][:80] for g in groups if not g.prunable
                           and "reaches the model output" not in (g.reason or "") and "model input" not in (g.reason or "")})
         try:
