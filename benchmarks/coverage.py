@@ -1,6 +1,7 @@
 """How much of each model hakd can prune: conv output channels in prunable groups.
 
     .venv/bin/python benchmarks/coverage.py [--label now] [--out coverage.csv]
+    .venv/bin/python benchmarks/coverage.py --update-now   # this checkout as the "now" columns of coverage.csv
 
 For every model family the tests hold (hakd's zoo, torchvision-style and timm-style blocks
 written as their authors write them), traced as a new user would: `trace(model, x)`, and if
@@ -13,6 +14,7 @@ with this script as of commit d80fb89, which computed the same share itself.
 """
 
 import argparse
+import csv
 import re
 import sys
 from pathlib import Path
@@ -26,7 +28,7 @@ from hakd.cost.lower import lower  # noqa: E402
 from hakd.errors import TraceError  # noqa: E402
 from hakd.passes.groups import find_groups  # noqa: E402
 from hakd.passes.trace import trace  # noqa: E402
-from common import write_csv  # noqa: E402
+from common import RESULTS, write_csv  # noqa: E402
 from tests.passes.tv_models import TV_MODELS  # noqa: E402
 
 try:
@@ -54,6 +56,9 @@ def run():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--label", default="now", help="what this checkout is (a column of the CSV)")
     ap.add_argument("--out", default="coverage.csv")
+    ap.add_argument("--update-now", action="store_true",
+                    help="rewrite the *_now columns of results/coverage.csv (a before/now table) from this checkout, "
+                         "keeping its *_before columns (empty for a model that is new since)")
     args = ap.parse_args()
     families = {**{n: (lambda n=n: models.create(n)) for n in models.names()}, **TV_MODELS, **TIMM_MODELS}
     rows = []
@@ -74,7 +79,17 @@ def run():
                          share=f"{pruned / total:.3f}", groups=len(groups), prunable_groups=len(groups.prunable()),
                          user_had_to=remedy, blocked_by=" | ".join(blocked), compiles_with_tvm=lowers))
         print(rows[-1], flush=True)
-    write_csv(args.out, rows)
+    write_csv("coverage.csv", before_and_now(rows)) if args.update_now else write_csv(args.out, rows)
+
+
+def before_and_now(rows):
+    """The before/now table: *_before columns from results/coverage.csv, *_now from ``rows``."""
+    with open(RESULTS / "coverage.csv", newline="") as f:
+        before = {r["model"]: r for r in csv.DictReader(f)}
+    return [dict(model=r["model"], conv_channels=r["conv_channels"], share_before=before.get(r["model"], {}).get("share_before", ""),
+                 share_now=r["share"], compiles_before=before.get(r["model"], {}).get("compiles_before", ""),
+                 compiles_now=r["compiles_with_tvm"], before_user_had_to=before.get(r["model"], {}).get("before_user_had_to", ""),
+                 now_blocked_by=r["blocked_by"]) for r in rows]
 
 
 if __name__ == "__main__":

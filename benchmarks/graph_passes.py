@@ -17,14 +17,13 @@ from hakd import models
 from hakd.passes.groups import find_groups
 from hakd.passes.rebuild import rebuild
 from hakd.passes.trace import trace
-from hakd.plan import PrunePlan
 from common import write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def half_plan(groups):
     rng = np.random.default_rng(0)
     keep = {g.name: tuple(sorted(rng.choice(g.width, max(1, g.width // 2), replace=False).tolist())) for g in groups.prunable()}
-    return PrunePlan(keep, groups.widths())
+    return groups.plan(keep=keep)
 
 
 def time_once(name, shape):

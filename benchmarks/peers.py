@@ -65,4 +65,4 @@ def plan_from_pruned(teacher: nn.Module, student: nn.Module, groups) -> PrunePla
         if len(set(index)) != len(index):
             raise ValueError(f"group {g.name}: running means are not unique; cannot tell its kept channels apart")
         keep[g.name] = tuple(sorted(index))
-    return PrunePlan(keep, groups.widths(), note="torch-pruning")
+    return groups.plan(keep=keep, note="torch-pruning")

@@ -28,7 +28,6 @@ from hakd.export import export, load
 from hakd.passes.counts import count
 from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import snap
-from hakd.plan import PrunePlan
 from hakd.sweep import model_staircases, predict
 from hakd.train import load_trained
 from common import write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
@@ -93,7 +92,7 @@ def students(name, args, prof, table_rows):
     plans["budget=fisher"] = fit_budget(prof, gm, groups, fisher, stairs, importance, fisher_s).plan
     plans["budget=fisher,params"] = fit_budget(prof, gm, groups, fisher, stairs, importance, fisher_s, value="params").plan
     fisher_params, _ = count(rebuild(gm, groups, fisher), SHAPE)
-    teacher_s = predict(prof, gm, groups, PrunePlan({}, groups.widths()))
+    teacher_s = predict(prof, gm, groups, groups.plan())
     for round_to in (None, 8):
         tag = f"torch_pruning{'_r8' if round_to else ''}"
         tp_student, ratio = at_params(teacher, SHAPE, fisher_params, round_to)

@@ -102,7 +102,6 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     from hakd.passes.rebuild import rebuild
     from hakd.passes.snap import snap as snap_plan
     from hakd.passes.trace import trace
-    from hakd.plan import PrunePlan
     from hakd.prune_folder import STAIRS, write_prune_folder
     from hakd.report_data import build_report
 
@@ -124,7 +123,7 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     seconds["staircases"] = time.time() - t
 
     t = time.time()  # 5. widths at optimal points of their staircases, or a whole latency budget
-    teacher_s = sweep.predict(profiler, fisher.model, groups, PrunePlan({}, groups.widths()))
+    teacher_s = sweep.predict(profiler, fisher.model, groups, groups.plan())
     budget_s = budget_s if budget_s is not None or budget is None else budget * teacher_s
     decision = {"snap": None if budget_s is not None else snap, "budget": budget, "budget_s": budget_s if budget is None else None}
     plan = _decided(out / "student", decision, groups)  # a rerun keeps the widths it chose (the table may have moved)

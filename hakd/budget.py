@@ -56,15 +56,16 @@ def params_per_channel(gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePla
     """Parameters one channel of each named group holds, with the other groups as in ``plan``."""
     shape = input_shape(gm)
     widths = plan.pruned_widths()
-    base, _ = count(rebuild(gm, groups, PrunePlan.from_widths(widths, groups.widths())), shape)
+    base, _ = count(rebuild(gm, groups, groups.plan(widths)), shape)
     out = {}
     for g in names:
-        other = widths[g] - 1 if widths[g] > 1 else widths[g] + 1
-        if other > groups[g].width:  # a group of width 1
+        step = groups[g].slices  # a group in slices moves one channel per slice
+        other = widths[g] - step if widths[g] > step else widths[g] + step
+        if other > groups[g].width:  # a group of one channel (per slice)
             out[g] = 0.0
             continue
-        params, _ = count(rebuild(gm, groups, PrunePlan.from_widths({**widths, g: other}, groups.widths())), shape)
-        out[g] = abs(base - params)
+        params, _ = count(rebuild(gm, groups, groups.plan({**widths, g: other})), shape)
+        out[g] = abs(base - params) / step
     return out
 
 

@@ -84,7 +84,7 @@ def _prune(args):
                 print(f"latency target: {args.amount} x {full_s * 1e6:.1f} us = {amount * 1e6:.1f} us on {prof.target_key}")
             if args.penalty_on == "latency":
                 stairs = sweep.load_or_measure(out / "unpruned-staircases.json", prof, gm, groups, None)
-                latency_saved = sweep.latency_saved(stairs, full_s)
+                latency_saved = sweep.latency_saved(stairs, full_s, groups.slices())
         config = PruneConfig(target=args.target, amount=amount, prune_every=args.prune_every, penalty=args.penalty,
                              penalty_on=args.penalty_on, threads=args.threads)
         result = fisher_prune(gm, groups, train, config, out, resume=args.resume, latency_of=latency_of,
@@ -120,7 +120,6 @@ def _snap(args):
     from hakd import sweep
     from hakd.budget import fit_budget
     from hakd.passes.snap import snap
-    from hakd.plan import PrunePlan
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
@@ -145,7 +144,7 @@ def _snap(args):
         new = snap(plan, stairs, importance, args.mode)
         summary["mode"] = args.mode
     else:
-        unpruned_s = sweep.predict(prof, gm, groups, PrunePlan({}, groups.widths()))
+        unpruned_s = sweep.predict(prof, gm, groups, groups.plan())
         budget_s = args.budget * unpruned_s if args.budget is not None else args.budget_us * 1e-6
         result = fit_budget(prof, gm, groups, plan, stairs, importance, budget_s, value=args.value)
         new, stairs = result.plan, result.staircases

@@ -63,7 +63,7 @@ def diagnose(model: nn.Module, example_input: torch.Tensor, profiler: Profiler, 
             not_widened.append(g.name)
     wide = trace(widen(gm, groups, widths), example_input)
     wide_groups = find_groups(wide)
-    plan = PrunePlan.from_widths(groups.widths(), wide_groups.widths(), note="the model as it is")
+    plan = PrunePlan.from_widths(groups.widths(), wide_groups.widths(), "the model as it is", wide_groups.slices())
     stairs = model_staircases(profiler, wide, wide_groups, plan, only=names, log=log)
     rows = [{"group": g, **diagnose_width(st, plan.width(g))} for g, st in stairs.groups.items()]
     importance = l1_importance(wide, wide_groups)

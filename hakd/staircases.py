@@ -80,9 +80,10 @@ class GroupStaircase:
                                  f"(widths 1..{self.full_width})")
         return curve[min(wider)]
 
-    def saving(self, width: int) -> float:
-        """Seconds saved by removing one channel at ``width`` (0 for width 1)."""
-        return 0.0 if width <= 1 else max(0.0, self.at(width) - self.at(width - 1))
+    def saving(self, width: int, step: int = 1) -> float:
+        """Seconds saved per channel by removing ``step`` channels at ``width`` (0 at the
+        narrowest width; ``step``: a group in slices moves that many channels at once)."""
+        return 0.0 if width <= step else max(0.0, self.at(width) - self.at(width - step)) / step
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

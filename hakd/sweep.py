@@ -46,7 +46,7 @@ def _at_width(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int],
     full = groups[group].width
     if not 1 <= width <= full:
         raise ProfileError(f"width {width} is outside 1..{full} for group {group!r}")
-    return rebuild(gm, groups, PrunePlan.from_widths({**widths, group: width}, groups.widths()))
+    return rebuild(gm, groups, groups.plan({**widths, group: width}))
 
 
 def _widths(groups: ChannelGroups, plan: Optional[PrunePlan]) -> Dict[str, int]:
@@ -93,10 +93,12 @@ def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroup
         raise ProfileError(f"group {group!r} cannot be pruned ({groups[group].reason}); it has no staircase")
     widths = _widths(groups, plan)
     if context is None:  # the whole (pruned) model's, held for every width like the other groups
-        context = profiler.context(lower(rebuild(gm, groups, PrunePlan.from_widths(widths, groups.widths()))))
-    return sweep_widths(profiler, lambda w: _at_width(gm, groups, widths, group, w), group_modules(groups, group),
-                        groups[group].width, adaptive=adaptive, grid=grid, tol=tol, context=context,
-                        include=(widths[group],))
+        context = profiler.context(lower(rebuild(gm, groups, groups.plan(widths))))
+    n = groups[group].slices  # a group in slices is swept in units of one channel per slice
+    sweep = sweep_widths(profiler, lambda u: _at_width(gm, groups, widths, group, u * n), group_modules(groups, group),
+                         groups[group].width // n, adaptive=adaptive, grid=grid, tol=tol, context=context,
+                         include=(widths[group] // n,))
+    return sweep if n == 1 else sweep.in_units(n)
 
 
 def model_staircases(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan: Optional[PrunePlan] = None,
@@ -109,14 +111,14 @@ def model_staircases(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGrou
     with ``save_to`` the file is rewritten after every group, so an interrupted run resumes
     where it stopped (pass the loaded file as ``previous``). Layers of equal shape share
     their kernels through the profiler's table."""
-    plan = plan or PrunePlan({}, groups.widths())
+    plan = plan or groups.plan()
     widths = _widths(groups, plan)
     names = list(only) if only is not None else [g.name for g in groups.prunable()]
     for name in names:
         if name not in groups.by_name or not groups[name].prunable:
             raise StaircaseError(f"group {name!r} is not a prunable group of this model; prunable: "
                                  f"{', '.join(g.name for g in groups.prunable())}")
-    small = rebuild(gm, groups, PrunePlan.from_widths(widths, groups.widths()))
+    small = rebuild(gm, groups, groups.plan(widths))
     context = profiler.context(lower(small))
     stairs = Staircases(groups.widths(), profiler.target_key, profiler.measure.threads, context, {}, SCHEDULE_VERSION)
     if previous is not None:
@@ -165,10 +167,14 @@ def load_or_measure(path, profiler: Profiler, gm: fx.GraphModule, groups: Channe
 def latency_of(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups) -> Callable[[Dict[str, int]], float]:
     """The narrow callable a pass takes for latency: group widths -> predicted seconds of the
     model rebuilt at those widths (its first channels: latency does not depend on which)."""
-    return lambda widths: predict(profiler, gm, groups, PrunePlan.from_widths(widths, groups.widths()))
+    return lambda widths: predict(profiler, gm, groups, groups.plan(widths))
 
 
-def latency_saved(stairs: Staircases, full_latency_s: float) -> Callable[[str, int], float]:
+def latency_saved(stairs: Staircases, full_latency_s: float,
+                  slices: Optional[Dict[str, int]] = None) -> Callable[[str, int], float]:
     """(group, width) -> the share of ``full_latency_s`` one channel less saves, read from the
-    staircases (0 for groups without one): Fisher's latency penalty."""
-    return lambda group, width: stairs.groups[group].saving(width) / full_latency_s if group in stairs else 0.0
+    staircases (0 for groups without one): Fisher's latency penalty. ``slices``
+    (:meth:`ChannelGroups.slices`): a group in n slices loses n channels at once."""
+    slices = slices or {}
+    return lambda group, width: (stairs.groups[group].saving(width, slices.get(group, 1)) / full_latency_s
+                                 if group in stairs else 0.0)

@@ -119,3 +119,41 @@ def test_staircases_timed_with_other_kernels_are_measured_again(tiny, tmp_path):
     old.save(path)  # as a file written before the templates changed
     again = load_or_measure(path, prof, gm, groups, plan, log=lambda s: None)
     assert again.kernels == SCHEDULE_VERSION and all(set(st.latency.values()) != {1.0} for st in again.groups.values())
+
+
+def test_a_group_in_slices_is_swept_in_whole_slices_and_its_students_export_exactly(tmp_path):
+    """RegNet-X's grouped conv (group width 8): widths move one channel per conv group."""
+    import numpy as np
+    import torch
+
+    from hakd.budget import fit_budget
+    from hakd.export import export, load
+    from hakd.passes.groups import find_groups
+    from hakd.passes.rebuild import rebuild
+    from hakd.passes.trace import trace
+    from hakd.sweep import model_staircases, predict
+    from tests.cost.conftest import randomised
+    from tests.passes.tv_models import TV_MODELS
+
+    torch.manual_seed(0)
+    gm = trace(randomised(TV_MODELS["regnet_x_tiny"]()), torch.zeros(1, 3, 32, 32))
+    groups = find_groups(gm)
+    prof = Profiler("host", table=LatencyTable(tmp_path / "t.sqlite"), measure=QUICK)
+    plan = groups.plan({"trunk.2.f.0.0": 16, "trunk.2.f.1.0": 20})
+    stairs = model_staircases(prof, gm, groups, plan, only=["trunk.2.f.1.0"], log=lambda s: None)
+    st = stairs.groups["trunk.2.f.1.0"]
+    assert st.width == 20 and all(w % 4 == 0 for w in st.curve) and all(w % 4 == 0 for w in st.optimal)
+    rng = np.random.default_rng(0)
+    importance = {g.name: rng.random(g.width) for g in groups.prunable()}
+    for value in ("importance", "params"):
+        fitted = fit_budget(prof, gm, groups, plan, stairs, importance, predict(prof, gm, groups, plan), value=value,
+                            log=lambda s: None)
+        assert fitted.plan.width("trunk.2.f.1.0") % 4 == 0 and fitted.plan.slices == groups.slices()
+        assert fitted.predicted_s <= fitted.budget_s
+    student = rebuild(gm, groups, plan)
+    result = export(student, tmp_path / "e", prof)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = student(x).numpy()
+    assert student.get_submodule("trunk.2.f.1.0").groups == 4 and result.max_abs_error < 1e-5
+    np.testing.assert_allclose(load(tmp_path / "e")(x.numpy()), expected, atol=1e-5, rtol=1e-4)

@@ -31,15 +31,16 @@ from hakd.plan import PrunePlan
 __all__ = ["l1_importance", "l1_plan", "uniform_plan", "round_to_multiple", "fit_fraction"]
 
 
-def _kept_width(width: int, fraction: float) -> int:
-    return max(1, min(width, int(math.ceil(width * fraction))))
+def _kept_width(width: int, fraction: float, slices: int = 1) -> int:
+    """``fraction`` of ``width`` rounded up, at least one channel (per slice: a multiple of ``slices``)."""
+    return slices * max(1, min(width // slices, int(math.ceil(width * fraction / slices))))
 
 
 def l1_importance(gm: fx.GraphModule, groups: ChannelGroups) -> Dict[str, np.ndarray]:
     """Per group channel: the L1 norm of every filter producing it (Li et al. 2017), summed over producers."""
     scores = {g.name: np.zeros(g.width) for g in groups.prunable()}
     for rec in groups.records.values():
-        if rec.kind not in ("conv", "linear"):
+        if rec.kind not in ("conv", "grouped", "linear"):
             continue
         norms = gm.get_submodule(rec.module).weight.detach().abs().flatten(1).sum(1).double().numpy()
         gidx, pos = groups.locate(rec.out_ids)
@@ -51,16 +52,18 @@ def l1_importance(gm: fx.GraphModule, groups: ChannelGroups) -> Dict[str, np.nda
 
 
 def l1_plan(gm: fx.GraphModule, groups: ChannelGroups, fraction: float) -> PrunePlan:
-    """Keep the ``fraction`` of each prunable group's channels with the largest L1 norm."""
+    """Keep the ``fraction`` of each prunable group's channels with the largest L1 norm (of each
+    slice, in a group in slices)."""
     scores = l1_importance(gm, groups)
-    keep = {g: tuple(sorted(np.argsort(-s, kind="stable")[:_kept_width(len(s), fraction)].tolist())) for g, s in scores.items()}
-    return PrunePlan(keep, groups.widths(), note=f"l1 fraction={fraction:.4f}")
+    keep = {g: snap.resize(range(len(s)), _kept_width(len(s), fraction, groups[g].slices), s, groups[g].slices)
+            for g, s in scores.items()}
+    return groups.plan(keep=keep, note=f"l1 fraction={fraction:.4f}")
 
 
 def uniform_plan(groups: ChannelGroups, fraction: float) -> PrunePlan:
     """Every prunable group scaled to ``fraction`` of its width (its first channels)."""
-    return PrunePlan.from_widths({g.name: _kept_width(g.width, fraction) for g in groups.prunable()}, groups.widths(),
-                                 note=f"uniform fraction={fraction:.4f}")
+    return groups.plan({g.name: _kept_width(g.width, fraction, g.slices) for g in groups.prunable()},
+                       note=f"uniform fraction={fraction:.4f}")
 
 
 def round_to_multiple(plan: PrunePlan, groups: ChannelGroups, gm: fx.GraphModule, multiple: int = 8,

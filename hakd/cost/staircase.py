@@ -55,6 +55,16 @@ class Sweep:
         points = optimal_points(self.curve, self.tol)
         return points if self.candidates is None else [w for w in points if w in self.candidates]
 
+    def in_units(self, k: int) -> "Sweep":
+        """This sweep with every width multiplied by ``k``: a sweep over units of k channels.
+
+        >>> Sweep({1: 1.0, 2: 2.0}, 0.0).in_units(4).latency
+        {4: 1.0, 8: 2.0}
+        """
+        scale = lambda d: {w * k: v for w, v in d.items()}
+        return Sweep(scale(self.latency), self.tol, None if self.candidates is None else {w * k for w in self.candidates},
+                     scale(self.estimated), {w * k for w in self.remeasured})
+
 
 def full_sweep(measure: Callable[[int], float], max_width: int, tol: float = DEFAULT_TOLERANCE, min_width: int = 1) -> Sweep:
     """Measure every width from ``min_width`` to ``max_width``."""

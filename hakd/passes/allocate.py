@@ -103,5 +103,6 @@ def budget_options(plan: PrunePlan, staircases: Mapping, importance: Mapping[str
             raise BudgetError(f"no importance of the right size for group {g!r}: pass one score per channel "
                               "(Fisher saliency from fisher_prune, or l1_importance)")
         kept = plan.keep.get(g, tuple(range(plan.widths[g])))
-        out[g] = [(w, st.at(w), float(scores[list(resize(kept, w, scores))].sum())) for w in st.optimal]
+        n = plan.slices.get(g, 1)
+        out[g] = [(w, st.at(w), float(scores[list(resize(kept, w, scores, n))].sum())) for w in st.optimal]
     return out

@@ -30,9 +30,10 @@ class ModuleRecord:
     """The channel ids a parameterised module reads and writes (for rebuilding it)."""
 
     module: str
-    kind: str  # "conv", "grouped" (never pruned), "depthwise", "linear", "norm"
+    kind: str  # "conv", "grouped", "depthwise", "linear", "norm"
     in_ids: np.ndarray
     out_ids: np.ndarray
+    groups: int = 1  # a grouped conv's groups: its input and output channels come in this many slices
 
 
 class UnionFind:
@@ -186,11 +187,8 @@ class ChannelAnalysis(fx.Interpreter):
         if m.groups == m.in_channels == m.out_channels:
             self.record(n, "depthwise", vec, vec)
             return vec.view(1, -1, 1, 1)
-        why = (f"{n.format_node()}: grouped conv (groups={m.groups}, {m.in_channels}->{m.out_channels}) is kept whole "
-               "(hakd does not prune grouped convs evenly per group)")
-        self.block(vec, why)
-        out = self.produce(n, m, "grouped", vec, value)
-        self.block(out, why)
+        out = self.produce(n, m, "grouped", vec, value)  # pruned per slice: see hakd.passes.groups
+        self.records[n.name].groups = m.groups
         return out
 
     def produce(self, n, m, kind: str, in_ids: torch.Tensor, value):

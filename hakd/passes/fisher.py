@@ -109,22 +109,26 @@ def _param_share(gm, groups, input_shape) -> Dict[str, float]:
     full, _ = count(gm, input_shape)
     share = {}
     for g in groups.prunable():
-        if g.width > 1:
-            smaller = rebuild(gm, groups, PrunePlan.from_widths({g.name: g.width - 1}, groups.widths()))
-            share[g.name] = (full - sum(p.numel() for p in smaller.parameters())) / full
+        if g.width > g.slices:  # a group in slices loses one channel per slice at once
+            smaller = rebuild(gm, groups, groups.plan({g.name: g.width - g.slices}))
+            share[g.name] = (full - sum(p.numel() for p in smaller.parameters())) / full / g.slices
     return share
 
 
-def _choose(probed: ProbedModel, saliency: Dict[str, np.ndarray], penalty: float, share: Callable[[str, int], float]):
+def _choose(probed: ProbedModel, saliency: Dict[str, np.ndarray], penalty: float, share: Callable[[str, int], float],
+            slices: Dict[str, int]):
+    """(group, its channels to remove, score, saliency) of the least costly removal: one channel,
+    or in a group in n slices the least costly channel of each slice (scored by their mean)."""
     best = None
     for g, sal in saliency.items():
-        alive = probed.alive[g]
-        if alive.sum() <= 1:
-            continue  # never empty a group
-        score = np.where(alive, sal - penalty * share(g, int(alive.sum())), np.inf)
-        k = int(np.argmin(score))
-        if best is None or score[k] < best[2]:
-            best = (g, k, float(score[k]), float(sal[k]))
+        alive, n = probed.alive[g], slices.get(g, 1)
+        if alive.sum() <= n:
+            continue  # never empty a group (or a slice)
+        score = np.where(alive, sal - penalty * share(g, int(alive.sum())), np.inf).reshape(n, -1)
+        ks = score.argmin(1) + np.arange(n) * score.shape[1]
+        mean = float(score.reshape(-1)[ks].mean())
+        if best is None or mean < best[2]:
+            best = (g, ks.tolist(), mean, float(sal[ks].mean()))
     return best
 
 
@@ -156,12 +160,12 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
         print(f"no pruning run in {out} yet: starting a new one")
     elif (out / STATE).exists():
         raise CheckpointError(f"{out} already holds a pruning run; pass resume=True (--resume) to continue it")
-    task.done = target.met(target.measure(PrunePlan(probed.keep(), groups.widths()), probed.widths()))
+    task.done = target.met(target.measure(groups.plan(keep=probed.keep()), probed.widths()))
     task.write()
     probed.record(True)
     pos = train_loop(probed, optimizer, train.loader(config.batch_size, seed=config.seed), task, out / STATE, resume=True)
     probed.record(False)
-    plan = PrunePlan(probed.keep(), groups.widths(), note=f"fisher {config.target}={config.amount} after {pos.step} steps")
+    plan = groups.plan(keep=probed.keep(), note=f"fisher {config.target}={config.amount} after {pos.step} steps")
     plan.save(out / PLAN)
     return PruneResult(plan, task.history, _unprobed(probed, gm), task.importance)
 
@@ -188,15 +192,18 @@ class _FisherTask(Task):
             saliency = self.probed.saliency()
             for g, sal in saliency.items():  # a channel's importance: its saliency over its last window alive
                 self.importance[g][self.probed.alive[g]] = sal[self.probed.alive[g]]
-            choice = _choose(self.probed, saliency, self.config.penalty, self.share)
+            choice = _choose(self.probed, saliency, self.config.penalty, self.share, self.groups.slices())
             if choice is None:
                 raise ConfigError("every prunable group is down to one channel and the target is still not met")
-            g, k, score, sal = choice
-            self.probed.mask(g, k)
+            g, ks, score, _ = choice
+            for k in ks:
+                self.probed.mask(g, k)
             self.probed.reset()
-            measured = self.target.measure(PrunePlan(self.probed.keep(), self.groups.widths()), self.probed.widths())
-            self.history.append({"step": pos.step, "group": g, "channel": k, "saliency": sal, "score": score,
-                                 "width": int(self.probed.alive[g].sum()), "train_loss": pos.last_loss, **measured})
+            measured = self.target.measure(self.groups.plan(keep=self.probed.keep()), self.probed.widths())
+            for k in ks:  # one entry per channel removed (a group in slices loses one per slice at once)
+                self.history.append({"step": pos.step, "group": g, "channel": k, "saliency": float(saliency[g][k]),
+                                     "score": score, "width": int(self.probed.alive[g].sum()), "train_loss": pos.last_loss,
+                                     **measured})
             self.done = self.target.met(measured)
             self.write()
             return True

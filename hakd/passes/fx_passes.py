@@ -39,7 +39,7 @@ class PrunePass(PassBase):
 
     def call(self, gm: fx.GraphModule) -> PassResult:
         groups = find_groups(gm)
-        plan = self.plan if isinstance(self.plan, PrunePlan) else PrunePlan.from_widths(self.plan, groups.widths())
+        plan = self.plan if isinstance(self.plan, PrunePlan) else groups.plan(self.plan)
         return PassResult(rebuild(gm, groups, plan), bool(plan.keep))
 
 

@@ -18,7 +18,8 @@ groups it touches not prunable, with the reason recorded.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+import math
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from torch import fx
 
 from hakd.errors import GroupError
 from hakd.passes.channel_analysis import META_KEY, ChannelAnalysis, ModuleRecord, UnionFind
+from hakd.plan import PrunePlan
 
 __all__ = ["Member", "ChannelGroup", "ChannelGroups", "ModuleRecord", "find_groups", "META_KEY"]
 
@@ -42,17 +44,23 @@ class Member:
 
 @dataclasses.dataclass(frozen=True)
 class ChannelGroup:
-    """Channels pruned together; ``name`` is its first source (a module name)."""
+    """Channels pruned together; ``name`` is its first source (a module name). A group that a
+    grouped conv of g groups reads or writes comes in ``slices`` = g equal blocks of channels,
+    and keeps the same number in each (its width moves g channels at a time)."""
 
     name: str
     width: int
     prunable: bool
     reason: Optional[str]
     members: Tuple[Member, ...]
+    slices: int = 1
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "width": self.width, "prunable": self.prunable, "reason": self.reason,
-                "members": [[m.module, m.role] for m in self.members]}
+        out = {"name": self.name, "width": self.width, "prunable": self.prunable, "reason": self.reason,
+               "members": [[m.module, m.role] for m in self.members]}
+        if self.slices > 1:
+            out["slices"] = self.slices
+        return out
 
 
 class ChannelGroups:
@@ -83,6 +91,17 @@ class ChannelGroups:
 
     def widths(self) -> Dict[str, int]:
         return {g.name: g.width for g in self.groups}
+
+    def slices(self) -> Dict[str, int]:
+        """The groups that come in equal slices (grouped convs), by their number of slices."""
+        return {g.name: g.slices for g in self.groups if g.slices > 1}
+
+    def plan(self, widths: Optional[Mapping[str, int]] = None, keep: Optional[Mapping[str, tuple]] = None,
+             note: str = "") -> PrunePlan:
+        """A plan for this model: the groups in ``widths`` keep their first channels (of each
+        slice), those in ``keep`` these positions; the others keep every channel."""
+        plan = PrunePlan.from_widths(dict(widths or {}), self.widths(), note, self.slices())
+        return PrunePlan({**plan.keep, **(keep or {})}, plan.widths, note, plan.slices) if keep else plan
 
     def locate(self, ids) -> Tuple[np.ndarray, np.ndarray]:
         """(group index, channel position in the group) of each id; (-1, -1) for NO_CHANNEL."""
@@ -178,4 +197,34 @@ def _group(a: ChannelAnalysis) -> ChannelGroups:
             for g in sorted({position[int(i)][0] for i in np.unique(ids) if i >= 0}):
                 members.setdefault(g, []).append(Member(rec.module, role))
     groups = [dataclasses.replace(group, members=tuple(members.get(g, ()))) for g, group in enumerate(groups)]
-    return ChannelGroups(groups, a.records, position)
+    return ChannelGroups(_slice(groups, a.records, position), a.records, position)
+
+
+def _slice(groups: List[ChannelGroup], records: Dict[str, ModuleRecord], position) -> List[ChannelGroup]:
+    """Split the groups grouped convs read and write into slices (one per conv group); a
+    grouped conv that reads or writes channels of several groups, or of one group out of
+    order, keeps the groups it touches whole, as does one with a single channel per group."""
+    slices: Dict[int, int] = {}
+    why: Dict[int, str] = {}
+    for rec in records.values():
+        if rec.kind != "grouped":
+            continue
+        for ids in (rec.in_ids, rec.out_ids):
+            gp = [position.get(int(i), (-1, -1)) for i in np.asarray(ids).reshape(-1)]
+            gidx = {g for g, _ in gp}
+            g = next(iter(gidx))
+            if len(gidx) == 1 and g >= 0 and [p for _, p in gp] == list(range(groups[g].width)):
+                slices[g] = math.lcm(slices.get(g, 1), rec.groups)
+                if groups[g].width // slices[g] == 1:
+                    why.setdefault(g, f"grouped conv {rec.module} (groups={rec.groups}) has one channel of this group "
+                                      "per conv group: pruning per group would empty it")
+                continue
+            for g in gidx - {-1}:
+                why.setdefault(g, f"grouped conv {rec.module} (groups={rec.groups}) reads or writes channels of several "
+                                  "groups or of one group out of order: hakd prunes grouped convs per group only on whole groups")
+    out = []
+    for g, group in enumerate(groups):
+        if g in why and group.prunable:
+            group = dataclasses.replace(group, prunable=False, reason=why[g])
+        out.append(dataclasses.replace(group, slices=slices.get(g, 1)) if g in slices else group)
+    return out

@@ -67,6 +67,27 @@ def _shrink(m: nn.Module, kind: str, out_mask: np.ndarray, in_mask: np.ndarray) 
         m.bias = nn.Parameter(_param(m.bias, out_mask))
 
 
+def _shrink_grouped(m: nn.Conv2d, name: str, out_mask: np.ndarray, in_mask: np.ndarray) -> None:
+    """A grouped conv keeps the same number of inputs and outputs in each of its groups; each
+    kept filter keeps the weights of its own group's kept inputs."""
+    if out_mask.all() and in_mask.all():
+        return
+    g = m.groups
+    ins, outs = in_mask.reshape(g, -1), out_mask.reshape(g, -1)
+    if len(set(ins.sum(1).tolist())) > 1 or len(set(outs.sum(1).tolist())) > 1:
+        raise PlanError(f"plan keeps {ins.sum(1).tolist()} inputs and {outs.sum(1).tolist()} outputs in the {g} groups "
+                        f"of grouped conv {name!r}: keep the same number in each (make the plan with ChannelGroups.plan)")
+    kept_in = torch.from_numpy(np.stack([np.flatnonzero(row) for row in ins]))  # (groups, inputs kept per group)
+    rows = np.flatnonzero(out_mask)
+    group_of_row = torch.from_numpy(rows // outs.shape[1])
+    weight = m.weight.data[torch.from_numpy(rows)]
+    index = kept_in[group_of_row].view(len(rows), -1, *[1] * (weight.ndim - 2)).expand(-1, -1, *weight.shape[2:])
+    m.weight = nn.Parameter(weight.gather(1, index).clone())
+    m.out_channels, m.in_channels = len(rows), int(in_mask.sum())
+    if m.bias is not None:
+        m.bias = nn.Parameter(_param(m.bias, out_mask))
+
+
 def rebuild(gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan) -> fx.GraphModule:
     """A copy of ``gm`` where each group keeps only the plan's channels; ``gm`` is untouched."""
     plan.validate(groups)
@@ -81,8 +102,7 @@ def rebuild(gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan) -> fx.Gr
         if not out_mask.any() or (rec.kind in ("conv", "linear") and not in_mask.any()):
             raise PlanError(f"plan would leave module {rec.module!r} with no channels")
         if rec.kind == "grouped":
-            if not (out_mask.all() and in_mask.all()):
-                raise PlanError(f"plan prunes grouped conv {rec.module!r}, which is kept whole")
+            _shrink_grouped(new.get_submodule(rec.module), rec.module, out_mask, in_mask)
             continue
         _shrink(new.get_submodule(rec.module), rec.kind, out_mask, in_mask)
     new.recompile()

@@ -31,6 +31,7 @@ is snapping to :func:`hakd.staircases.tile_staircase`::
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Mapping, Sequence, Tuple
 
 import numpy as np
@@ -90,14 +91,23 @@ def diagnose_width(staircase, width: int) -> dict:
             "saving_fraction": saving / now if now > 0 else 0.0, "up_width": up, "free_channels": up - width}
 
 
-def resize(kept: Sequence[int], width: int, importance: np.ndarray) -> Tuple[int, ...]:
+def resize(kept: Sequence[int], width: int, importance: np.ndarray, slices: int = 1) -> Tuple[int, ...]:
     """``kept`` (channel positions) grown or shrunk to ``width``: restore the pruned channels of
-    highest importance, or drop the kept ones of lowest (ties: lower position first kept).
+    highest importance, or drop the kept ones of lowest (ties: lower position first kept); in
+    a group of ``slices`` equal slices, ``width / slices`` in each.
 
     >>> resize((0, 2), 3, np.array([0.1, 0.5, 0.3, 0.9])), resize((0, 2, 3), 1, np.array([0.1, 0.5, 0.3, 0.9]))
     ((0, 2, 3), (3,))
+    >>> resize((0, 1, 2, 3), 2, np.array([0.1, 0.5, 0.3, 0.9]), slices=2)
+    (1, 3)
     """
     importance = np.asarray(importance, dtype=float)
+    if slices > 1:
+        if width % slices:
+            raise PlanError(f"a group in {slices} slices (a grouped conv's) resizes to multiples of {slices}, not {width}")
+        block = len(importance) // slices
+        return tuple(b * block + c for b in range(slices) for c in resize(
+            [c - b * block for c in kept if c // block == b], width // slices, importance[b * block:(b + 1) * block]))
     kept = sorted(int(c) for c in kept)
     if not 1 <= width <= len(importance):
         raise PlanError(f"cannot resize a group of {len(importance)} channels to width {width}")
@@ -128,9 +138,9 @@ def with_widths(plan: PrunePlan, widths: Mapping[str, int], importance: Mapping[
         if width != plan.width(group):
             full = plan.widths[group]
             kept = plan.keep.get(group, tuple(range(full)))
-            keep[group] = resize(kept, width, _importance_of(importance, group, full))
+            keep[group] = resize(kept, width, _importance_of(importance, group, full), plan.slices.get(group, 1))
     keep = {g: k for g, k in keep.items() if len(k) != plan.widths[g]}
-    return PrunePlan(keep, plan.widths, note=note)
+    return PrunePlan(keep, plan.widths, note, plan.slices)
 
 
 def snap(plan: PrunePlan, staircases: Mapping, importance: Mapping[str, np.ndarray], mode: str = "up") -> PrunePlan:
@@ -152,13 +162,14 @@ def snap(plan: PrunePlan, staircases: Mapping, importance: Mapping[str, np.ndarr
 def round_to_multiple(plan: PrunePlan, groups, importance: Mapping[str, np.ndarray], multiple: int = 8,
                       mode: str = "down") -> PrunePlan:
     """Round each prunable group's width to a multiple of ``multiple`` (or its full width):
-    snapping to the staircase of a tile of ``multiple`` channels (:func:`hakd.staircases.tile_staircase`)."""
+    snapping to the staircase of a tile of ``multiple`` channels (:func:`hakd.staircases.tile_staircase`);
+    for a group in slices (a grouped conv's), a multiple of both."""
     from hakd.staircases import tile_staircase
 
     if mode not in ("up", "down"):
         raise ConfigError(f"round_to_multiple mode is {mode!r}; valid values: down, up")
     if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
         raise ConfigError(f"round_to_multiple: the multiple must be an integer >= 1, got {multiple!r}")
-    stairs = {g.name: tile_staircase(g.name, g.width, multiple) for g in groups.prunable()}
+    stairs = {g.name: tile_staircase(g.name, g.width, math.lcm(multiple, g.slices)) for g in groups.prunable()}
     snapped = snap(plan, stairs, importance, mode)
-    return PrunePlan(snapped.keep, snapped.widths, note=f"{plan.note} rounded {mode} to x{multiple}".strip())
+    return PrunePlan(snapped.keep, snapped.widths, f"{plan.note} rounded {mode} to x{multiple}".strip(), snapped.slices)

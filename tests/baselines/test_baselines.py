@@ -37,6 +37,21 @@ def test_fit_fraction_meets_the_parameter_budget():
     assert 0.4 * full < params <= 0.5 * full
 
 
+def test_l1_and_uniform_keep_whole_slices_of_grouped_convs():
+    from tests.passes.tv_models import TV_MODELS
+
+    torch.manual_seed(0)
+    gm = trace(TV_MODELS["regnet_x_tiny"](), torch.zeros(1, 3, 32, 32))
+    groups = find_groups(gm)
+    g = "trunk.2.f.1.0"  # 32 channels in 4 slices
+    with torch.no_grad():
+        gm.get_submodule(g).weight[9].mul_(100)  # slice 1's largest filter
+    for plan in (l1_plan(gm, groups, 0.3), uniform_plan(groups, 0.3)):
+        assert plan.width(g) == 12 and all(plan.width(n) % s == 0 for n, s in groups.slices().items())
+        rebuild(gm, groups, plan)
+    assert 9 in l1_plan(gm, groups, 0.3).keep[g]
+
+
 def test_round_to_multiple_down_and_up():
     gm, groups = setup()
     plan = l1_plan(gm, groups, 0.3)  # 16 -> 5, 32 -> 10, 64 -> 20

@@ -191,3 +191,34 @@ def test_latency_penalty_needs_the_staircases(tmp_path):
     result = fisher_prune(gm, groups, data(), dataclasses.replace(config, penalty=1e6), tmp_path / "b",
                           latency_saved=lambda g, w: 1.0 if g == costly else 0.0)
     assert result.history[0]["group"] == costly
+
+
+class SmallGrouped(nn.Module):
+    """A grouped conv (2 groups) between two dense convs: its input and output groups come in 2 slices."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.grouped = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.conv3 = nn.Conv2d(8, 6, 1)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        x = F.relu(self.grouped(F.relu(self.conv1(x))))
+        return self.fc(F.relu(self.conv3(x)).mean((2, 3)))
+
+
+def test_a_group_in_slices_loses_one_channel_per_slice_at_once(tmp_path):
+    torch.manual_seed(0)
+    gm = trace(SmallGrouped(), torch.zeros(2, 1, 8, 8))
+    groups = find_groups(gm)
+    assert groups.slices() == {"conv1": 2, "grouped": 2}
+    config = dataclasses.replace(CONFIG, amount=8)  # 22 channels -> 8
+    result = fisher_prune(gm, groups, data(), config, tmp_path)
+    widths = result.plan.pruned_widths()
+    assert widths["conv1"] % 2 == 0 and widths["grouped"] % 2 == 0 and widths["conv1"] >= 2
+    for g in ("conv1", "grouped"):  # removals come in pairs, one from each slice, at the same step
+        steps = [(h["step"], h["channel"] // 4) for h in result.history if h["group"] == g]
+        assert sorted(steps) == sorted((s, k) for s in {s for s, _ in steps} for k in (0, 1))
+    small = rebuild(result.model, groups, result.plan)
+    assert small.grouped.groups == 2 and small.grouped.in_channels == widths["conv1"]

@@ -82,11 +82,39 @@ def test_channel_shuffle_and_split_are_not_pruned_with_the_reason():
     assert g["stage2.0.branch2.0.0"].prunable  # the branch's inner width stays prunable
 
 
-def test_grouped_conv_is_kept_whole_with_the_reason():
+def test_grouped_conv_groups_come_in_one_slice_per_conv_group():
     g = groups_of(TV_MODELS["resnext_tiny"]())
-    assert not g["grouped.0"].prunable and "grouped conv (groups=4" in g["grouped.0"].reason
-    assert not g["reduce.0"].prunable
-    assert g["stem.0"].prunable
+    assert (g["reduce.0"].slices, g["grouped.0"].slices) == (4, 4)  # its input and output groups
+    assert g["reduce.0"].prunable and g["grouped.0"].prunable and g["stem.0"].slices == 1
+    assert g.slices() == {"reduce.0": 4, "grouped.0": 4}
+    assert g.plan({"reduce.0": 8}).keep["reduce.0"] == (0, 1, 8, 9, 16, 17, 24, 25)
+    r = groups_of(TV_MODELS["regnet_x_tiny"]())
+    assert r.slices() == {"trunk.0.f.0.0": 3, "trunk.0.f.1.0": 3, "trunk.1.f.0.0": 3, "trunk.1.f.1.0": 3,
+                          "trunk.2.f.0.0": 4, "trunk.2.f.1.0": 4}
+    assert all(x.prunable for x in r.groups if x.slices > 1)
+
+
+class _GroupedOverConcat(nn.Module):
+    """A grouped conv reading two groups at once, and a depthwise conv with a channel multiplier."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 4, 1), nn.Conv2d(1, 4, 1)
+        self.grouped = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.c = nn.Conv2d(8, 4, 1)
+        self.multiplier = nn.Conv2d(4, 8, 3, padding=1, groups=4)
+
+    def forward(self, x):
+        y = self.grouped(torch.cat([self.a(x), self.b(x)], 1))
+        return self.multiplier(self.c(y)).mean((2, 3))
+
+
+def test_grouped_conv_over_several_groups_or_one_channel_per_group_is_kept_whole_with_the_reason():
+    g = groups_of(_GroupedOverConcat(), (1, 1, 8, 8))
+    for name in ("a", "b"):
+        assert not g[name].prunable and "reads or writes channels of several groups" in g[name].reason
+    assert g["grouped"].prunable and g["grouped"].slices == 2
+    assert not g["c"].prunable and "one channel of this group per conv group" in g["c"].reason
 
 
 def test_inception_branches_are_separate_groups():

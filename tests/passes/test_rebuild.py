@@ -42,13 +42,15 @@ def traced(name):
 
 
 def random_plan(groups, seed, fraction):
+    """Random channels of random groups; a group in slices keeps the same number in each."""
     rng = np.random.default_rng(seed)
     keep = {}
     for g in groups.prunable():
         if rng.random() < fraction:
-            n = int(rng.integers(1, g.width + 1))
-            keep[g.name] = tuple(sorted(rng.choice(g.width, n, replace=False).tolist()))
-    return PrunePlan(keep, groups.widths())
+            block = g.width // g.slices
+            n = int(rng.integers(1, block + 1))
+            keep[g.name] = tuple(sorted(b * block + c for b in range(g.slices) for c in rng.choice(block, n, replace=False)))
+    return groups.plan(keep=keep)
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
@@ -133,3 +135,27 @@ def test_damaged_plan_files_are_reported(tmp_path):
         PrunePlan.load(tmp_path / "other.json")
     with pytest.raises(PlanError, match="no plan file"):
         PrunePlan.load(tmp_path / "missing.json")
+
+
+def test_a_grouped_conv_keeps_each_filter_on_its_own_groups_kept_inputs():
+    model, gm, groups, x = traced("resnext_tiny")
+    plan = groups.plan(keep={"reduce.0": (1, 2, 9, 11, 17, 18, 30, 31), "grouped.0": (0, 3, 5, 8, 10, 14, 16, 21, 22, 26, 27, 29)})
+    small = rebuild(gm, groups, plan).eval()
+    conv = small.get_submodule("grouped.0")
+    assert (conv.in_channels, conv.out_channels, conv.groups) == (8, 12, 4)
+    full = gm.get_submodule("grouped.0").weight
+    assert torch.equal(conv.weight[4], full[10][[1, 3]])  # filter 10 is in conv group 1, whose inputs 9 and 11 survive
+    with torch.no_grad():
+        assert torch.allclose(small(x), zero_pruned(gm, groups, plan, x), atol=1e-10, rtol=0)
+
+
+def test_plans_keep_the_same_number_of_channels_in_every_slice():
+    _, _, groups, _ = traced("resnext_tiny")
+    with pytest.raises(PlanError, match=r"keeps \(2, 1, 1, 1\) channels in its 4 slices"):
+        groups.plan(keep={"reduce.0": (0, 1, 8, 16, 24)})
+    with pytest.raises(PlanError, match="must be a multiple of 4"):
+        groups.plan({"reduce.0": 6})
+    with pytest.raises(PlanError, match=r"keeps \(8, 0, 0, 0\) channels in its 4 slices"):  # made without the slices
+        rebuild(traced("resnext_tiny")[1], groups, PrunePlan.from_widths({"reduce.0": 8}, groups.widths()))
+    plan = groups.plan({"reduce.0": 8, "grouped.0": 4})
+    assert PrunePlan.from_json(plan.to_json()) == plan and plan.slices == {"reduce.0": 4, "grouped.0": 4}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hakd.errors import ConfigError, PlanError, StaircaseError
-from hakd.passes.snap import resize, snap, snap_width
+from hakd.passes.snap import resize, round_to_multiple, snap, snap_width
 from hakd.plan import PrunePlan
 from hakd.staircases import GroupStaircase, Staircases, tile_staircase
 
@@ -85,3 +85,28 @@ def test_bad_input_is_a_clear_error():
     two = PrunePlan.from_widths({"g": 9, "h": 2}, {"g": 16, "h": 4})
     with pytest.raises(StaircaseError, match=r"stale for this plan.*h 4->2"):
         snap(two, stale, {"g": np.ones(16)}, "up")
+
+
+def test_a_group_in_slices_snaps_and_rounds_the_same_number_of_channels_in_each_slice():
+    plan = PrunePlan({"g": (0, 1, 2, 8, 9, 10)}, {"g": 16}, slices={"g": 2})
+    importance = {"g": np.array([5, 4, 3, 2, 9, 1, 1, 1, 5, 4, 3, 2, 1, 1, 1, 8.0])}
+    up = snap(plan, {"g": tile_staircase("g", 16, 4)}, importance, "up")
+    assert up.keep["g"] == (0, 1, 2, 4, 8, 9, 10, 15)  # each slice gets back its own most important channel
+    down = snap(plan, {"g": tile_staircase("g", 16, 4)}, importance, "down")
+    assert down.keep["g"] == (0, 1, 8, 9) and down.slices == {"g": 2}
+
+
+
+def test_rounding_a_group_in_slices_rounds_to_a_multiple_of_both():
+    import torch
+
+    from hakd.passes.groups import find_groups
+    from hakd.passes.trace import trace
+    from tests.passes.tv_models import TV_MODELS
+
+    groups = find_groups(trace(TV_MODELS["regnet_x_tiny"](), torch.zeros(1, 3, 32, 32)))
+    g = "trunk.0.f.0.0"  # 24 channels in 3 slices (group width 8)
+    importance = {x.name: np.arange(float(x.width)) for x in groups.prunable()}
+    rounded = round_to_multiple(groups.plan({g: 9}), groups, importance, 8, "down")
+    assert groups[g].slices == 3 and rounded.width(g) == 24  # lcm(8, 3) = 24: nothing narrower is allowed
+    assert round_to_multiple(groups.plan({g: 9}), groups, importance, 3, "down").width(g) == 9

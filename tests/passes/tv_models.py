@@ -178,6 +178,32 @@ class ResNeXtTiny(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class RegNetBlock(nn.Module):
+    """torchvision's ResBottleneckBlock of RegNet-X: 1x1, grouped 3x3 (group width 8), 1x1, with a
+    projection shortcut where the shape changes."""
+
+    def __init__(self, cin, cout, stride, group_width=8):
+        super().__init__()
+        self.proj = cbr(cin, cout, 1, stride, act=None) if stride != 1 or cin != cout else None
+        self.f = nn.Sequential(cbr(cin, cout, 1), cbr(cout, cout, 3, stride, g=cout // group_width), cbr(cout, cout, 1, act=None))
+        self.activation = nn.ReLU()
+
+    def forward(self, x):
+        shortcut = x if self.proj is None else self.proj(x)
+        return self.activation(shortcut + self.f(x))
+
+
+class RegNetTiny(nn.Module):
+    def __init__(self, in_channels=3, num_classes=10):
+        super().__init__()
+        self.stem = cbr(in_channels, 16, 3, 2)
+        self.trunk = nn.Sequential(RegNetBlock(16, 24, 2), RegNetBlock(24, 24, 1), RegNetBlock(24, 32, 2))
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.trunk(self.stem(x)), 1), 1))
+
+
 class LinearSE(nn.Module):
     """SE written with Linear layers and view, as many repositories write it."""
 
@@ -218,5 +244,6 @@ TV_MODELS = {
     "googlenet_tiny": GoogLeNetTiny,
     "efficientnet_tiny": EfficientNetTiny,
     "resnext_tiny": ResNeXtTiny,
+    "regnet_x_tiny": RegNetTiny,
     "spatial_flatten": SpatialFlattenNet,
 }
