@@ -22,6 +22,17 @@ def write_csv(name: str, rows: list) -> Path:
     return path
 
 
+def merge_rows(name: str, rows: list, key: str = "model") -> list:
+    """``rows`` after the rows of results/NAME whose ``key`` none of ``rows`` has: a run on some
+    models updates their rows and keeps the others'."""
+    path = RESULTS / name
+    if not path.is_file():
+        return rows
+    with open(path, newline="") as f:
+        mine = {r[key] for r in rows}
+        return [r for r in csv.DictReader(f) if r[key] not in mine] + rows
+
+
 def calibrated(name: str, shape=(1, 3, 32, 32)):
     """A zoo model in eval mode whose BatchNorm statistics come from 3 forward passes on random
     batches, so its activations (and comparisons between backends) are not degenerate."""

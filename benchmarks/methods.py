@@ -53,7 +53,7 @@ from hakd.report import plot_accuracy_latency
 from hakd.sweep import load_or_measure, predict
 from hakd.train import evaluate
 from backends import time_call  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from common import RESULTS, write_csv  # noqa: E402
+from common import RESULTS, merge_rows, write_csv  # noqa: E402
 from peers import IMPORTANCE, at_params, plan_from_pruned  # noqa: E402
 from snap import RUNS, SHAPE, prepare  # noqa: E402
 
@@ -95,6 +95,8 @@ def trained_students(name, args, gm, groups, plans, train, test):
             history = distill(gm, student, train, test, config, folder, resume=True, progress=False)
             out.setdefault(method, {})[seed] = (student.eval(), history[-1]["test_acc"])
             print(f"{name} {method} seed {seed}: {history[-1]['test_acc']:.4f}", flush=True)
+    if args.train_only:
+        return out
     for seed in args.seeds:
         dense = copy.deepcopy(gm).train()
         steps = max(1, args.epochs * len(train.images) // 128 // 3)  # the same images over three sparsity stages
@@ -177,6 +179,9 @@ def run():
     ap.add_argument("--keep", type=float, default=0.5, help="Fisher: fraction of the parameters kept")
     ap.add_argument("--prune-every", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--train-only", action="store_true",
+                    help="only distil the students (resumable, one folder per method and seed): runs with disjoint "
+                         "--seeds can share the machine's cores; a final run without it reuses them")
     args = ap.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     teacher_args = argparse.Namespace(epochs=args.teacher_epochs, keep=args.keep, prune_every=args.prune_every)
@@ -189,10 +194,13 @@ def run():
         prof = Profiler("host", table=LatencyTable(RUNS / "methods" / f"{name}.sqlite"))
         gm, groups, plans = plans_of(name, teacher_args, prof)
         students = trained_students(name, args, gm, groups, plans, train, test)
+        if args.train_only:
+            continue
         timing = latencies(name, students, prof, args.rounds)
         rows += rows_of(name, args, gm, groups, plans, students, timing)
-        write_csv("methods.csv", rows)
-        markdown(rows)
+        merged = merge_rows("methods.csv", rows)
+        write_csv("methods.csv", merged)
+        markdown(merged)
         print(f"{name}: {time.time() - t0:.0f} s", file=sys.stderr)
 
 

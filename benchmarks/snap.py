@@ -30,7 +30,7 @@ from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import snap
 from hakd.sweep import model_staircases, predict
 from hakd.train import load_trained
-from common import write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from common import merge_rows, write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from peers import at_params, plan_from_pruned  # noqa: E402
 
 SHAPE = (1, 1, 28, 28)
@@ -48,12 +48,14 @@ def prepare(name, args):
     return load_trained(teacher_dir), fisher_dir
 
 
-def equal_params_budget(prof, gm, groups, plan, stairs, importance, params, low_s, high_s, steps=5):
-    """The budget student whose parameters come nearest ``params`` (bisection on the budget)."""
+def equal_params_budget(prof, gm, groups, plan, stairs, importance, params, low_s, high_s, steps=5, value="importance"):
+    """The budget student whose parameters come nearest ``params`` (bisection on the budget);
+    ``value="params"``: the allocator keeps parameters, so this is the fastest student it finds
+    at that parameter count."""
     best = None
     for _ in range(steps):
         mid = (low_s + high_s) / 2
-        result = fit_budget(prof, gm, groups, plan, stairs, importance, mid, log=lambda s: None)
+        result = fit_budget(prof, gm, groups, plan, stairs, importance, mid, value=value, log=lambda s: None)
         n, _ = count(rebuild(gm, groups, result.plan), SHAPE)
         if best is None or abs(n - params) < abs(best[1] - params):
             best = (result, n)
@@ -104,6 +106,9 @@ def students(name, args, prof, table_rows):
             tp_params, _ = count(rebuild(gm, groups, tp), SHAPE)
             plans[f"budget@params={tag}"] = equal_params_budget(prof, gm, groups, fisher, stairs, importance, tp_params,
                                                                 0.2 * teacher_s, teacher_s).plan
+            plans[f"budget@params={tag},params"] = equal_params_budget(prof, gm, groups, fisher, stairs, importance,
+                                                                       tp_params, 0.2 * teacher_s, teacher_s,
+                                                                       value="params").plan
     return gm, groups, importance, plans
 
 
@@ -170,8 +175,8 @@ def run():
         prof = Profiler("host", table=LatencyTable(table))
         gm, groups, importance, plans = students(name, args, prof, table_rows)
         rows += measure(name, gm, groups, importance, plans, prof, args.rounds)
-        write_csv("snap.csv", rows)
-        write_csv("snap_staircases.csv", table_rows)
+        write_csv("snap.csv", merge_rows("snap.csv", rows))
+        write_csv("snap_staircases.csv", merge_rows("snap_staircases.csv", table_rows))
 
 
 if __name__ == "__main__":
