@@ -157,3 +157,33 @@ def test_a_group_in_slices_is_swept_in_whole_slices_and_its_students_export_exac
         expected = student(x).numpy()
     assert student.get_submodule("trunk.2.f.1.0").groups == 4 and result.max_abs_error < 1e-5
     np.testing.assert_allclose(load(tmp_path / "e")(x.numpy()), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_a_pruned_shufflenet_replays_its_shuffles_as_gathers_and_exports_exactly(tmp_path):
+    """ShuffleNetV2 units (channel split, concat, shuffle) pruned: the moves become index_selects."""
+    import numpy as np
+    import torch
+
+    from hakd.export import export, load
+    from hakd.passes.groups import find_groups
+    from hakd.passes.rebuild import rebuild
+    from hakd.passes.trace import trace
+    from tests.cost.conftest import randomised
+    from tests.passes.tv_models import TV_MODELS
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 32)
+    gm = trace(randomised(TV_MODELS["shufflenet_v2_tiny"]()), x)
+    groups = find_groups(gm)
+    rng = np.random.default_rng(0)
+    plan = groups.plan(keep={g.name: tuple(sorted(rng.choice(g.width, g.width // 2 + 1, replace=False)))
+                             for g in groups.prunable()})
+    student = rebuild(gm, groups, plan)
+    assert sum(n.target is torch.index_select for n in student.graph.nodes) == len(groups.gathers)
+    again = find_groups(trace(student, x))  # a student is a model like any other: its gathers are moves too
+    assert all(g.prunable for g in again if g.name not in ("x", "fc"))
+    result = export(student, tmp_path / "e", Profiler("host", table=LatencyTable(tmp_path / "t.sqlite"), measure=QUICK))
+    with torch.no_grad():
+        expected = student(x).numpy()
+    assert result.max_abs_error < 1e-5
+    np.testing.assert_allclose(load(tmp_path / "e")(x.numpy()), expected, atol=1e-5, rtol=1e-4)

@@ -56,6 +56,7 @@ class Kernel:
     signature: str
     call_modules: Tuple[Tuple[str, ...], ...] = ()  # per call: the fx modules whose weights it reads
     weight_args: Tuple[int, ...] = ()  # positions of the arguments that are weights (the rest: activations, output last)
+    dtypes: Tuple[str, ...] = ()  # of each argument (empty: every one float32)
 
     @property
     def calls(self) -> int:
@@ -188,7 +189,8 @@ def _kernels(mod, gm: fx.GraphModule) -> Dict[str, Kernel]:
         if isinstance(func, tvm.tirx.PrimFunc):
             shapes = tuple(tuple(int(s) for s in p.ty.shape) for p in func.params)
             kind = kernel_kind(func)
-            kernels[gv.name_hint] = Kernel(gv.name_hint, func, kind, shapes, signature(func, kind, shapes))
+            kernels[gv.name_hint] = Kernel(gv.name_hint, func, kind, shapes, signature(func, kind, shapes),
+                                           dtypes=tuple(str(p.ty.dtype) for p in func.params))
     call_tir = tvm.ir.Op.get("relax.call_tir")
     # values computed from weights alone (a bias reshaped for broadcasting, packed conv weights),
     # with the modules whose weights they hold; names repeat, vars do not

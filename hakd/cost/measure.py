@@ -158,9 +158,12 @@ def _summarise(results: Sequence[float], compile_s: float) -> Measurement:
     return Measurement(median, float((r.max() - r.min()) / median) if median > 0 else 0.0, None, compile_s)
 
 
-def _random_args(shapes, dev):
+def _random_args(shapes, dev, dtypes=()):
+    """Random float arguments; integer ones (a gather's indices) are zeros: always in bounds."""
     rng = np.random.default_rng(0)
-    return [tvm.runtime.tensor(rng.standard_normal(s).astype("float32"), dev) for s in shapes]
+    dtypes = dtypes or ("float32",) * len(shapes)
+    return [tvm.runtime.tensor(rng.standard_normal(s).astype(d) if "float" in d else np.zeros(s, dtype=d), dev)
+            for s, d in zip(shapes, dtypes)]
 
 
 class LocalRunner:
@@ -175,13 +178,14 @@ class LocalRunner:
         return cache_context(self.config.cache, footprint_bytes)
 
     def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main", context: str = "warm",
-             hot: Sequence[int] = (0,)) -> Measurement:
-        """Time ``lib[entry]`` on random arguments of ``shapes`` in cache ``context``; ``hot``: the
-        positions of the arguments a model's earlier kernels just wrote (kept in cache)."""
+             hot: Sequence[int] = (0,), dtypes: Sequence[str] = ()) -> Measurement:
+        """Time ``lib[entry]`` on random arguments of ``shapes`` (and ``dtypes``, default float32)
+        in cache ``context``; ``hot``: the positions of the arguments a model's earlier kernels
+        just wrote (kept in cache)."""
         try:
             dev = tvm.cpu(0)
             mod = lib.mod if hasattr(lib, "mod") else lib
-            args = _random_args(shapes, dev)
+            args = _random_args(shapes, dev, dtypes)
             mod[entry](*args)  # warm-up, discarded
             return _summarise(_timer(mod, entry, dev, self.config, context, hot)(*args).results, compile_s)
         except Exception as e:  # a kernel that crashes or fails to run is a failed measurement
@@ -248,13 +252,13 @@ class RpcRunner:
         return cache_context(self.config.cache, footprint_bytes, evict_here=False)
 
     def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main", context: str = "warm",
-             hot: Sequence[int] = (0,)) -> Measurement:
+             hot: Sequence[int] = (0,), dtypes: Sequence[str] = ()) -> Measurement:
         """As :meth:`LocalRunner.time`; on a board only the first argument stays hot when cold."""
         if context.startswith("reuse-"):
             raise ValueError(f"context {context!r} needs hakd beside the kernel; an RPC board times 'warm' or 'cold'")
 
         def run(mod, dev):
-            args = _random_args(shapes, dev)
+            args = _random_args(shapes, dev, dtypes)
             mod[entry](*args)  # warm-up, discarded
             return _timer(mod, entry, dev, self.config, context)(*args).results
 

@@ -126,7 +126,8 @@ class Profiler:
         except Exception as e:  # a template that does not fit (ScheduleError) or fails to build
             m = Measurement(error=f"build failed: {type(e).__name__}: {str(e)[:300]}")
         else:
-            m = self.runner.time(lib, kernel.shapes, compile_s, context=context, hot=kernel.activation_args or (0,))
+            m = self.runner.time(lib, kernel.shapes, compile_s, context=context, hot=kernel.activation_args or (0,),
+                                 dtypes=kernel.dtypes)
         self.table.record(self.target_key, kernel.signature, cfg.key(), self.measure.threads, m, str(self.device), context=context)
         return m
 
@@ -144,7 +145,8 @@ class Profiler:
         compile_s = old.compile_s if old is not None else 0.0
         if lib is None:
             lib, compile_s = self._build(kernel, cfg)
-        m = self.runner.time(lib, kernel.shapes, compile_s, context=context, hot=kernel.activation_args or (0,))
+        m = self.runner.time(lib, kernel.shapes, compile_s, context=context, hot=kernel.activation_args or (0,),
+                                 dtypes=kernel.dtypes)
         if old is not None and old.ok and (not m.ok or old.latency_s <= m.latency_s):
             return old
         self.table.record(*key, m, str(self.device), context=context)

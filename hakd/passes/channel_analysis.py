@@ -18,6 +18,7 @@ from torch import fx, nn
 from hakd.errors import GroupError
 from hakd.layer_types import is_drop_path
 from hakd.passes import channel_ops as ops
+from hakd.passes.channel_moves import Gather, resolve_moves
 from hakd.passes.labels import NO_CHANNEL, channel_vector, compress, feature_vector, uniform_except
 
 __all__ = ["ChannelAnalysis", "UnionFind", "ModuleRecord", "META_KEY"]
@@ -70,7 +71,7 @@ class ChannelAnalysis(fx.Interpreter):
     """Runs the graph on a batch-1 input, computing each node's channel label beside its value."""
 
     def __init__(self, gm: fx.GraphModule):
-        super().__init__(gm)
+        super().__init__(gm, garbage_collect_values=False)  # moves are checked on the values after the run
         self.uf = UnionFind()
         self.sources: List[_Source] = []
         self.source_of_module: Dict[str, _Source] = {}
@@ -78,6 +79,13 @@ class ChannelAnalysis(fx.Interpreter):
         self.blocked: Dict[int, str] = {}  # id -> why its group cannot be pruned
         self.records: Dict[str, ModuleRecord] = {}
         self.labels: Dict[fx.Node, object] = {}
+        self.moves: Dict[fx.Node, tuple] = {}  # moves written for this width: node -> (why, labels it read)
+        self.gathers: Dict[str, Gather] = {}  # the moves a pruned model replays as gathers, by end node
+
+    def run(self, *inputs):
+        out = super().run(*inputs)
+        self.gathers = resolve_moves(self.moves, self.labels, self.env, self.block)
+        return out
 
     # ---- sources and marks
     def new_source(self, name: str, width: int, blocked: Optional[str] = None) -> torch.Tensor:
@@ -248,13 +256,15 @@ class ChannelAnalysis(fx.Interpreter):
         kwargs = fx.node.map_aggregate(n.kwargs, lambda a: self.movement_arg(a))
         if fn is not None:
             label = fn(args[0])
+        elif n.target is torch.index_select:  # its index is data, not a tensor with channels
+            label = torch.index_select(args[0], n.args[1], self.env_value(n.args[2]))
         elif n.op == "call_method":
             label = getattr(args[0], n.target)(*args[1:], **kwargs)
         else:
             label = n.target(*args, **kwargs)
         why = self.movement_problem(n, start_dim)
-        if why:
-            self.block(self.label_of((n.args, n.kwargs)), f"{n.format_node()}: {why}")
+        if why:  # blocked after the run unless a gather replays it (hakd.passes.channel_moves)
+            self.moves[n] = (why, self.label_of((n.args, n.kwargs)))
         return fx.node.map_aggregate(label, lambda t: compress(t) if isinstance(t, torch.Tensor) else t)
 
     def movement_arg(self, a):
@@ -290,6 +300,8 @@ class ChannelAnalysis(fx.Interpreter):
             return None if arg(2, "dim", 0) % nd != 1 else "splits channels at fixed positions"
         if kind == "transpose":
             return None if 1 not in (arg(1, "dim0") % nd, arg(2, "dim1") % nd) else "transposes the channel dim"
+        if kind == "index_select":
+            return None if arg(1, "dim") % nd != 1 else "selects channels by position"
         if kind == "permute":
             dims = n.args[1:] if n.op == "call_method" else arg(1, "dims")
             dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims

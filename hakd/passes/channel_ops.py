@@ -51,7 +51,7 @@ REDUCTIONS = {torch.mean: "mean", torch.sum: "sum", torch.amax: "amax"}  # also 
 MOVEMENT_FUNCTIONS = {torch.flatten: "flatten", torch.cat: "cat", torch.concat: "cat", torch.split: "split",
                       torch.chunk: "chunk", torch.transpose: "transpose", torch.permute: "permute",
                       torch.reshape: "reshape", torch.squeeze: "squeeze", torch.unsqueeze: "unsqueeze",
-                      operator.getitem: "getitem"}
+                      operator.getitem: "getitem", torch.index_select: "index_select"}
 MOVEMENT_METHODS = {"view", "reshape", "flatten", "split", "chunk", "transpose", "permute", "squeeze",
                     "unsqueeze", "expand", "expand_as", "view_as", "reshape_as"}
 

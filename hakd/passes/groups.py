@@ -27,6 +27,7 @@ from torch import fx
 
 from hakd.errors import GroupError
 from hakd.passes.channel_analysis import META_KEY, ChannelAnalysis, ModuleRecord, UnionFind
+from hakd.passes.channel_moves import Gather
 from hakd.plan import PrunePlan
 
 __all__ = ["Member", "ChannelGroup", "ChannelGroups", "ModuleRecord", "find_groups", "META_KEY"]
@@ -66,9 +67,11 @@ class ChannelGroup:
 class ChannelGroups:
     """The result of :func:`find_groups`: groups in graph order and each module's channel ids."""
 
-    def __init__(self, groups: List[ChannelGroup], records: Dict[str, ModuleRecord], position: Dict[int, Tuple[int, int]]):
+    def __init__(self, groups: List[ChannelGroup], records: Dict[str, ModuleRecord], position: Dict[int, Tuple[int, int]],
+                 gathers: Optional[Dict[str, Gather]] = None):
         self.groups = groups
         self.records = records
+        self.gathers = gathers or {}  # channel moves a pruned model replays as gathers (hakd.passes.channel_moves)
         self.by_name = {g.name: g for g in groups}
         self._index = {g.name: i for i, g in enumerate(groups)}
         n = max(position, default=-1) + 2  # the last slot answers for NO_CHANNEL (-1)
@@ -148,7 +151,9 @@ def find_groups(gm: fx.GraphModule) -> ChannelGroups:
     metas = [n.meta.get("tensor_meta") for n in placeholders]
     if not placeholders or any(m is None or not hasattr(m, "shape") for m in metas):
         raise GroupError("find_groups needs a GraphModule from hakd.passes.trace.trace (with shapes in node.meta)")
-    inputs = [torch.zeros(1, *m.shape[1:], dtype=m.dtype) for m in metas]
+    g = torch.Generator().manual_seed(0)  # distinct values: a move is checked to be a gather on them
+    inputs = [torch.randn(1, *m.shape[1:], generator=g).to(m.dtype) if m.dtype.is_floating_point
+              else torch.zeros(1, *m.shape[1:], dtype=m.dtype) for m in metas]
     analysis = ChannelAnalysis(gm)
     training = gm.training
     gm.eval()
@@ -197,7 +202,7 @@ def _group(a: ChannelAnalysis) -> ChannelGroups:
             for g in sorted({position[int(i)][0] for i in np.unique(ids) if i >= 0}):
                 members.setdefault(g, []).append(Member(rec.module, role))
     groups = [dataclasses.replace(group, members=tuple(members.get(g, ()))) for g, group in enumerate(groups)]
-    return ChannelGroups(_slice(groups, a.records, position), a.records, position)
+    return ChannelGroups(_slice(groups, a.records, position), a.records, position, a.gathers)
 
 
 def _slice(groups: List[ChannelGroup], records: Dict[str, ModuleRecord], position) -> List[ChannelGroup]:

@@ -22,7 +22,9 @@ import torch
 from torch import fx, nn
 
 from hakd.errors import PlanError
+from hakd.passes.channel_moves import gather_index
 from hakd.passes.groups import META_KEY, ChannelGroups
+from hakd.passes.labels import channel_vector
 from hakd.plan import PrunePlan
 
 __all__ = ["rebuild", "zero_pruned"]
@@ -105,8 +107,32 @@ def rebuild(gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan) -> fx.Gr
             _shrink_grouped(new.get_submodule(rec.module), rec.module, out_mask, in_mask)
             continue
         _shrink(new.get_submodule(rec.module), rec.kind, out_mask, in_mask)
+    _replay_moves(new, gm, groups, kept)
     new.recompile()
     return new
+
+
+def _replay_moves(new: fx.GraphModule, gm: fx.GraphModule, groups: ChannelGroups, kept: np.ndarray) -> None:
+    """Each channel move written for the traced width (a channel shuffle, a split) becomes an
+    index_select of the kept channels of its start (:mod:`hakd.passes.channel_moves`)."""
+    if not groups.gathers:
+        return
+    traced = {n.name: n for n in gm.graph.nodes}
+    nodes = {n.name: n for n in new.graph.nodes}
+    ids = lambda name: channel_vector(traced[name].meta[META_KEY], traced[name].meta["tensor_meta"].shape).numpy()  # noqa: E731
+    replaced: Dict[str, fx.Node] = {}
+    for n in list(new.graph.nodes):  # in graph order: a gather's start may be an earlier gather's end
+        gather = groups.gathers.get(n.name)
+        if gather is None:
+            continue
+        buffer = f"hakd_gather_{len(replaced)}"
+        new.register_buffer(buffer, gather_index(ids(gather.start), ids(n.name), kept))
+        with new.graph.inserting_before(n):
+            select = new.graph.call_function(torch.index_select, (replaced.get(gather.start, nodes[gather.start]), 1,
+                                                                  new.graph.get_attr(buffer)))
+        n.replace_all_uses_with(select)
+        replaced[n.name] = select
+    new.graph.eliminate_dead_code()  # the moves as written, and the sizes they read
 
 
 class _Masked(fx.Interpreter):

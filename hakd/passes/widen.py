@@ -28,7 +28,7 @@ import torch
 from torch import fx, nn
 
 from hakd.errors import GroupError
-from hakd.passes.groups import ChannelGroups
+from hakd.passes.groups import META_KEY, ChannelGroups
 
 __all__ = ["widen"]
 
@@ -59,6 +59,16 @@ def _grow(t: torch.Tensor, layout: List[Optional[int]], dim: int, fill: float = 
     return new
 
 
+def _check_not_moved(gm: fx.GraphModule, groups: ChannelGroups, extra: Dict[int, int]) -> None:
+    """A move written for the traced width (a channel shuffle) would move the new channels wrongly."""
+    nodes = {n.name: n for n in gm.graph.nodes}
+    for gather in groups.gathers.values():
+        gidx, _ = groups.locate(nodes[gather.start].meta[META_KEY].reshape(-1).numpy())
+        for g in set(gidx.tolist()) & set(extra):
+            raise GroupError(f"cannot widen group {groups.groups[g].name!r}: {gather.end} moves its channels in a way "
+                             "written for the traced width (a channel shuffle or split)")
+
+
 def widen(gm: fx.GraphModule, groups: ChannelGroups, widths: Mapping[str, int]) -> fx.GraphModule:
     """A copy of ``gm`` with each named group widened to ``widths[group]`` (>= its width) by zero channels."""
     extra = {}
@@ -67,8 +77,12 @@ def widen(gm: fx.GraphModule, groups: ChannelGroups, widths: Mapping[str, int]) 
             raise GroupError(f"cannot widen {name!r}: not a prunable group of this model")
         if width < groups[name].width:
             raise GroupError(f"widen only adds channels: group {name!r} has {groups[name].width}, asked for {width}")
+        if width > groups[name].width and groups[name].slices > 1:
+            raise GroupError(f"cannot widen group {name!r}: a grouped conv reads or writes it in "
+                             f"{groups[name].slices} slices, and widen appends channels after the last one")
         if width > groups[name].width:
             extra[groups.groups.index(groups[name])] = width - groups[name].width
+    _check_not_moved(gm, groups, extra)
     new = copy.deepcopy(gm)
     for rec in {r.module: r for r in groups.records.values()}.values():
         out = _layout(groups, np.asarray(rec.out_ids).reshape(-1), extra, rec.module)

@@ -75,11 +75,30 @@ def test_flatten_into_linear_gives_each_channel_a_block_of_features():
     assert list(pos) == [c for c in range(8) for _ in range(16)]
 
 
-def test_channel_shuffle_and_split_are_not_pruned_with_the_reason():
+def test_channel_shuffles_and_splits_are_replayed_as_gathers():
     g = groups_of(TV_MODELS["shufflenet_v2_tiny"]())
-    blocked = {x.name: x.reason for x in g if not x.prunable}
-    assert "channel shuffle" in blocked["stage2.0.branch2.2.0"]
-    assert g["stage2.0.branch2.0.0"].prunable  # the branch's inner width stays prunable
+    assert all(x.prunable for x in g if x.name not in ("x", "fc"))
+    ends = {(v.start, v.end) for v in g.gathers.values()}
+    assert ("cat", "view_1") in ends  # the first unit's shuffle: a permutation of the concatenation
+    assert {("view_1", "getitem_4"), ("view_1", "getitem_5")} <= ends  # the second unit's split of it
+
+
+class _PixelShuffle(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 8, 1), nn.Conv2d(2, 2, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        n, c, h, w = y.size()
+        y = y.view(n, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(n, c // 4, 2 * h, 2 * w)
+        return self.b(y).mean((2, 3))
+
+
+def test_a_move_of_channels_into_space_is_not_a_gather_and_keeps_them_whole_with_the_reason():
+    g = groups_of(_PixelShuffle(), (1, 1, 4, 4))
+    assert not g["a"].prunable and "vary over space" in g["a"].reason  # the first reason found is given
+    assert not g.gathers
 
 
 def test_grouped_conv_groups_come_in_one_slice_per_conv_group():

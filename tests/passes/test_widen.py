@@ -48,3 +48,11 @@ def test_what_cannot_be_widened_is_refused():
         widen(gm, groups, {"conv": 6})
     with pytest.raises(GroupError, match="only adds channels"):
         widen(gm, groups, {"conv": 2})
+    from tests.passes.tv_models import TV_MODELS
+
+    gm = trace(TV_MODELS["shufflenet_v2_tiny"](), torch.zeros(1, 3, 32, 32))
+    groups = find_groups(gm)
+    with pytest.raises(GroupError, match="channel shuffle or split"):
+        widen(gm, groups, {"stage2.0.branch2.2.0": 32})
+    with pytest.raises(GroupError, match="grouped conv"):
+        widen(*(lambda m: (m, find_groups(m)))(trace(TV_MODELS["resnext_tiny"](), torch.zeros(1, 3, 32, 32))), {"reduce.0": 36})
