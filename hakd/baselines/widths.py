@@ -42,7 +42,8 @@ def l1_importance(gm: fx.GraphModule, groups: ChannelGroups) -> Dict[str, np.nda
     for rec in groups.records.values():
         if rec.kind not in ("conv", "grouped", "linear"):
             continue
-        norms = gm.get_submodule(rec.module).weight.detach().abs().flatten(1).sum(1).double().numpy()
+        weight = gm.get_parameter(rec.params[0]) if rec.params else gm.get_submodule(rec.module).weight
+        norms = weight.detach().abs().flatten(1).sum(1).double().numpy()
         gidx, pos = groups.locate(rec.out_ids)
         for i, (g, p) in enumerate(zip(gidx, pos)):
             name = groups.groups[g].name if g >= 0 else None

@@ -9,7 +9,7 @@ collected for grouping.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ class ModuleRecord:
     in_ids: np.ndarray
     out_ids: np.ndarray
     groups: int = 1  # a grouped conv's groups: its input and output channels come in this many slices
+    params: Tuple[str, ...] = ()  # a functional conv or linear (F.conv2d): its weight and bias, by path
 
 
 class UnionFind:
@@ -141,6 +142,8 @@ class ChannelAnalysis(fx.Interpreter):
         if n.op == "placeholder":
             return self.output_source(n, value, "model input")
         if n.op == "get_attr":
+            if all(n in ops.functional_params(u) for u in n.users):  # the weights of F.conv2d / F.linear
+                return None
             if isinstance(value, torch.Tensor) and value.ndim >= 2 and value.shape[1] > 1:
                 return self.output_source(n, value, f"parameter {n.target} is used as an activation")
             return None
@@ -149,6 +152,8 @@ class ChannelAnalysis(fx.Interpreter):
             return None
         if n.op == "call_module":
             return self.label_module(n, self.fetch_attr(n.target), value)
+        if ops.functional_params(n):
+            return self.label_functional(n, value)
         name = n.target
         if n.op == "call_method" and name in ("size", "dim", "numel") or not _tensors(value):
             return None
@@ -199,9 +204,30 @@ class ChannelAnalysis(fx.Interpreter):
         self.records[n.name].groups = m.groups
         return out
 
-    def produce(self, n, m, kind: str, in_ids: torch.Tensor, value):
-        """A conv or linear: a new source (the same ids each time a shared module is called)."""
-        qual = n.target
+    def label_functional(self, n, value):
+        """``F.conv2d`` / ``F.linear`` whose weight (and bias) are parameters: a layer like a module's."""
+        weight, bias = ops.functional_params(n)
+        kind = ops.FUNCTIONAL_LAYERS[n.target]
+        groups = n.kwargs.get("groups", n.args[6] if len(n.args) > 6 else 1)
+        if any(p is not None and not (isinstance(p, fx.Node) and p.op == "get_attr") for p in (weight, bias)):
+            return self.opaque(n, value, "a functional conv or linear whose weights are computed, not parameters")
+        if kind == "conv" and groups != 1:
+            return self.opaque(n, value, f"a functional grouped conv (groups={groups}) is kept whole; "
+                                         "write it as an nn.Conv2d to prune it")
+        x = n.args[0]
+        label, real = self.label_of(x), self.env_value(x)
+        to_vec = channel_vector if kind == "conv" else feature_vector
+        vec = None if label is None else to_vec(label, real.shape)
+        if vec is None:
+            return self.opaque(n, value, "its input channels vary over space")
+        params = tuple(p.target for p in (weight, bias) if p is not None)
+        return self.produce(n, None, kind, vec, value, qual=params[0], params=params)
+
+    def produce(self, n, m, kind: str, in_ids: torch.Tensor, value, qual: Optional[str] = None, params=()):
+        """A conv or linear: a new source (the same ids each time a shared module is called).
+        A functional one (``params``: its weight and bias paths) is named by its weight and
+        owned, like its kernels, by the weight's module."""
+        qual = qual or n.target
         if qual in self.source_of_module:
             src = self.source_of_module[qual]
             self.tie(self.in_ids_of_module[qual], in_ids)
@@ -210,11 +236,12 @@ class ChannelAnalysis(fx.Interpreter):
             out = self.new_source(qual, value.shape[-1 if kind == "linear" else 1])
             self.source_of_module[qual] = self.sources[-1]
             self.in_ids_of_module[qual] = in_ids
-        self.record(n, kind, in_ids, out)
+        self.record(n, kind, in_ids, out, params)
         return out.view(*[1] * (value.ndim - 1), -1) if kind == "linear" else out.view(1, -1, *[1] * (value.ndim - 2))
 
-    def record(self, n, kind, in_ids, out_ids):
-        self.records[n.name] = ModuleRecord(n.target, kind, np.asarray(in_ids), np.asarray(out_ids))
+    def record(self, n, kind, in_ids, out_ids, params=()):
+        module = params[0].rsplit(".", 1)[0] if params else n.target  # a parameter's module, as hakd.cost names it
+        self.records[n.name] = ModuleRecord(module, kind, np.asarray(in_ids), np.asarray(out_ids), params=tuple(params))
 
     def label_channelwise(self, n, label, x, value):
         if label is None:

@@ -20,7 +20,8 @@ from torch import nn
 
 __all__ = [
     "CHANNELWISE_MODULES", "CHANNELWISE_FUNCTIONS", "CHANNELWISE_METHODS", "BINARY_FUNCTIONS",
-    "BINARY_METHODS", "REDUCTIONS", "MOVEMENT_FUNCTIONS", "MOVEMENT_METHODS", "op_name",
+    "BINARY_METHODS", "REDUCTIONS", "MOVEMENT_FUNCTIONS", "MOVEMENT_METHODS", "FUNCTIONAL_LAYERS", "op_name",
+    "functional_params",
 ]
 
 CHANNELWISE_MODULES = (
@@ -56,9 +57,20 @@ MOVEMENT_METHODS = {"view", "reshape", "flatten", "split", "chunk", "transpose",
                     "unsqueeze", "expand", "expand_as", "view_as", "reshape_as"}
 
 
+FUNCTIONAL_LAYERS = {F.conv2d: "conv", torch.conv2d: "conv", F.linear: "linear"}  # weight, bias: args 1, 2
+
+
 def op_name(target) -> str:
     """A readable name of a call target (``torch.cat``, ``operator.add``, ``'view'``)."""
     if isinstance(target, str):
         return target
     module = getattr(target, "__module__", None) or ""
     return f"{module}.{getattr(target, '__name__', repr(target))}".lstrip(".")
+
+
+def functional_params(n) -> tuple:
+    """(weight node, bias node or None) of a functional conv or linear (an fx node), else ()."""
+    if n.op != "call_function" or n.target not in FUNCTIONAL_LAYERS:
+        return ()
+    arg = lambda i, key: n.kwargs.get(key, n.args[i] if len(n.args) > i else None)  # noqa: E731
+    return arg(1, "weight"), arg(2, "bias")

@@ -12,9 +12,24 @@ from __future__ import annotations
 from typing import Tuple
 
 import torch
-from torch import nn
+from torch import fx, nn
+
+from hakd.passes.channel_ops import functional_params
 
 __all__ = ["count"]
+
+
+class _FunctionalMacs(fx.Interpreter):
+    """Runs a traced model, adding the MACs of its ``F.conv2d`` / ``F.linear`` calls."""
+
+    macs = 0
+
+    def run_node(self, n):
+        out = super().run_node(n)
+        params = functional_params(n)
+        if params:  # one output element reads weight[0]: in_channels / groups x kernel, or in_features
+            self.macs += out.numel() // out.shape[0] * self.env[params[0]][0].numel()
+        return out
 
 
 def count(model: nn.Module, input_shape) -> Tuple[int, int]:
@@ -29,13 +44,15 @@ def count(model: nn.Module, input_shape) -> Tuple[int, int]:
             macs += out.numel() // out.shape[0] * m.in_features
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    functional = isinstance(model, fx.GraphModule) and any(functional_params(n) for n in model.graph.nodes)
+    run = _FunctionalMacs(model, garbage_collect_values=False) if functional else None
     training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, *tuple(input_shape)[1:]))
+            (run.run if run else model)(torch.zeros(1, *tuple(input_shape)[1:]))
     finally:
         model.train(training)
         for h in handles:
             h.remove()
-    return sum(p.numel() for p in model.parameters()), macs
+    return sum(p.numel() for p in model.parameters()), macs + (run.macs if run else 0)

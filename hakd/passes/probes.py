@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from hakd.passes.channel_ops import functional_params
 from hakd.passes.groups import META_KEY, ChannelGroups
 
 __all__ = ["ChannelProbe", "ProbedModel", "insert_probes"]
@@ -118,7 +119,7 @@ class ProbedModel(nn.Module):
 def _probe_points(gm: fx.GraphModule, groups: ChannelGroups) -> List[fx.Node]:
     """Nodes whose output a conv or linear reads and that carry a prunable group's channels."""
     readers = {n.args[0] for n in gm.graph.nodes if n.op == "call_module"
-               and isinstance(gm.get_submodule(n.target), (nn.Conv2d, nn.Linear))}
+               and isinstance(gm.get_submodule(n.target), (nn.Conv2d, nn.Linear)) or functional_params(n)}
     prunable = {i for i, g in enumerate(groups.groups) if g.prunable}
     points = []
     for n in gm.graph.nodes:

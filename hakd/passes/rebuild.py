@@ -97,12 +97,17 @@ def rebuild(gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan) -> fx.Gr
     new = copy.deepcopy(gm)
     done = set()
     for rec in groups.records.values():
-        if rec.module in done:
+        if (rec.params or rec.module) in done:
             continue
-        done.add(rec.module)
+        done.add(rec.params or rec.module)
         out_mask, in_mask = kept[rec.out_ids], kept[rec.in_ids]
         if not out_mask.any() or (rec.kind in ("conv", "linear") and not in_mask.any()):
             raise PlanError(f"plan would leave module {rec.module!r} with no channels")
+        if rec.params:  # F.conv2d / F.linear: slice its parameters where they live
+            for path, mask_in in zip(rec.params, (in_mask, None)):
+                owner, name = (new.get_submodule(path.rsplit(".", 1)[0]), path.rsplit(".", 1)[1]) if "." in path else (new, path)
+                setattr(owner, name, nn.Parameter(_param(getattr(owner, name), out_mask, mask_in)))
+            continue
         if rec.kind == "grouped":
             _shrink_grouped(new.get_submodule(rec.module), rec.module, out_mask, in_mask)
             continue

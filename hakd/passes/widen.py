@@ -89,6 +89,8 @@ def widen(gm: fx.GraphModule, groups: ChannelGroups, widths: Mapping[str, int]) 
         inp = _layout(groups, np.asarray(rec.in_ids).reshape(-1), extra, rec.module) if rec.kind in ("conv", "linear") else None
         if len(out) == len(rec.out_ids) and (inp is None or len(inp) == len(rec.in_ids)):
             continue
+        if rec.params:
+            raise GroupError(f"cannot widen a group that a functional conv or linear ({rec.params[0]!r}) reads or writes")
         m = new.get_submodule(rec.module)
         if rec.kind == "grouped":
             raise GroupError(f"cannot widen a group that a grouped conv ({rec.module!r}) reads or writes")

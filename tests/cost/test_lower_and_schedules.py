@@ -164,9 +164,10 @@ def test_tuning_on_a_board_is_refused_clearly():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["timm_efficientnet_lite_tiny", "tv_efficientnet_sd_tiny", "spatial_flatten"])
+@pytest.mark.parametrize("name", ["timm_efficientnet_lite_tiny", "tv_efficientnet_sd_tiny", "spatial_flatten",
+                                  "functional_convs"])
 def test_modules_tvm_does_not_import_are_inlined_and_export_matches_pytorch(tmp_path, name):
-    """Conv subclasses (same padding), stochastic depth, nn.Upsample (spatial_flatten)."""
+    """Conv subclasses (same padding), stochastic depth, nn.Upsample (spatial_flatten), F.conv2d on parameters."""
     from hakd.export import export, load
     from tests.passes.timm_models import TIMM_MODELS
 

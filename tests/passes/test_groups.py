@@ -136,6 +136,39 @@ def test_grouped_conv_over_several_groups_or_one_channel_per_group_is_kept_whole
     assert not g["c"].prunable and "one channel of this group per conv group" in g["c"].reason
 
 
+def test_functional_convs_on_parameters_are_layers_and_rebuild_slices_their_parameters():
+    from hakd.passes.probes import insert_probes
+    from hakd.passes.rebuild import rebuild
+
+    model = TV_MODELS["functional_convs"]()
+    gm = trace(model, torch.zeros(1, 3, 32, 32))
+    g = find_groups(gm)
+    assert [x.name for x in g.prunable()] == ["w1", "w3"] and g.conv_coverage() == (56, 56)
+    assert {m.module for m in g["w1"].members} == {"w1", "bn1", "block", "w3"}  # as hakd.cost names their kernels
+    small = rebuild(gm, g, g.plan({"w1": 9, "w3": 11}))
+    assert (small.w1.shape, small.b1.shape, small.block.weight.shape, small.fc_w.shape) == (
+        (9, 3, 3, 3), (9,), (9, 9, 3, 3), (10, 11))
+    assert {grp for p in insert_probes(gm, g).probes for grp in p.index} == {"w1", "w3"}  # Fisher sees both
+    from hakd.passes.counts import count
+
+    assert count(gm, (1, 3, 32, 32))[1] == 16 * 16 * (16 * 27 + 16 * 144 + 24 * 16) + 10 * 24  # functional MACs count
+
+
+class _ComputedWeight(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 4, 1, 1))
+        self.a = nn.Conv2d(1, 4, 1)
+
+    def forward(self, x):
+        return torch.nn.functional.conv2d(self.a(x), self.w * 2).mean((2, 3))
+
+
+def test_a_functional_conv_on_computed_weights_keeps_its_input_whole_with_the_reason():
+    g = groups_of(_ComputedWeight(), (1, 1, 4, 4))
+    assert not g["a"].prunable and "weights are computed" in g["a"].reason
+
+
 def test_inception_branches_are_separate_groups():
     g = groups_of(TV_MODELS["googlenet_tiny"]())
     names = [x.name for x in g.prunable()]

@@ -238,6 +238,26 @@ class SpatialFlattenNet(nn.Module):
         return self.fc2(F.relu(self.fc1(x)))
 
 
+class FunctionalNet(nn.Module):
+    """Convs and a classifier written with F.conv2d / F.linear on parameters, a residual between them."""
+
+    def __init__(self, in_channels=3, num_classes=10):
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(16, in_channels, 3, 3) * 0.2)
+        self.b1 = nn.Parameter(torch.randn(16) * 0.1)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.block = nn.Module()
+        self.block.weight = nn.Parameter(torch.randn(16, 16, 3, 3) * 0.1)
+        self.w3 = nn.Parameter(torch.randn(24, 16, 1, 1) * 0.2)
+        self.fc_w = nn.Parameter(torch.randn(num_classes, 24) * 0.2)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(F.conv2d(x, self.w1, self.b1, stride=2, padding=1)))
+        x = F.relu(x + F.conv2d(x, self.block.weight, padding=1))
+        x = F.relu(F.conv2d(x, self.w3))
+        return F.linear(x.mean((2, 3)), self.fc_w)
+
+
 TV_MODELS = {
     "mobilenet_v3_tiny": MobileNetV3Tiny,
     "shufflenet_v2_tiny": ShuffleNetV2Tiny,
@@ -246,4 +266,5 @@ TV_MODELS = {
     "resnext_tiny": ResNeXtTiny,
     "regnet_x_tiny": RegNetTiny,
     "spatial_flatten": SpatialFlattenNet,
+    "functional_convs": FunctionalNet,
 }
