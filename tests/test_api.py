@@ -62,3 +62,40 @@ def test_optimize_runs_every_stage_resumes_and_reports(tmp_path):
     with pytest.raises(ConfigError, match="widths chosen with other options"):  # a run folder is one decision
         hakd.optimize(Small(), "host", data, prune=PRUNE, snap="down", distill=DISTIL, table=table, out=tmp_path / "run",
                       log=lambda s: None)
+
+
+class GroupedShuffle(torch.nn.Module):
+    """A grouped conv (2 groups) and a channel shuffle of a concatenation: pruned per slice, replayed as a gather."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.grouped = torch.nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.conv3 = torch.nn.Conv2d(16, 6, 1)
+        self.fc = torch.nn.Linear(6, 4)
+
+    def forward(self, x):
+        a = torch.relu(self.conv1(x))
+        y = torch.cat([a, torch.relu(self.grouped(a))], 1)
+        n, c, h, w = y.size()
+        y = y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        return self.fc(torch.relu(self.conv3(y)).mean((2, 3)))
+
+
+@pytest.mark.slow
+def test_optimize_prunes_grouped_convs_per_slice_and_shuffles_as_gathers(tmp_path):
+    torch.manual_seed(0)
+    data = (band_split(96), band_split(32, seed=1))
+    prune = PruneConfig(target="channels", amount=12, prune_every=3, batch_size=16, lr=0.01, threads=1)
+    result = hakd.optimize(GroupedShuffle(), "host", data, prune=prune, snap="up", distill=DISTIL,
+                           table=LatencyTable(tmp_path / "t.sqlite"), out=tmp_path / "run", log=lambda s: None)
+    assert result.plan.slices == {"conv1": 2, "grouped": 2}
+    assert all(result.plan.width(g) % 2 == 0 for g in ("conv1", "grouped"))
+    assert any(n.target is torch.index_select for n in result.student.graph.nodes)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "run" / "export" / "model.onnx"))
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        expected = result.student.eval()(x).numpy()
+    assert abs(session.run(None, {"input": x.numpy()})[0] - expected).max() < 1e-4
