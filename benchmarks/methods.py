@@ -9,13 +9,15 @@ benchmarks/snap.py's `prepare` (trained and pruned through the CLI when missing,
 Students, all rebuilt from the same teacher:
 
 - Fisher; HAKD snap up and snap down (the Fisher plan on its staircases); HAKD budget = the
-  Fisher student's predicted latency (importance kept);
+  Fisher student's predicted latency (importance kept); HAKD budget = the predicted latency of
+  Torch-Pruning's group-norm round-to-8 student (its fastest);
 - L1 and uniform at the Fisher student's parameters (bisection on the fraction); round-to-8 (the
   Fisher plan's widths rounded down to multiples of 8 by L1);
 - Torch-Pruning 1.6 (its default group-norm importance, and the L1 magnitude of each pruned layer,
   with and without `round_to=8`) at the Fisher student's parameters;
 
-each rebuilt from the teacher's weights and distilled from the teacher with one recipe (DistillConfig: KD + AT, inherit, --epochs on the
+each rebuilt from the teacher's weights and distilled from the teacher (one folder per plan and
+seed, named by the plan's digest, so that a changed plan is trained anew) with one recipe (DistillConfig: KD + AT, inherit, --epochs on the
 first --limit-train training images, lr 0.01), once per seed. Deep Compression (Han et al.:
 magnitude pruning to 90% sparsity with fine-tuning, on the one training loop, same images) keeps
 the teacher's dense shape: on a dense backend it runs at the teacher's latency.
@@ -27,6 +29,7 @@ Columns: benchmarks/README.md.
 
 import argparse
 import copy
+import hashlib
 import statistics
 import sys
 import time
@@ -81,6 +84,9 @@ def plans_of(name, args, prof):
         for round_to in (None, 8):
             student, _ = at_params(teacher, SHAPE, params, round_to, importance_kind)
             plans[f"torch_pruning_{importance_kind}{'_r8' if round_to else ''}"] = plan_from_pruned(teacher, student, groups)
+    fastest_peer = plans[f"torch_pruning_{IMPORTANCE[0]}_r8"]  # HAKD at the latency of Torch-Pruning's fastest student
+    plans[f"hakd_budget=torch_pruning_{IMPORTANCE[0]}_r8"] = fit_budget(
+        prof, gm, groups, fisher, stairs, importance, predict(prof, gm, groups, fastest_peer), log=lambda s: None).plan
     return gm, groups, plans
 
 
@@ -91,7 +97,8 @@ def trained_students(name, args, gm, groups, plans, train, test):
         for seed in args.seeds:
             config = DistillConfig(epochs=args.epochs, lr=0.01, seed=seed, threads=1)
             student = rebuild(gm, groups, plan)
-            folder = RUNS / "methods" / name / f"{method.replace('=', '-')}-s{seed}"
+            digest = hashlib.sha1(plan.to_json().encode()).hexdigest()[:8]  # another plan is another student
+            folder = RUNS / "methods" / name / f"{method.replace('=', '-')}-{digest}-s{seed}"
             history = distill(gm, student, train, test, config, folder, resume=True, progress=False)
             out.setdefault(method, {})[seed] = (student.eval(), history[-1]["test_acc"])
             print(f"{name} {method} seed {seed}: {history[-1]['test_acc']:.4f}", flush=True)
