@@ -65,8 +65,12 @@ def _groups(args):
     gm, what = _model(args)
     groups = find_groups(gm)
     print(f"{what}: {len(groups)} channel groups, {len(groups.prunable())} prunable")
+    if groups.gathers:
+        print(f"  {len(groups.gathers)} channel moves (shuffles, splits) are replayed as gathers when pruned")
     for g in groups:
         status = "prunable" if g.prunable else f"kept: {g.reason[:100]}"
+        if g.prunable and g.slices > 1:
+            status += f" in {g.slices} slices (a grouped conv's: {g.width // g.slices} channels each, pruned evenly)"
         print(f"  {g.name:32s} {g.width:5d}  {len(g.members):3d} members  {status}")
 
 

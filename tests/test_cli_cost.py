@@ -9,6 +9,19 @@ def test_groups_lists_prunable_and_kept(capsys):
     assert "14 channel groups, 12 prunable" in out and "kept: reaches the model output" in out
 
 
+def test_groups_says_which_groups_come_in_slices_and_which_moves_become_gathers(tmp_path, capsys):
+    from hakd.checkpoint import save_checkpoint
+    from tests.passes.tv_models import TV_MODELS
+
+    for name in ("resnext_tiny", "shufflenet_v2_tiny"):
+        save_checkpoint({"model": TV_MODELS[name](), "input_shape": [1, 3, 32, 32]}, tmp_path / f"{name}.pt")
+    assert main(["groups", "--model-file", str(tmp_path / "resnext_tiny.pt")]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "in 4 slices" in lines["reduce.0"] and "in 4 slices" in lines["grouped.0"] and "slices" not in lines["stem.0"]
+    assert main(["groups", "--model-file", str(tmp_path / "shufflenet_v2_tiny.pt")]) == 0
+    assert "4 channel moves (shuffles, splits) are replayed as gathers" in capsys.readouterr().out
+
+
 def test_table_commands(tmp_path, capsys):
     from hakd.cost.measure import Measurement
     from hakd.cost.table import LatencyTable
