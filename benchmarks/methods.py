@@ -186,6 +186,9 @@ def run():
     ap.add_argument("--keep", type=float, default=0.5, help="Fisher: fraction of the parameters kept")
     ap.add_argument("--prune-every", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--plans-only", action="store_true",
+                    help="only choose every student's widths (measuring what the table lacks) and print them: run it "
+                         "once before parallel --train-only runs so that they all find the same plans")
     ap.add_argument("--train-only", action="store_true",
                     help="only distil the students (resumable, one folder per method and seed): runs with disjoint "
                          "--seeds can share the machine's cores; a final run without it reuses them")
@@ -200,6 +203,11 @@ def run():
         (RUNS / "methods").mkdir(parents=True, exist_ok=True)
         prof = Profiler("host", table=LatencyTable(RUNS / "methods" / f"{name}.sqlite"))
         gm, groups, plans = plans_of(name, teacher_args, prof)
+        if args.plans_only:
+            for method, plan in plans.items():
+                print(name, method, hashlib.sha1(plan.to_json().encode()).hexdigest()[:8],
+                      " ".join(str(plan.width(g.name)) for g in groups.prunable()), flush=True)
+            continue
         students = trained_students(name, args, gm, groups, plans, train, test)
         if args.train_only:
             continue
