@@ -168,7 +168,7 @@ def run():
             plan = fit_fraction(lambda f: uniform_plan(groups, f), gm, groups, args.keep, SHAPE)
             prof = Profiler("host", table=LatencyTable(RUNS / f"{name}-stairs-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"))
             timed_staircases(name, prof, gm, groups, plan, table_rows, f"uniform {args.keep} of the parameters")
-            write_csv("snap_staircases_time.csv", table_rows)
+            write_csv("snap_staircases_time.csv", merge_rows("snap_staircases_time.csv", table_rows))
         return
     for name in args.models:
         table = RUNS / f"{name}-snap-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"  # empty: the cold sweep is cold
