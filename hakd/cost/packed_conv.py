@@ -18,7 +18,9 @@ every template fits it::
 
 from __future__ import annotations
 
-from tvm import te, topi, tirx
+import functools
+
+from tvm import relax, te, tirx, topi
 
 __all__ = ["PACK", "pack_weight", "packed_conv2d", "LEGALIZE"]
 
@@ -69,10 +71,28 @@ def _legalize_conv2d(bb, call):
              and (attrs.out_dtype in ("", "float32")))
     if not plain:
         return _nn_conv2d(bb, call)
-    packed = bb.emit_te(pack_weight, weight, primfunc_name_hint="weight_pack")
-    out_channels = int(weight.ty.shape[0])
-    return bb.call_te(packed_conv2d, data, packed, out_channels, attrs.strides, attrs.padding, attrs.dilation,
-                      primfunc_name_hint="conv2d")
+    pack_func, pack_ty, conv_func, conv_ty = _packed_funcs(
+        tuple(int(d) for d in data.ty.shape), tuple(int(d) for d in weight.ty.shape), tuple(int(s) for s in attrs.strides),
+        tuple(int(p) for p in attrs.padding), tuple(int(d) for d in attrs.dilation))
+    packed = bb.emit(relax.call_tir(bb.add_func(pack_func, "weight_pack"), [weight], pack_ty))
+    return relax.call_tir(bb.add_func(conv_func, "conv2d"), [data, packed], conv_ty)
+
+
+@functools.lru_cache(maxsize=4096)
+def _packed_funcs(data_shape, weight_shape, strides, padding, dilation):
+    """(pack PrimFunc, its output type, conv PrimFunc, its output type) of a conv of these shapes:
+    built once per process. A staircase lowers the same model at many widths, and building the
+    same TE computes again for its unchanged convs was a third of each lowering."""
+    from tvm.relax.utils import gen_call_tir_inputs
+
+    tensor = lambda name, shape: relax.Var(name, relax.TensorType(shape, "float32"))  # noqa: E731
+    weight = tensor("weight", weight_shape)
+    pack_func, args, pack_ty = gen_call_tir_inputs(pack_weight, weight)
+    assert list(args) == [weight]
+    data, packed = tensor("data", data_shape), tensor("packed", tuple(int(d) for d in pack_ty[0].shape))
+    conv_func, args, conv_ty = gen_call_tir_inputs(packed_conv2d, data, packed, weight_shape[0], strides, padding, dilation)
+    assert list(args) == [data, packed]
+    return pack_func, pack_ty, conv_func, conv_ty
 
 
 LEGALIZE = {"relax.nn.conv2d": _legalize_conv2d}
