@@ -44,7 +44,7 @@ from torch import fx
 from hakd.passes import channel_ops as ops
 from hakd.passes.labels import channel_vector
 
-__all__ = ["Gather", "resolve_moves", "is_move"]
+__all__ = ["Gather", "resolve_moves", "is_move", "gather_index"]
 
 
 @dataclasses.dataclass(frozen=True)
