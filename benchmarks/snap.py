@@ -112,20 +112,49 @@ def students(name, args, prof, table_rows):
     return gm, groups, importance, plans
 
 
+def export_folder(name, method):
+    return RUNS / "exports" / name / method.replace("=", "-").replace(",", "-")
+
+
+def time_rounds(models, rounds):
+    """Each model's ``vm`` timed once per round, every model in every round: ``times`` per model."""
+    for _ in range(rounds):
+        for m in models.values():
+            m["times"].append(float(np.median(m["vm"].time(number=20, repeat=5, min_repeat_ms=50))))
+
+
+def retime(name, rounds):
+    """The rows of results/snap.csv for ``name`` with their measured columns timed again from
+    the exports (for a run whose timing shared the machine with other jobs)."""
+    import csv
+
+    from common import RESULTS
+
+    with open(RESULTS / "snap.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["model"] == name]
+    models = {r["method"]: dict(vm=load(export_folder(name, r["method"])), times=[]) for r in rows}
+    time_rounds(models, rounds)
+    base = models["fisher"]["times"]
+    for r in rows:
+        ratios = [t / f for t, f in zip(models[r["method"]]["times"], base)]
+        r.update(measured_us=f"{np.median(models[r['method']]['times']) * 1e6:.1f}",
+                 measured_over_fisher=f"{np.median(ratios):.3f}", ratio_per_round=" ".join(f"{x:.3f}" for x in ratios))
+        print(r["method"], r["measured_us"], r["measured_over_fisher"], flush=True)
+    return rows
+
+
 def measure(name, gm, groups, importance, plans, prof, rounds):
     """Export every student, then time them in interleaved rounds; ratios to Fisher per round."""
     total = sum(float(np.sum(v)) for v in importance.values())
     models = {}
     for method, plan in plans.items():
         student = rebuild(gm, groups, plan)
-        result = export(student, RUNS / "exports" / name / method.replace("=", "-").replace(",", "-"), prof)
+        result = export(student, export_folder(name, method), prof)
         params, macs = count(student, SHAPE)
         kept = sum(float(np.sum(np.asarray(importance[g])[list(plan.keep.get(g, range(plan.widths[g])))])) for g in importance)
         models[method] = dict(vm=load(result.folder), predicted=result.predicted_latency_s, params=params, macs=macs,
                               importance=kept / total, error=result.max_abs_error, times=[])
-    for _ in range(rounds):
-        for m in models.values():
-            m["times"].append(float(np.median(m["vm"].time(number=20, repeat=5, min_repeat_ms=50))))
+    time_rounds(models, rounds)
     base = models["fisher"]
     rows = []
     for method, m in models.items():
@@ -153,9 +182,15 @@ def run():
     parser.add_argument("--staircases-only", action="store_true",
                         help="only time whole-model staircases, around a uniform plan at --keep of the parameters "
                              "(an untrained zoo model: the time does not depend on weights)")
+    parser.add_argument("--retime", action="store_true",
+                        help="only time the students of --models again from their exports (measured columns of snap.csv)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows, table_rows = [], []
+    if args.retime:
+        for name in args.models:
+            write_csv("snap.csv", merge_rows("snap.csv", retime(name, args.rounds)))
+        return
     if args.staircases_only:
         from hakd import models
         from hakd.baselines.widths import fit_fraction, uniform_plan
