@@ -146,7 +146,7 @@ class Profiler:
         if lib is None:
             lib, compile_s = self._build(kernel, cfg)
         m = self.runner.time(lib, kernel.shapes, compile_s, context=context, hot=kernel.activation_args or (0,),
-                                 dtypes=kernel.dtypes)
+                             dtypes=kernel.dtypes)
         if old is not None and old.ok and (not m.ok or old.latency_s <= m.latency_s):
             return old
         self.table.record(*key, m, str(self.device), context=context)

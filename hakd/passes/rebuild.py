@@ -105,7 +105,8 @@ def rebuild(gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan) -> fx.Gr
             raise PlanError(f"plan would leave module {rec.module!r} with no channels")
         if rec.params:  # F.conv2d / F.linear: slice its parameters where they live
             for path, mask_in in zip(rec.params, (in_mask, None)):
-                owner, name = (new.get_submodule(path.rsplit(".", 1)[0]), path.rsplit(".", 1)[1]) if "." in path else (new, path)
+                owner_path, _, name = path.rpartition(".")
+                owner = new.get_submodule(owner_path)  # "": the model itself
                 setattr(owner, name, nn.Parameter(_param(getattr(owner, name), out_mask, mask_in)))
             continue
         if rec.kind == "grouped":
