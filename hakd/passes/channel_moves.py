@@ -49,12 +49,11 @@ __all__ = ["Gather", "resolve_moves", "is_move", "gather_index"]
 
 @dataclasses.dataclass(frozen=True)
 class Gather:
-    """``end`` (a node name) is ``index_select(start, 1, ...)``; ``region``: the movement nodes
-    between them, which the pruned model no longer runs."""
+    """``end`` (a node name) is ``index_select(start, 1, ...)``: the movement nodes between them
+    are not run by the pruned model."""
 
     end: str
     start: str
-    region: Tuple[str, ...]
 
 
 def is_move(n: fx.Node) -> bool:
@@ -113,11 +112,11 @@ def resolve_moves(moves: Dict[fx.Node, tuple], labels: dict, values: dict, block
         start, problem = (None, problem) if problem else _start(region, labels, values)
         found = {}
         for end in [] if problem else ends:
-            perm = _permutation(_channels(start, labels, values), _channels(end, labels, values))
+            perm = gather_index(_channels(start, labels, values).numpy(), _channels(end, labels, values).numpy())
             if perm is None or not torch.equal(values[start].index_select(1, perm), values[end]):
                 problem = f"{end.format_node()} is not a gather of the channels of {start.name}"
                 break
-            found[end.name] = Gather(end.name, start.name, tuple(sorted(q.name for q in region if q not in ends or q is end)))
+            found[end.name] = Gather(end.name, start.name)
         done |= region
         if problem:
             block(read, f"{p.format_node()}: {why} ({problem})")
@@ -126,16 +125,13 @@ def resolve_moves(moves: Dict[fx.Node, tuple], labels: dict, values: dict, block
     return gathers
 
 
-def _permutation(start_ids: torch.Tensor, end_ids: torch.Tensor) -> Optional[torch.Tensor]:
+def gather_index(start_ids: np.ndarray, end_ids: np.ndarray, kept: Optional[np.ndarray] = None) -> Optional[torch.Tensor]:
+    """The positions, among the start's kept channels, of the end's kept channels (``kept``: a
+    boolean per channel id, as :meth:`ChannelGroups.kept_ids` gives; default every channel), or
+    None when the end has a channel the start has not."""
+    if kept is not None:
+        start_ids, end_ids = start_ids[kept[start_ids]], end_ids[kept[end_ids]]
     where = {int(i): k for k, i in enumerate(start_ids.tolist())}
     if any(int(i) not in where for i in end_ids.tolist()):
         return None
     return torch.tensor([where[int(i)] for i in end_ids.tolist()], dtype=torch.int64)
-
-
-def gather_index(start_ids: np.ndarray, end_ids: np.ndarray, kept: np.ndarray) -> torch.Tensor:
-    """The positions, among the start's kept channels, of the end's kept channels (``kept``: a
-    boolean per channel id, as :meth:`ChannelGroups.kept_ids` gives)."""
-    survivors = start_ids[kept[start_ids]]
-    where = {int(i): k for k, i in enumerate(survivors.tolist())}
-    return torch.tensor([where[int(i)] for i in end_ids[kept[end_ids]].tolist()], dtype=torch.int64)
