@@ -17,7 +17,7 @@ that fits. The plan returned is one whose *predicted latency as rebuilt* is with
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List, Mapping
+from typing import Callable, List, Mapping
 
 import numpy as np
 from torch import fx
@@ -25,7 +25,7 @@ from torch import fx
 from hakd.cost.profile import Profiler
 from hakd.errors import BudgetError
 from hakd.passes.allocate import allocate, budget_options
-from hakd.passes.counts import count
+from hakd.passes.counts import count, params_per_channel
 from hakd.passes.groups import ChannelGroups
 from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import with_widths
@@ -34,7 +34,7 @@ from hakd.plan import PrunePlan
 from hakd.staircases import Staircases
 from hakd.sweep import predict, refresh
 
-__all__ = ["BudgetResult", "fit_budget", "fastest_plan", "params_per_channel"]
+__all__ = ["BudgetResult", "fit_budget", "fastest_plan"]
 
 
 @dataclasses.dataclass
@@ -50,23 +50,6 @@ def fastest_plan(plan: PrunePlan, stairs: Staircases, importance: Mapping[str, n
     """Every group with a staircase at its fastest optimal width (the widest among equals)."""
     widths = {g: min(st.optimal, key=lambda w: (st.at(w), -w)) for g, st in stairs.groups.items()}
     return with_widths(plan, widths, importance, f"{plan.note} fastest".strip())
-
-
-def params_per_channel(gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan, names) -> Dict[str, float]:
-    """Parameters one channel of each named group holds, with the other groups as in ``plan``."""
-    shape = input_shape(gm)
-    widths = plan.pruned_widths()
-    base, _ = count(rebuild(gm, groups, groups.plan(widths)), shape)
-    out = {}
-    for g in names:
-        step = groups[g].slices  # a group in slices moves one channel per slice
-        other = widths[g] - step if widths[g] > step else widths[g] + step
-        if other > groups[g].width:  # a group of one channel (per slice)
-            out[g] = 0.0
-            continue
-        params, _ = count(rebuild(gm, groups, groups.plan({**widths, g: other})), shape)
-        out[g] = abs(base - params) / step
-    return out
 
 
 def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan, stairs: Staircases,

@@ -9,14 +9,16 @@
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Dict, Tuple
 
 import torch
 from torch import fx, nn
 
 from hakd.passes.channel_ops import functional_params
+from hakd.passes.rebuild import rebuild
+from hakd.passes.trace import input_shape as traced_shape
 
-__all__ = ["count"]
+__all__ = ["count", "params_per_channel"]
 
 
 class _FunctionalMacs(fx.Interpreter):
@@ -56,3 +58,21 @@ def count(model: nn.Module, input_shape) -> Tuple[int, int]:
         for h in handles:
             h.remove()
     return sum(p.numel() for p in model.parameters()), macs + (run.macs if run else 0)
+
+
+def params_per_channel(gm: fx.GraphModule, groups, plan, names, input_shape=None) -> Dict[str, float]:
+    """Parameters one channel of each named group holds, with the other groups as in ``plan``
+    (``groups``: a ChannelGroups; a group in slices is measured one channel per slice at once)."""
+    shape = input_shape or traced_shape(gm)
+    widths = plan.pruned_widths()
+    base, _ = count(rebuild(gm, groups, groups.plan(widths)), shape)
+    out = {}
+    for g in names:
+        step = groups[g].slices
+        other = widths[g] - step if widths[g] > step else widths[g] + step
+        if other > groups[g].width:  # a group of one channel (per slice)
+            out[g] = 0.0
+            continue
+        params, _ = count(rebuild(gm, groups, groups.plan({**widths, g: other})), shape)
+        out[g] = abs(base - params) / step
+    return out

@@ -30,7 +30,7 @@ from hakd.config import PruneConfig
 from hakd.data import Split
 from hakd.errors import CheckpointError, ConfigError, TrainingError
 from hakd.loop import Task, train_loop
-from hakd.passes.counts import count
+from hakd.passes.counts import count, params_per_channel
 from hakd.passes.groups import ChannelGroups
 from hakd.passes.probes import ProbedModel, insert_probes
 from hakd.passes.rebuild import rebuild
@@ -107,12 +107,8 @@ def _penalty_share(gm, groups, config: PruneConfig, input_shape, latency_saved: 
 def _param_share(gm, groups, input_shape) -> Dict[str, float]:
     """Share of the model's parameters one channel of each group holds (for the penalised variant)."""
     full, _ = count(gm, input_shape)
-    share = {}
-    for g in groups.prunable():
-        if g.width > g.slices:  # a group in slices loses one channel per slice at once
-            smaller = rebuild(gm, groups, groups.plan({g.name: g.width - g.slices}))
-            share[g.name] = (full - sum(p.numel() for p in smaller.parameters())) / full / g.slices
-    return share
+    names = [g.name for g in groups.prunable()]
+    return {g: n / full for g, n in params_per_channel(gm, groups, groups.plan(), names, input_shape).items()}
 
 
 def _choose(probed: ProbedModel, saliency: Dict[str, np.ndarray], penalty: float, share: Callable[[str, int], float],
