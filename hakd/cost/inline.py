@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from hakd.errors import HakdError
-from hakd.layer_types import is_drop_path
+from hakd.layer_types import functional_args, is_drop_path
 
 __all__ = ["inline_for_import", "InlineError"]
 
@@ -122,23 +122,14 @@ def inline_for_import(gm: fx.GraphModule) -> fx.GraphModule:
     return gm
 
 
-_FUNCTIONAL_DEFAULTS = {F.conv2d: ("input", "weight", ("bias", None), ("stride", 1), ("padding", 0), ("dilation", 1),
-                                   ("groups", 1)),
-                        F.linear: ("input", "weight", ("bias", None))}
-_FUNCTIONAL_DEFAULTS[torch.conv2d] = _FUNCTIONAL_DEFAULTS[F.conv2d]
-
-
 def _positional_functional_layers(gm: fx.GraphModule) -> bool:
     """``F.conv2d`` / ``F.linear`` calls with every argument positional: TVM 0.27's importer reads
     them by position only (a ``padding=1`` keyword is silently dropped)."""
     changed = False
     for n in gm.graph.nodes:
-        spec = _FUNCTIONAL_DEFAULTS.get(n.target) if n.op == "call_function" else None
-        if spec and n.kwargs:
-            names = [s if isinstance(s, str) else s[0] for s in spec]
-            given = {**dict(zip(names, n.args)), **n.kwargs}
-            n.args = tuple(given[s] if isinstance(s, str) else given.get(s[0], s[1]) for s in spec)
-            n.kwargs = {}
+        args = functional_args(n)
+        if args and n.kwargs:
+            n.args, n.kwargs = tuple(args.values()), {}
             changed = True
     return changed
 

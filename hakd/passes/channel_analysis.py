@@ -16,7 +16,7 @@ import torch
 from torch import fx, nn
 
 from hakd.errors import GroupError
-from hakd.layer_types import is_drop_path
+from hakd.layer_types import FUNCTIONAL_LAYERS, functional_args, functional_params, is_drop_path
 from hakd.passes import channel_ops as ops
 from hakd.passes.channel_moves import Gather, resolve_moves
 from hakd.passes.labels import NO_CHANNEL, channel_vector, compress, feature_vector, uniform_except
@@ -142,7 +142,7 @@ class ChannelAnalysis(fx.Interpreter):
         if n.op == "placeholder":
             return self.output_source(n, value, "model input")
         if n.op == "get_attr":
-            if all(n in ops.functional_params(u) for u in n.users):  # the weights of F.conv2d / F.linear
+            if all(n in functional_params(u) for u in n.users):  # the weights of F.conv2d / F.linear
                 return None
             if isinstance(value, torch.Tensor) and value.ndim >= 2 and value.shape[1] > 1:
                 return self.output_source(n, value, f"parameter {n.target} is used as an activation")
@@ -152,7 +152,7 @@ class ChannelAnalysis(fx.Interpreter):
             return None
         if n.op == "call_module":
             return self.label_module(n, self.fetch_attr(n.target), value)
-        if ops.functional_params(n):
+        if functional_params(n):
             return self.label_functional(n, value)
         name = n.target
         if n.op == "call_method" and name in ("size", "dim", "numel") or not _tensors(value):
@@ -206,9 +206,9 @@ class ChannelAnalysis(fx.Interpreter):
 
     def label_functional(self, n, value):
         """``F.conv2d`` / ``F.linear`` whose weight (and bias) are parameters: a layer like a module's."""
-        weight, bias = ops.functional_params(n)
-        kind = ops.FUNCTIONAL_LAYERS[n.target]
-        groups = n.kwargs.get("groups", n.args[6] if len(n.args) > 6 else 1)
+        args = functional_args(n)
+        weight, bias, groups = args["weight"], args["bias"], args.get("groups", 1)
+        kind = FUNCTIONAL_LAYERS[n.target][0]
         if any(p is not None and not (isinstance(p, fx.Node) and p.op == "get_attr") for p in (weight, bias)):
             return self.opaque(n, value, "a functional conv or linear whose weights are computed, not parameters")
         if kind == "conv" and groups != 1:

@@ -20,8 +20,7 @@ from torch import nn
 
 __all__ = [
     "CHANNELWISE_MODULES", "CHANNELWISE_FUNCTIONS", "CHANNELWISE_METHODS", "BINARY_FUNCTIONS",
-    "BINARY_METHODS", "REDUCTIONS", "MOVEMENT_FUNCTIONS", "MOVEMENT_METHODS", "FUNCTIONAL_LAYERS", "op_name",
-    "functional_params",
+    "BINARY_METHODS", "REDUCTIONS", "MOVEMENT_FUNCTIONS", "MOVEMENT_METHODS", "op_name",
 ]
 
 CHANNELWISE_MODULES = (
@@ -57,9 +56,6 @@ MOVEMENT_METHODS = {"view", "reshape", "flatten", "split", "chunk", "transpose",
                     "unsqueeze", "expand", "expand_as", "view_as", "reshape_as"}
 
 
-FUNCTIONAL_LAYERS = {F.conv2d: "conv", torch.conv2d: "conv", F.linear: "linear"}  # weight, bias: args 1, 2
-
-
 def op_name(target) -> str:
     """A readable name of a call target (``torch.cat``, ``operator.add``, ``'view'``)."""
     if isinstance(target, str):
@@ -67,10 +63,3 @@ def op_name(target) -> str:
     module = getattr(target, "__module__", None) or ""
     return f"{module}.{getattr(target, '__name__', repr(target))}".lstrip(".")
 
-
-def functional_params(n) -> tuple:
-    """(weight node, bias node or None) of a functional conv or linear (an fx node), else ()."""
-    if n.op != "call_function" or n.target not in FUNCTIONAL_LAYERS:
-        return ()
-    arg = lambda i, key: n.kwargs.get(key, n.args[i] if len(n.args) > i else None)  # noqa: E731
-    return arg(1, "weight"), arg(2, "bias")

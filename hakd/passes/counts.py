@@ -14,7 +14,7 @@ from typing import Dict, Tuple
 import torch
 from torch import fx, nn
 
-from hakd.passes.channel_ops import functional_params
+from hakd.layer_types import functional_params
 from hakd.passes.rebuild import rebuild
 from hakd.passes.trace import input_shape as traced_shape
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from hakd.passes.channel_ops import functional_params
+from hakd.layer_types import functional_params
 from hakd.passes.groups import META_KEY, ChannelGroups
 
 __all__ = ["ChannelProbe", "ProbedModel", "insert_probes"]
