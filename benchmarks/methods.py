@@ -90,6 +90,11 @@ def plans_of(name, args, prof):
     return gm, groups, plans
 
 
+def digest(plan) -> str:
+    """A plan's short hash: another plan is another student (and another training folder)."""
+    return hashlib.sha1(plan.to_json().encode()).hexdigest()[:8]
+
+
 def trained_students(name, args, gm, groups, plans, train, test):
     """{method: {seed: (student graph, test accuracy)}}: every plan distilled once per seed, and Deep Compression."""
     out = {}
@@ -97,8 +102,7 @@ def trained_students(name, args, gm, groups, plans, train, test):
         for seed in args.seeds:
             config = DistillConfig(epochs=args.epochs, lr=0.01, seed=seed, threads=1)
             student = rebuild(gm, groups, plan)
-            digest = hashlib.sha1(plan.to_json().encode()).hexdigest()[:8]  # another plan is another student
-            folder = RUNS / "methods" / name / f"{method.replace('=', '-')}-{digest}-s{seed}"
+            folder = RUNS / "methods" / name / f"{method.replace('=', '-')}-{digest(plan)}-s{seed}"
             history = distill(gm, student, train, test, config, folder, resume=True, progress=False)
             out.setdefault(method, {})[seed] = (student.eval(), history[-1]["test_acc"])
             print(f"{name} {method} seed {seed}: {history[-1]['test_acc']:.4f}", flush=True)
@@ -205,7 +209,7 @@ def run():
         gm, groups, plans = plans_of(name, teacher_args, prof)
         if args.plans_only:
             for method, plan in plans.items():
-                print(name, method, hashlib.sha1(plan.to_json().encode()).hexdigest()[:8],
+                print(name, method, digest(plan),
                       " ".join(str(plan.width(g.name)) for g in groups.prunable()), flush=True)
             continue
         students = trained_students(name, args, gm, groups, plans, train, test)
