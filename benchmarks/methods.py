@@ -10,7 +10,9 @@ Students, all rebuilt from the same teacher:
 
 - Fisher; HAKD snap up and snap down (the Fisher plan on its staircases); HAKD budget = the
   Fisher student's predicted latency (importance kept); HAKD budget = the predicted latency of
-  Torch-Pruning's group-norm round-to-8 student (its fastest);
+  Torch-Pruning's group-norm round-to-8 student (its fastest); HAKD at that student's parameter
+  count (bisection on the budget), keeping importance, and keeping parameters with no group
+  below --min-keep of its width;
 - L1 and uniform at the Fisher student's parameters (bisection on the fraction); round-to-8 (the
   Fisher plan's widths rounded down to multiples of 8 by L1);
 - Torch-Pruning 1.6 (its default group-norm importance, and the L1 magnitude of each pruned layer,
@@ -58,7 +60,7 @@ from hakd.train import evaluate
 from backends import time_call  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from common import RESULTS, merge_rows, write_csv  # noqa: E402
 from peers import IMPORTANCE, at_params, plan_from_pruned  # noqa: E402
-from snap import RUNS, SHAPE, prepare  # noqa: E402
+from snap import RUNS, SHAPE, equal_params_budget, prepare  # noqa: E402
 
 
 def plans_of(name, args, prof):
@@ -84,9 +86,16 @@ def plans_of(name, args, prof):
         for round_to in (None, 8):
             student, _ = at_params(teacher, SHAPE, params, round_to, importance_kind)
             plans[f"torch_pruning_{importance_kind}{'_r8' if round_to else ''}"] = plan_from_pruned(teacher, student, groups)
-    fastest_peer = plans[f"torch_pruning_{IMPORTANCE[0]}_r8"]  # HAKD at the latency of Torch-Pruning's fastest student
-    plans[f"hakd_budget=torch_pruning_{IMPORTANCE[0]}_r8"] = fit_budget(
-        prof, gm, groups, fisher, stairs, importance, predict(prof, gm, groups, fastest_peer), log=lambda s: None).plan
+    peer = f"torch_pruning_{IMPORTANCE[0]}_r8"  # Torch-Pruning's fastest student: HAKD at its latency and at its params
+    plans[f"hakd_budget={peer}"] = fit_budget(prof, gm, groups, fisher, stairs, importance,
+                                              predict(prof, gm, groups, plans[peer]), log=lambda s: None).plan
+    peer_params, _ = count(rebuild(gm, groups, plans[peer]), SHAPE)
+    teacher_s = predict(prof, gm, groups, groups.plan())
+    plans[f"hakd_budget@params={peer}"] = equal_params_budget(prof, gm, groups, fisher, stairs, importance, peer_params,
+                                                              0.2 * teacher_s, teacher_s).plan
+    plans[f"hakd_budget@params={peer},params,min_keep={args.min_keep:g}"] = equal_params_budget(
+        prof, gm, groups, fisher, stairs, importance, peer_params, 0.2 * teacher_s, teacher_s, value="params",
+        min_keep=args.min_keep).plan
     return gm, groups, plans
 
 
@@ -190,6 +199,8 @@ def run():
     ap.add_argument("--keep", type=float, default=0.5, help="Fisher: fraction of the parameters kept")
     ap.add_argument("--prune-every", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--min-keep", type=float, default=0.25,
+                    help="the parameter-keeping HAKD student at Torch-Pruning's parameters: no group below this fraction")
     ap.add_argument("--plans-only", action="store_true",
                     help="only choose every student's widths (measuring what the table lacks) and print them: run it "
                          "once before parallel --train-only runs so that they all find the same plans")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from hakd.budget import fit_budget
+from hakd.errors import BudgetError
 from hakd.cli import main as hakd
 from hakd.prune_folder import load_prune_folder
 from hakd.cost.profile import Profiler
@@ -48,18 +49,27 @@ def prepare(name, args):
     return load_trained(teacher_dir), fisher_dir
 
 
-def equal_params_budget(prof, gm, groups, plan, stairs, importance, params, low_s, high_s, steps=5, value="importance"):
-    """The budget student whose parameters come nearest ``params`` (bisection on the budget);
-    ``value="params"``: the allocator keeps parameters, so this is the fastest student it finds
-    at that parameter count."""
+def equal_params_budget(prof, gm, groups, plan, stairs, importance, params, low_s, high_s, steps=6, value="importance",
+                        min_keep=0.0):
+    """The budget student whose parameters come nearest ``params`` (bisection on the budget
+    between ``low_s`` and ``high_s``); ``value="params"``: the allocator keeps parameters, so
+    this is the fastest student it finds at that parameter count (``min_keep``: no group below
+    that fraction of its width)."""
     best = None
     for _ in range(steps):
         mid = (low_s + high_s) / 2
-        result = fit_budget(prof, gm, groups, plan, stairs, importance, mid, value=value, log=lambda s: None)
+        try:
+            result = fit_budget(prof, gm, groups, plan, stairs, importance, mid, value=value, min_keep=min_keep,
+                                log=lambda s: None)
+        except BudgetError:  # below the fastest student the floor allows
+            low_s = mid
+            continue
         n, _ = count(rebuild(gm, groups, result.plan), SHAPE)
         if best is None or abs(n - params) < abs(best[1] - params):
             best = (result, n)
         low_s, high_s = (low_s, mid) if n > params else (mid, high_s)
+    if best is None:
+        raise BudgetError(f"no budget in {low_s * 1e6:.1f}..{high_s * 1e6:.1f} us can be met")
     return best[0]
 
 
@@ -109,6 +119,9 @@ def students(name, args, prof, table_rows):
             plans[f"budget@params={tag},params"] = equal_params_budget(prof, gm, groups, fisher, stairs, importance,
                                                                        tp_params, 0.2 * teacher_s, teacher_s,
                                                                        value="params").plan
+            plans[f"budget@params={tag},params,min_keep={args.min_keep:g}"] = equal_params_budget(
+                prof, gm, groups, fisher, stairs, importance, tp_params, 0.2 * teacher_s, teacher_s, value="params",
+                min_keep=args.min_keep).plan
     return gm, groups, importance, plans
 
 
@@ -179,6 +192,9 @@ def run():
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--equal-params", action="store_true",
                         help="also the budget student at Torch-Pruning's parameter count (bisection on the budget)")
+    parser.add_argument("--min-keep", type=float, default=0.25,
+                        help="with --equal-params: also the parameter-keeping student with no group below this "
+                             "fraction of its width")
     parser.add_argument("--staircases-only", action="store_true",
                         help="only time whole-model staircases, around a uniform plan at --keep of the parameters "
                              "(an untrained zoo model: the time does not depend on weights)")

@@ -27,6 +27,7 @@ from hakd.checkpoint import atomic_write_text
 from hakd.config import DataConfig, DistillConfig, PruneConfig
 from hakd.data import Split
 from hakd.errors import ConfigError
+from hakd.passes.allocate import check_min_keep
 from hakd.passes.snap import MODES
 
 __all__ = ["optimize", "OptimizeResult"]
@@ -80,15 +81,16 @@ def _decided(folder: Path, decision: dict, groups):
 
 def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataConfig("fashion-mnist"), *,
              example_input: Optional[torch.Tensor] = None, prune: PruneConfig = PruneConfig(), snap: Optional[str] = "up",
-             budget: Optional[float] = None, budget_s: Optional[float] = None, distill: DistillConfig = DistillConfig(),
-             device=None, table=None, threads: int = 1, tune_trials: int = 0, out="hakd-out",
+             budget: Optional[float] = None, budget_s: Optional[float] = None, min_keep: float = 0.0,
+             distill: DistillConfig = DistillConfig(), device=None, table=None, threads: int = 1, tune_trials: int = 0, out="hakd-out",
              log=print) -> OptimizeResult:
     """Make ``model`` (a trained teacher) fast on ``target`` while keeping its accuracy.
 
     ``prune``: Fisher pruning (how wide each layer needs to be); ``snap``: move each width to an
     optimal point of its staircase (``up``, ``down``, ``nearest``), or, with ``budget`` (a fraction
     of the teacher's predicted latency) or ``budget_s``, choose every width at once so that the
-    student's predicted latency is within it (``snap`` is then ignored); ``distill``: retrain the
+    student's predicted latency is within it (``snap`` is then ignored), no group keeping less than
+    ``min_keep`` of its channels; ``distill``: retrain the
     student from the teacher; ``device``/``table``/``threads``/``tune_trials``: where and how
     kernels are measured (:class:`hakd.cost.profile.Profiler`)."""
     from hakd import sweep
@@ -106,6 +108,7 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     from hakd.report_data import build_report
 
     _check(None if budget is not None or budget_s is not None else snap, budget, budget_s)
+    check_min_keep(min_keep)
     out, seconds = Path(out), {}
     train, test = _splits(data)
     x = example_input if example_input is not None else torch.zeros(1, *train.images.shape[1:])
@@ -126,9 +129,12 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     teacher_s = sweep.predict(profiler, fisher.model, groups, groups.plan())
     budget_s = budget_s if budget_s is not None or budget is None else budget * teacher_s
     decision = {"snap": None if budget_s is not None else snap, "budget": budget, "budget_s": budget_s if budget is None else None}
+    if min_keep and budget_s is not None:
+        decision["min_keep"] = min_keep
     plan = _decided(out / "student", decision, groups)  # a rerun keeps the widths it chose (the table may have moved)
     if plan is None and budget_s is not None:
-        plan = fit_budget(profiler, fisher.model, groups, fisher.plan, stairs, fisher.importance, budget_s, log=log).plan
+        plan = fit_budget(profiler, fisher.model, groups, fisher.plan, stairs, fisher.importance, budget_s, log=log,
+                          min_keep=min_keep).plan
     elif plan is None:
         plan = snap_plan(fisher.plan, stairs, fisher.importance, snap)
     write_prune_folder(out / "student", fisher.model, groups, plan, fisher.importance)

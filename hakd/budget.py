@@ -24,7 +24,7 @@ from torch import fx
 
 from hakd.cost.profile import Profiler
 from hakd.errors import BudgetError
-from hakd.passes.allocate import allocate, budget_options
+from hakd.passes.allocate import allocate, allowed_widths, budget_options, check_min_keep
 from hakd.passes.counts import count, params_per_channel
 from hakd.passes.groups import ChannelGroups
 from hakd.passes.rebuild import rebuild
@@ -46,29 +46,36 @@ class BudgetResult:
     rounds: List[dict]  # per round: what was allocated and what the rebuilt student measured
 
 
-def fastest_plan(plan: PrunePlan, stairs: Staircases, importance: Mapping[str, np.ndarray]) -> PrunePlan:
-    """Every group with a staircase at its fastest optimal width (the widest among equals)."""
-    widths = {g: min(st.optimal, key=lambda w: (st.at(w), -w)) for g, st in stairs.groups.items()}
+def fastest_plan(plan: PrunePlan, stairs: Staircases, importance: Mapping[str, np.ndarray],
+                 min_keep: float = 0.0) -> PrunePlan:
+    """Every group with a staircase at its fastest optimal width (the widest among equals) that
+    keeps ``min_keep`` of the group."""
+    widths = {g: min(allowed_widths(st, min_keep, plan.slices.get(g, 1)), key=lambda w: (st.at(w), -w))
+              for g, st in stairs.groups.items()}
     return with_widths(plan, widths, importance, f"{plan.note} fastest".strip())
 
 
 def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan, stairs: Staircases,
                importance: Mapping[str, np.ndarray], budget_s: float, value: str = "importance", max_rounds: int = 5,
-               bins: int = 4000, log: Callable[[str], None] = print, save_staircases=None) -> BudgetResult:
+               bins: int = 4000, log: Callable[[str], None] = print, save_staircases=None,
+               min_keep: float = 0.0) -> BudgetResult:
     """Choose one optimal width per group of ``stairs``, keeping the most ``value`` (the channels'
     importance, or parameters), such that the rebuilt student's predicted latency is within
-    ``budget_s``. Raises BudgetError (stating the fastest reachable latency) when even every
-    group at its fastest width is over the budget."""
+    ``budget_s``; ``min_keep``: no group keeps less than this fraction of its channels. Raises
+    BudgetError (stating the fastest reachable latency) when even every group at its fastest
+    width is over the budget."""
     if not budget_s > 0:
         raise BudgetError(f"a latency budget must be > 0 seconds, got {budget_s}")
+    check_min_keep(min_keep)
     stairs.check_model(groups.widths())
     sweep = dict(log=log, save_to=save_staircases)
     stairs = refresh(profiler, gm, groups, plan, stairs, **sweep)
-    fastest = fastest_plan(plan, stairs, importance)
+    fastest = fastest_plan(plan, stairs, importance, min_keep)
     fastest_s = predict(profiler, gm, groups, fastest)
     if fastest_s > budget_s:
-        raise BudgetError(f"a budget of {budget_s * 1e6:.1f} us cannot be met: with every group at its fastest width the "
-                          f"student is predicted at {fastest_s * 1e6:.1f} us, the minimum reachable by pruning these "
+        floor = f" that keeps {min_keep:g} of it (min_keep)" if min_keep else ""
+        raise BudgetError(f"a budget of {budget_s * 1e6:.1f} us cannot be met: with every group at its fastest width{floor} "
+                          f"the student is predicted at {fastest_s * 1e6:.1f} us, the minimum reachable by pruning these "
                           f"groups on {profiler.target_key}")
     center, slack, rounds, best = plan, 0.0, [], None
 
@@ -83,7 +90,7 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
         center_s = predict(profiler, gm, groups, center)
         rest = center_s - sum(st.at(center.width(g)) for g, st in stairs.groups.items())  # kernels of no group, minus overlaps
         per_channel = params_per_channel(gm, groups, center, stairs.groups) if value == "params" else None
-        options = budget_options(center, stairs.groups, importance, value, per_channel)
+        options = budget_options(center, stairs.groups, importance, value, per_channel, min_keep)
         try:
             alloc = allocate(options, budget_s - slack - rest, bins)
         except BudgetError as e:

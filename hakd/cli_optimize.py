@@ -98,7 +98,7 @@ def _optimize(args):
     print(f"optimizing {what} for {args.target} into {args.out}")
     result = hakd.optimize(model, args.target, data, example_input=torch.zeros(1, *shape), prune=prune,
                            snap=args.snap, budget=args.budget, budget_s=args.budget_us * 1e-6 if args.budget_us else None,
-                           distill=distill, device=args.device, table=args.table, threads=args.threads,
+                           min_keep=args.min_keep, distill=distill, device=args.device, table=args.table, threads=args.threads,
                            tune_trials=args.tune_trials, out=args.out)
     m = result.report["models"]
     for name, row in m.items():
@@ -173,6 +173,8 @@ def add_optimize_commands(sub) -> None:
     how.add_argument("--snap", default="up", choices=["up", "down", "nearest"], help="default up: capacity for free")
     how.add_argument("--budget", type=float, help="latency budget as a fraction of the model's predicted latency")
     how.add_argument("--budget-us", type=float, help="latency budget in microseconds")
+    p.add_argument("--min-keep", type=float, default=0.0,
+                   help="with a budget: no group keeps less than this fraction of its channels (default 0)")
     p.add_argument("--amount", type=float, default=0.5, help="Fisher: fraction of the parameters to keep")
     p.add_argument("--prune-every", type=int, default=100, help="Fisher: fine-tuning steps between removals")
     p.add_argument("--epochs", type=int, default=200, help="distillation epochs")

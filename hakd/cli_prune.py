@@ -119,6 +119,7 @@ def _staircases(args):
 def _snap(args):
     from hakd import sweep
     from hakd.budget import fit_budget
+    from hakd.passes.allocate import check_min_keep
     from hakd.passes.snap import snap
 
     out = Path(args.out)
@@ -132,6 +133,7 @@ def _snap(args):
         raise ConfigError(f"--budget-us is a latency in microseconds (> 0); got {args.budget_us}")
     if args.mode and (args.budget is not None or args.budget_us is not None):
         raise ConfigError("--mode snaps each width; --budget allocates them all: give one of the two")
+    check_min_keep(args.min_keep)
     if args.budget is not None and not 0 < args.budget <= 1:
         raise ConfigError(f"--budget is a fraction of the unpruned model's predicted latency, in (0, 1]; got {args.budget}")
     gm, groups, plan, importance = load_prune_folder(args.folder)
@@ -146,9 +148,10 @@ def _snap(args):
     else:
         unpruned_s = sweep.predict(prof, gm, groups, groups.plan())
         budget_s = args.budget * unpruned_s if args.budget is not None else args.budget_us * 1e-6
-        result = fit_budget(prof, gm, groups, plan, stairs, importance, budget_s, value=args.value)
+        result = fit_budget(prof, gm, groups, plan, stairs, importance, budget_s, value=args.value, min_keep=args.min_keep)
         new, stairs = result.plan, result.staircases
-        summary.update(budget_s=budget_s, unpruned_s=unpruned_s, value=args.value, rounds=result.rounds)
+        summary.update(budget_s=budget_s, unpruned_s=unpruned_s, value=args.value, min_keep=args.min_keep,
+                       rounds=result.rounds)
     after_s = sweep.predict(prof, gm, groups, new)
     summary.update(after_s=after_s, widths={g: [plan.width(g), new.width(g)] for g in plan.widths})
     out.mkdir(parents=True, exist_ok=True)
@@ -209,6 +212,8 @@ def add_prune_commands(sub) -> None:
     p.add_argument("--budget", type=float, help="latency budget as a fraction of the unpruned model's predicted latency")
     p.add_argument("--budget-us", type=float, help="latency budget in microseconds")
     p.add_argument("--value", default="importance", choices=VALUES, help="what the budget keeps most of")
+    p.add_argument("--min-keep", type=float, default=0.0,
+                   help="with a budget: no group keeps less than this fraction of its channels (default 0)")
     p.add_argument("--out", required=True, help="a new prune folder for the result")
     p.add_argument("--overwrite", action="store_true", help="replace what --out holds")
     cost_args(p, "--target")

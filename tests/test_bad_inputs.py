@@ -66,6 +66,7 @@ CASES = [  # (argv, words the message must hold); T is the test's folder
     (["snap", "T/prune", "--budget", "1.5", "--out", "T/s"], ["--budget", "(0, 1]"]),
     (["snap", "T/prune", "--budget", "0.5", "--budget-us", "30", "--out", "T/s"], ["--budget-us"]),
     (["snap", "T/prune", "--out", "T/s"], ["--mode", "--budget"]),
+    (["snap", "T/prune", "--budget", "0.5", "--min-keep", "1.5", "--out", "T/s"], ["min_keep", "[0, 1]"]),
     (["snap", "T/prune", "--mode", "up", "--out", "T"], ["not empty", "--overwrite"]),
     (["distill", "--teacher", "T/nowhere", "--student", "T/prune"], ["T/nowhere", "hakd train"]),
     (["optimize", "--model", "no_such_pkg_xyz.models:net", "--out", "T/o"], ["no_such_pkg_xyz", "pip install"]),
@@ -74,6 +75,8 @@ CASES = [  # (argv, words the message must hold); T is the test's folder
     (["optimize", "--model-file", "T/none.pt", "--out", "T/o"], ["T/none.pt", "does not exist"]),
     (["optimize", "--model", "tests.cli_models:tiny", "--input-shape", "1,2", "--out", "T/o"], ["1,2", "C,H,W"]),
     (["optimize", "--model", "tests.cli_models:tiny", "--budget", "2", "--out", "T/o"], ["budget", "(0, 1]"]),
+    (["optimize", "--model", "tests.cli_models:tiny", "--budget", "0.5", "--min-keep", "-1", "--out", "T/o"],
+     ["min_keep", "[0, 1]"]),
     (["diagnose", "--model-file", "T/none.pt"], ["T/none.pt", "does not exist"]),
 ]
 
@@ -149,13 +152,14 @@ SUBCOMMANDS = {
     "profile": (["profile", "resnet20", "--table", "T/app.db"], ["--threads", "--target", "--device", "--tune-trials"]),
     "staircase": (["staircase", "resnet20", "--table", "T/app.db", "--group", "layers.0.conv1"], ["--tol", "--threads"]),
     "staircases": (["staircases", "T/notes.txt"], ["--tol", "--hw-threads", "--groups"]),
-    "snap": (["snap", "T/nowhere", "--out", "T/s"], ["--budget", "--budget-us", "--mode", "--value", "--hw-threads"]),
+    "snap": (["snap", "T/nowhere", "--out", "T/s"], ["--budget", "--budget-us", "--mode", "--value", "--hw-threads", "--min-keep"]),
     "export": (["export", "--model-file", "T/junk.pt", "--out", "T/e"], ["--threads", "--tune-trials", "--target"]),
     "table": (["table", "list", "--table", "T/app.db"], ["--table"]),
     "distill": (["distill", "--teacher", "T/nowhere", "--student", "T/nowhere"],
                 ["--epochs", "--alpha", "--beta", "--temperature", "--batch-size", "--lr", "--init", "--loss"]),
     "optimize": (["optimize", "--model-file", "T/none.pt", "--out", "T/o"],
-                 ["--budget", "--budget-us", "--amount", "--epochs", "--threads", "--input-shape", "--snap"]),
+                 ["--budget", "--budget-us", "--amount", "--epochs", "--threads", "--input-shape", "--snap",
+                  "--min-keep"]),
     "diagnose": (["diagnose", "--model-file", "T/none.pt"], ["--headroom", "--threads", "--groups", "--input-shape"]),
 }
 VALUES = st.one_of(st.integers(-10**9, 10**9).map(str), st.floats(allow_nan=True, allow_infinity=True).map(str),

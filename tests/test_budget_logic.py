@@ -63,3 +63,17 @@ def test_a_budget_below_the_fastest_plan_states_the_minimum(synthetic):
     with pytest.raises(BudgetError, match="minimum reachable"):
         budget.fit_budget(PROFILER, None, GROUPS, plan, stairs_around(plan.pruned_widths()),
                           {g: np.ones(32) for g in WIDTHS}, 1e-9, log=lambda s: None)
+
+
+def test_min_keep_holds_every_group_at_its_floor_and_raises_the_minimum(synthetic):
+    plan = PrunePlan.from_widths({"a": 12, "b": 12}, WIDTHS)
+    importance = {"a": np.linspace(1, 2, 32), "b": np.linspace(1, 2, 32)}
+    stairs = stairs_around(plan.pruned_widths())
+    free = budget.fit_budget(PROFILER, None, GROUPS, plan, stairs, importance, latency({"a": 8, "b": 8}), log=lambda s: None)
+    floored = budget.fit_budget(PROFILER, None, GROUPS, plan, stairs, importance, latency({"a": 16, "b": 16}),
+                                min_keep=0.5, log=lambda s: None)
+    assert min(free.plan.pruned_widths().values()) < 16 <= min(floored.plan.pruned_widths().values())
+    # every group at 16, the fastest width the floor allows: 52.8 us
+    with pytest.raises(BudgetError, match=r"keeps 0.5 of it \(min_keep\).*predicted at 52.8 us"):
+        budget.fit_budget(PROFILER, None, GROUPS, plan, stairs, importance, latency({"a": 8, "b": 8}), min_keep=0.5,
+                          log=lambda s: None)

@@ -26,7 +26,7 @@ from hakd.errors import BudgetError, ConfigError
 from hakd.passes.snap import resize
 from hakd.plan import PrunePlan
 
-__all__ = ["Allocation", "allocate", "budget_options", "VALUES"]
+__all__ = ["Allocation", "allocate", "budget_options", "allowed_widths", "check_min_keep", "VALUES"]
 
 Option = Tuple[int, float, float]  # (width, latency in seconds, value)
 VALUES = ("importance", "params")
@@ -83,20 +83,43 @@ def allocate(options: Mapping[str, Sequence[Option]], capacity_s: float, bins: i
     return Allocation(dict(sorted(widths.items())), latency, value, grid)
 
 
+def check_min_keep(min_keep: float) -> None:
+    if isinstance(min_keep, bool) or not isinstance(min_keep, (int, float)) or not 0.0 <= min_keep <= 1.0:
+        raise ConfigError(f"min_keep is the fraction of each group's width every width keeps, in [0, 1]; got {min_keep!r}")
+
+
+def allowed_widths(staircase, min_keep: float = 0.0, slices: int = 1) -> List[int]:
+    """The optimal widths of ``staircase`` that keep at least ``min_keep`` of its group's full
+    width (rounded up to whole slices, and at least one channel per slice): a floor on every
+    group, as Torch-Pruning's ``max_pruning_ratio`` is a ceiling on what is pruned. The widest
+    optimal width stands when none reaches the floor.
+
+    >>> from hakd.staircases import GroupStaircase
+    >>> st = GroupStaircase("g", 16, 8, 0.04, {4: 1e-4, 8: 1e-4, 12: 2e-4, 16: 2e-4}, (8, 16), {})
+    >>> allowed_widths(st), allowed_widths(st, 0.5), allowed_widths(st, 0.7, slices=4)
+    ([8, 16], [8, 16], [16])
+    """
+    check_min_keep(min_keep)
+    floor = slices * max(1, math.ceil(min_keep * staircase.full_width / slices - 1e-9))
+    return [w for w in staircase.optimal if w >= floor] or [max(staircase.optimal)]
+
+
 def budget_options(plan: PrunePlan, staircases: Mapping, importance: Mapping[str, np.ndarray], value: str = "importance",
-                   params_per_channel: Mapping[str, float] | None = None) -> Dict[str, List[Option]]:
-    """Per group with a staircase (a dict of GroupStaircase): its optimal widths, each with its
-    latency and its value: the importance of the channels kept at that width (the plan's
-    channels, grown by the most important pruned ones or shrunk by the least important kept
-    ones, as snapping does), or ``width * params_per_channel[group]``."""
+                   params_per_channel: Mapping[str, float] | None = None, min_keep: float = 0.0) -> Dict[str, List[Option]]:
+    """Per group with a staircase (a dict of GroupStaircase): its optimal widths (those that keep
+    ``min_keep`` of the group, :func:`allowed_widths`), each with its latency and its value: the
+    importance of the channels kept at that width (the plan's channels, grown by the most
+    important pruned ones or shrunk by the least important kept ones, as snapping does), or
+    ``width * params_per_channel[group]``."""
     if value not in VALUES:
         raise ConfigError(f"budget value is {value!r}; valid values: {', '.join(VALUES)}")
     if value == "params" and params_per_channel is None:
         raise ConfigError("budget value 'params' needs params_per_channel (parameters one channel of each group holds)")
     out: Dict[str, List[Option]] = {}
     for g, st in staircases.items():
+        widths = allowed_widths(st, min_keep, plan.slices.get(g, 1))
         if value == "params":
-            out[g] = [(w, st.at(w), w * float(params_per_channel[g])) for w in st.optimal]
+            out[g] = [(w, st.at(w), w * float(params_per_channel[g])) for w in widths]
             continue
         scores = np.asarray(importance[g], dtype=float) if g in importance else None
         if scores is None or scores.shape != (plan.widths[g],):
@@ -104,5 +127,5 @@ def budget_options(plan: PrunePlan, staircases: Mapping, importance: Mapping[str
                               "(Fisher saliency from fisher_prune, or l1_importance)")
         kept = plan.keep.get(g, tuple(range(plan.widths[g])))
         n = plan.slices.get(g, 1)
-        out[g] = [(w, st.at(w), float(scores[list(resize(kept, w, scores, n))].sum())) for w in st.optimal]
+        out[g] = [(w, st.at(w), float(scores[list(resize(kept, w, scores, n))].sum())) for w in widths]
     return out

@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from hakd.errors import BudgetError
-from hakd.passes.allocate import allocate, budget_options
+from hakd.errors import BudgetError, ConfigError
+from hakd.passes.allocate import allocate, allowed_widths, budget_options
 from hakd.plan import PrunePlan
 from hakd.staircases import GroupStaircase
 
@@ -74,3 +74,16 @@ def test_options_value_the_channels_snapping_would_keep():
     assert [v for _, _, v in options] == [2.0, 3.0, 11.0, 15.0]  # keeps 1; keeps 0,1; adds 2 (8.0); adds 3
     params = budget_options(plan, {"g": st}, importance, "params", {"g": 10.0})["g"]
     assert [v for _, _, v in params] == [10.0, 20.0, 30.0, 40.0]
+
+
+def test_min_keep_offers_only_the_optimal_widths_at_or_above_the_floor():
+    st = GroupStaircase("g", 16, 8, 0.04, {w: 1e-6 * (1 + (w - 1) // 4) for w in range(1, 17)}, (4, 8, 12, 16), {})
+    plan = PrunePlan.from_widths({"g": 8}, {"g": 16})
+    floored = budget_options(plan, {"g": st}, {"g": np.arange(16.0)}, min_keep=0.5)["g"]
+    assert [w for w, _, _ in floored] == [8, 12, 16]
+    assert allowed_widths(st, 0.3) == [8, 12, 16]  # 0.3 of 16 is 4.8: at least 5 channels
+    assert allowed_widths(st, 0.3, slices=4) == [8, 12, 16] and allowed_widths(st, 0.0, slices=4) == [4, 8, 12, 16]
+    assert allowed_widths(st, 1.0) == [16]
+    for bad in (-0.1, 1.5, True, "half"):
+        with pytest.raises(ConfigError, match="min_keep"):
+            allowed_widths(st, bad)
