@@ -24,7 +24,9 @@ __all__ = ["count", "params_per_channel"]
 class _FunctionalMacs(fx.Interpreter):
     """Runs a traced model, adding the MACs of its ``F.conv2d`` / ``F.linear`` calls."""
 
-    macs = 0
+    def __init__(self, gm: fx.GraphModule):
+        super().__init__(gm, garbage_collect_values=False)
+        self.macs = 0
 
     def run_node(self, n):
         out = super().run_node(n)
@@ -47,7 +49,7 @@ def count(model: nn.Module, input_shape) -> Tuple[int, int]:
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     functional = isinstance(model, fx.GraphModule) and any(functional_params(n) for n in model.graph.nodes)
-    run = _FunctionalMacs(model, garbage_collect_values=False) if functional else None
+    run = _FunctionalMacs(model) if functional else None
     training = model.training
     model.eval()
     try:
