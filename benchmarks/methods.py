@@ -63,7 +63,7 @@ from peers import IMPORTANCE, at_params, plan_from_pruned  # noqa: E402
 from snap import RUNS, SHAPE, equal_params_budget, prepare  # noqa: E402
 
 
-def plans_of(name, args, prof):
+def plans_of(name, args, prof, min_keep):
     """(teacher graph, its groups, {method: plan}). Every plan is a choice of the teacher's
     channels: students are rebuilt from the teacher's weights, whatever chose their widths (the
     Fisher run's own fine-tuned weights are not used), so only the widths and channels differ."""
@@ -93,9 +93,9 @@ def plans_of(name, args, prof):
     teacher_s = predict(prof, gm, groups, groups.plan())
     plans[f"hakd_budget@params={peer}"] = equal_params_budget(prof, gm, groups, fisher, stairs, importance, peer_params,
                                                               0.2 * teacher_s, teacher_s).plan
-    plans[f"hakd_budget@params={peer},params,min_keep={args.min_keep:g}"] = equal_params_budget(
+    plans[f"hakd_budget@params={peer},params,min_keep={min_keep:g}"] = equal_params_budget(
         prof, gm, groups, fisher, stairs, importance, peer_params, 0.2 * teacher_s, teacher_s, value="params",
-        min_keep=args.min_keep).plan
+        min_keep=min_keep).plan
     return gm, groups, plans
 
 
@@ -217,7 +217,7 @@ def run():
         t0 = time.time()
         (RUNS / "methods").mkdir(parents=True, exist_ok=True)
         prof = Profiler("host", table=LatencyTable(RUNS / "methods" / f"{name}.sqlite"))
-        gm, groups, plans = plans_of(name, teacher_args, prof)
+        gm, groups, plans = plans_of(name, teacher_args, prof, args.min_keep)
         if args.plans_only:
             for method, plan in plans.items():
                 print(name, method, digest(plan),
