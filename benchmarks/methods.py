@@ -54,7 +54,7 @@ from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import snap
 from hakd.passes.trace import trace
 from hakd.prune_folder import load_prune_folder
-from hakd.report import plot_accuracy_latency
+from hakd.report import pareto_front, plot_accuracy_latency
 from hakd.sweep import load_or_measure, predict
 from hakd.train import evaluate
 from backends import time_call  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
@@ -174,16 +174,24 @@ def rows_of(name, args, gm, groups, plans, students, timing):
                          if method not in ("teacher", "deep_compression") else
                          ("teacher" if method == "teacher" else "magnitude 50/75/90% + fine-tune, same images")))
         print(rows[-1], flush=True)
-    plot_accuracy_latency([(r["method"], float(r["hakd_us"]) * 1e-6, float(r["accuracy_mean"])) for r in rows],
-                          RESULTS / f"methods_{name}.png",
-                          f"{name} on Fashion-MNIST: accuracy (mean of {len(args.seeds)} seeds) against latency measured with "
-                          "hakd's compiled backend, 1 thread, batch 1")
     return rows
 
 
-def markdown(rows):
+def write_results(rows):
+    """results/methods.csv, methods.md and one Pareto PNG per model, from the rows (each model's
+    Pareto front of accuracy against hakd's measured latency decides its ``pareto_front`` column)."""
+    for name in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == name]
+        points = [(r["method"], float(r["hakd_us"]) * 1e-6, float(r["accuracy_mean"])) for r in mine]
+        front = pareto_front(points)
+        for r in mine:
+            r["pareto_front"] = "yes" if r["method"] in front else "no"
+        plot_accuracy_latency(points, RESULTS / f"methods_{name}.png",
+                              f"{name} on Fashion-MNIST: accuracy (mean of {mine[0]['seeds']} seeds) against latency "
+                              "measured with hakd's compiled backend, 1 thread, batch 1")
+    write_csv("methods.csv", rows)
     keys = ["model", "method", "params_over_fisher", "accuracy_mean", "accuracy_spread", "hakd_us", "hakd_over_fisher",
-            "onnxruntime_us", "onnxruntime_over_fisher"]
+            "onnxruntime_us", "onnxruntime_over_fisher", "pareto_front"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
     (RESULTS / "methods.md").write_text("\n".join(lines) + "\n")
@@ -207,7 +215,11 @@ def run():
     ap.add_argument("--train-only", action="store_true",
                     help="only distil the students (resumable, one folder per method and seed): runs with disjoint "
                          "--seeds can share the machine's cores; a final run without it reuses them")
+    ap.add_argument("--replot", action="store_true",
+                    help="only rewrite methods.md, the Pareto column and the PNGs from results/methods.csv")
     args = ap.parse_args()
+    if args.replot:
+        return write_results(merge_rows("methods.csv", []))
     args.seeds = [int(s) for s in args.seeds.split(",")]
     teacher_args = argparse.Namespace(epochs=args.teacher_epochs, keep=args.keep, prune_every=args.prune_every)
     torch.set_num_threads(1)
@@ -228,9 +240,7 @@ def run():
             continue
         timing = latencies(name, students, prof, args.rounds)
         rows += rows_of(name, args, gm, groups, plans, students, timing)
-        merged = merge_rows("methods.csv", rows)
-        write_csv("methods.csv", merged)
-        markdown(merged)
+        write_results(merge_rows("methods.csv", rows))
         print(f"{name}: {time.time() - t0:.0f} s", file=sys.stderr)
 
 

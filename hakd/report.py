@@ -15,8 +15,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from hakd.checkpoint import atomic_write_text
 
-__all__ = ["measured_on", "plot_staircase", "plot_sweeps", "plot_layer_latency", "plot_accuracy_latency", "write_report",
-           "REPORT"]
+__all__ = ["measured_on", "plot_staircase", "plot_sweeps", "plot_layer_latency", "plot_accuracy_latency", "pareto_front",
+           "write_report", "REPORT"]
 
 REPORT = "report.json"
 
@@ -95,19 +95,53 @@ def plot_layer_latency(groups: Sequence[str], series: Mapping[str, Sequence[floa
     return _save(plt, fig, path, caption)
 
 
+def pareto_front(points: Sequence[Tuple[str, float, Optional[float]]]) -> List[str]:
+    """The labels of the points no other point beats on both latency and accuracy (faster and at
+    least as accurate, or as fast and more accurate), fastest first; accuracy None is left out.
+
+    >>> pareto_front([("a", 1.0, 0.80), ("b", 2.0, 0.85), ("c", 2.5, 0.84), ("d", 3.0, 0.90), ("e", 1.0, 0.70)])
+    ['a', 'b', 'd']
+    """
+    front, best = [], float("-inf")
+    for label, _, accuracy in sorted((p for p in points if p[2] is not None), key=lambda p: (p[1], -p[2])):
+        if accuracy > best:
+            front.append(label)
+            best = accuracy
+    return front
+
+
 def plot_accuracy_latency(points: Sequence[Tuple[str, float, Optional[float]]], path, caption: str,
-                          latency: str = "measured") -> Path:
-    """Accuracy against latency (s, ``latency`` says measured or predicted), one labelled point per model
-    (accuracy None: not plotted)."""
-    plt, fig, ax = _figure((6, 4))
-    for label, seconds, accuracy in points:
-        if accuracy is None:
-            continue
-        ax.plot([seconds * 1e6], [accuracy * 100], "o", ms=7)
-        ax.annotate(label, (seconds * 1e6, accuracy * 100), textcoords="offset points", xytext=(5, 5), fontsize=8)
+                          latency: str = "measured", off_scale: float = 0.2) -> Path:
+    """Accuracy against latency (s, ``latency`` says measured or predicted), one point per model
+    (accuracy None: not plotted), and the Pareto front. Few points are labelled beside them,
+    many in a legend. A point more than ``off_scale`` below the best accuracy is drawn on the
+    bottom edge (its accuracy in its label), so that it does not squash the others."""
+    import itertools
+
+    shown = [p for p in points if p[2] is not None]
+    best = max((a for _, _, a in shown), default=0.0)
+    floor = min((a for _, _, a in shown if a >= best - off_scale), default=0.0)
+    bottom = (floor - 0.02 * max(best - floor, 0.05)) * 100
+    plt, fig, ax = _figure((6, 4) if len(shown) <= 6 else (8.5, 4.6))
+    front = pareto_front(shown)
+    styles = itertools.cycle(itertools.product("os^Dvp*hX<>", plt.rcParams["axes.prop_cycle"].by_key()["color"][:7]))
+    for (label, seconds, accuracy), (marker, color) in zip(shown, (next(styles) for _ in shown)):
+        low = accuracy < best - off_scale
+        y = bottom if low else accuracy * 100
+        text = f"{label} ({accuracy * 100:.1f}%, off scale)" if low else label
+        ax.plot([seconds * 1e6], [y], "v" if low else marker, color=color, ms=7, label=text, clip_on=False)
+        if len(shown) <= 6:
+            ax.annotate(text, (seconds * 1e6, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    on_front = sorted((p for p in shown if p[0] in front), key=lambda p: p[1])
+    if len(on_front) > 1:
+        ax.step([p[1] * 1e6 for p in on_front], [p[2] * 100 for p in on_front], where="post", color="0.6", lw=1,
+                ls="--", zorder=0, label="Pareto front")
+    ax.set_ylim(bottom=bottom)
     ax.set_xlabel(f"{latency} latency (us)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
+    if len(shown) > 6:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return _save(plt, fig, path, caption)
 
 
