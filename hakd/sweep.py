@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Set
 
+import torch
 from torch import fx
+from torch.fx.passes.shape_prop import ShapeProp
 from tqdm import tqdm
 
 from hakd.cost.lower import lower
@@ -22,7 +24,9 @@ from hakd.cost.profile import Profiler, ProfileError, sweep_widths
 from hakd.cost.schedules import SCHEDULE_VERSION
 from hakd.errors import StaircaseError
 from hakd.passes.groups import ChannelGroups
+from hakd.passes.neighbourhood import neighbourhood
 from hakd.passes.rebuild import rebuild
+from hakd.passes.trace import input_shape
 from hakd.plan import PrunePlan
 from hakd.staircases import GroupStaircase, Staircases
 
@@ -47,6 +51,34 @@ def _at_width(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int],
     if not 1 <= width <= full:
         raise ProfileError(f"width {width} is outside 1..{full} for group {group!r}")
     return rebuild(gm, groups, groups.plan({**widths, group: width}))
+
+
+def _member_calls(low, members: Set[str]) -> List[str]:
+    """The signatures of the kernel calls that read the weights of ``members``, sorted."""
+    return sorted(k.signature for k in low.kernels.values() for call in k.call_modules if members & set(call))
+
+
+def _models_for(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int], group: str
+                ) -> Callable[[int], fx.GraphModule]:
+    """width -> the model to lower for ``group``'s kernels at that width: the part of the model
+    around the group (:func:`hakd.passes.neighbourhood.neighbourhood`, a fraction of the lowering
+    time on a deep model) when, at the plan's width, it lowers to exactly the kernel calls the
+    whole model makes on the group's layers; else the whole model."""
+    members, shape = group_modules(groups, group), input_shape(gm)
+
+    def whole(width: int) -> fx.GraphModule:
+        return _at_width(gm, groups, widths, group, width)
+
+    def part(width: int) -> Optional[fx.GraphModule]:
+        model = whole(width).eval()
+        with torch.no_grad():
+            ShapeProp(model).propagate(torch.zeros(shape))  # rebuild keeps the unpruned shapes in tensor_meta
+        return neighbourhood(model, members)
+
+    around = part(widths[group])
+    if around is None or _member_calls(lower(around), members) != _member_calls(lower(whole(widths[group])), members):
+        return whole
+    return part
 
 
 def _widths(groups: ChannelGroups, plan: Optional[PrunePlan]) -> Dict[str, int]:
@@ -95,7 +127,8 @@ def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroup
     if context is None:  # the whole (pruned) model's, held for every width like the other groups
         context = profiler.context(lower(rebuild(gm, groups, groups.plan(widths))))
     n = groups[group].slices  # a group in slices is swept in units of one channel per slice
-    sweep = sweep_widths(profiler, lambda u: _at_width(gm, groups, widths, group, u * n), group_modules(groups, group),
+    model_at = _models_for(gm, groups, widths, group)
+    sweep = sweep_widths(profiler, lambda u: model_at(u * n), group_modules(groups, group),
                          groups[group].width // n, adaptive=adaptive, grid=grid, tol=tol, context=context,
                          include=(widths[group] // n,))
     return sweep if n == 1 else sweep.in_units(n)

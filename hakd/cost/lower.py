@@ -162,18 +162,21 @@ def lower(gm: fx.GraphModule, input_shape=None, bind_params: bool = False) -> Lo
     """Fold BN, import into Relax, fuse. ``bind_params=True`` embeds the weights as constants
     (what :mod:`hakd.export` deploys); otherwise they are inputs, which lowers ~6x faster and
     gives the same fused kernels. Kernels that only transform weights (deployment folds them
-    into constants) are left out of ``kernels``."""
-    if input_shape is None:
-        meta = next(n for n in gm.graph.nodes if n.op == "placeholder").meta.get("tensor_meta")
-        if meta is None:
-            raise LowerError("lower() needs an input_shape or a GraphModule from hakd.passes.trace.trace")
-        input_shape = tuple(meta.shape)
-    input_shape = tuple(int(s) for s in input_shape)
+    into constants) are left out of ``kernels``. A GraphModule with several inputs (a part of
+    a model, :func:`hakd.passes.neighbourhood.neighbourhood`) takes their traced shapes."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if input_shape is not None and len(placeholders) == 1:
+        shapes = [tuple(int(s) for s in input_shape)]
+    elif all(n.meta.get("tensor_meta") is not None for n in placeholders):  # traced (several: a part of a model)
+        shapes = [tuple(int(s) for s in n.meta["tensor_meta"].shape) for n in placeholders]
+    else:
+        raise LowerError("lower() needs an input_shape or a GraphModule from hakd.passes.trace.trace")
+    input_shape = shapes[0]
     folded = fold_batchnorm(gm)
     try:
         inline_for_import(folded)
         with torch.no_grad():
-            mod = from_fx(folded, [(input_shape, "float32")], keep_params_as_input=not bind_params)
+            mod = from_fx(folded, [(s, "float32") for s in shapes], keep_params_as_input=not bind_params)
         if not bind_params:
             mod, _ = relax.frontend.detach_params(mod)
         mod = FUSION_PIPELINE()(mod)
