@@ -1,13 +1,50 @@
 """Helpers shared by the benchmark scripts."""
 
 import csv
+import dataclasses
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from hakd import models
 
 RESULTS = Path(__file__).parent / "results"
+IMAGES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # channels, height, width
+
+
+@dataclasses.dataclass(frozen=True)
+class Bench:
+    """The data set a benchmark runs on, and where its runs and results go: the real Fashion-MNIST
+    by default (runs/bench/, results/NAME.csv), or CIFAR-10 from a folder the user gives
+    (runs/bench/cifar10/, results/NAME_cifar10.csv)."""
+
+    data: str = "fashion-mnist"
+    root: Optional[str] = None
+
+    @property
+    def shape(self) -> tuple:
+        return (1, *IMAGES[self.data])
+
+    @property
+    def runs(self) -> Path:
+        return Path("runs/bench") if self.data == "fashion-mnist" else Path("runs/bench") / self.data
+
+    def results(self, name: str) -> str:
+        """``snap.csv`` -> ``snap.csv`` (Fashion-MNIST) or ``snap_cifar10.csv``."""
+        stem, dot, ext = name.partition(".")
+        return name if self.data == "fashion-mnist" else f"{stem}_{self.data.replace('-', '_')}{dot}{ext}"
+
+    def cli(self) -> list:
+        """The ``hakd train`` arguments that select this data set."""
+        return ["--data", self.data] + (["--data-root", self.root] if self.root else [])
+
+
+def add_data_args(parser) -> None:
+    parser.add_argument("--data", default="fashion-mnist", choices=sorted(IMAGES),
+                        help="the data set (default: the real Fashion-MNIST)")
+    parser.add_argument("--data-root", default=None,
+                        help="cifar10: the folder holding cifar-10-batches-py (it cannot be downloaded here)")
 
 
 def write_csv(name: str, rows: list) -> Path:

@@ -4,7 +4,8 @@
         [--epochs 1] [--limit-train 20000] [--rounds 7]
 
 Needs the bench extra (`pip install -e .[bench]`: torch-pruning, onnxruntime) and the real
-Fashion-MNIST. Per model: the teacher and its Fisher plan at --keep of the parameters come from
+Fashion-MNIST, or CIFAR-10 from the user's folder (`--data cifar10 --data-root FOLDER`: runs in
+runs/bench/cifar10/, results named methods_cifar10.*). Per model: the teacher and its Fisher plan at --keep of the parameters come from
 benchmarks/snap.py's `prepare` (trained and pruned through the CLI when missing, in runs/bench/).
 Students, all rebuilt from the same teacher:
 
@@ -58,9 +59,9 @@ from hakd.report import pareto_front, plot_accuracy_latency
 from hakd.sweep import load_or_measure, predict
 from hakd.train import evaluate
 from backends import time_call  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from common import RESULTS, merge_rows, write_csv  # noqa: E402
+from common import RESULTS, Bench, add_data_args, merge_rows, write_csv  # noqa: E402
 from peers import IMPORTANCE, at_params, plan_from_pruned  # noqa: E402
-from snap import RUNS, SHAPE, equal_params_budget, prepare  # noqa: E402
+from snap import equal_params_budget, prepare  # noqa: E402
 
 
 def plans_of(name, args, prof, min_keep):
@@ -69,33 +70,33 @@ def plans_of(name, args, prof, min_keep):
     Fisher run's own fine-tuned weights are not used), so only the widths and channels differ."""
     teacher, folder = prepare(name, args)
     base, _, fisher, importance = load_prune_folder(folder)
-    gm = trace(teacher.eval(), torch.zeros(SHAPE))
+    shape = args.bench.shape
+    gm = trace(teacher.eval(), torch.zeros(shape))
     groups = find_groups(gm)
     fisher.validate(groups)
     stairs = load_or_measure(folder / "staircases.json", prof, base, groups, fisher, log=lambda s: None)
-    params, _ = count(rebuild(gm, groups, fisher), SHAPE)
-    full, _ = count(gm, SHAPE)
+    params, _ = count(rebuild(gm, groups, fisher), shape)
+    full, _ = count(gm, shape)
     plans = {"fisher": fisher, "hakd_snap_up": snap(fisher, stairs, importance, "up"),
              "hakd_snap_down": snap(fisher, stairs, importance, "down"),
              "hakd_budget=fisher": fit_budget(prof, gm, groups, fisher, stairs, importance, predict(prof, gm, groups, fisher),
                                               log=lambda s: None).plan,
-             "l1": fit_fraction(lambda f: l1_plan(gm, groups, f), gm, groups, params / full, SHAPE),
-             "uniform": fit_fraction(lambda f: uniform_plan(groups, f), gm, groups, params / full, SHAPE),
+             "l1": fit_fraction(lambda f: l1_plan(gm, groups, f), gm, groups, params / full, shape),
+             "uniform": fit_fraction(lambda f: uniform_plan(groups, f), gm, groups, params / full, shape),
              "round_to_8": round_to_multiple(fisher, groups, gm, 8, "down")}
     for importance_kind in IMPORTANCE:
         for round_to in (None, 8):
-            student, _ = at_params(teacher, SHAPE, params, round_to, importance_kind)
+            student, _ = at_params(teacher, shape, params, round_to, importance_kind)
             plans[f"torch_pruning_{importance_kind}{'_r8' if round_to else ''}"] = plan_from_pruned(teacher, student, groups)
     peer = f"torch_pruning_{IMPORTANCE[0]}_r8"  # Torch-Pruning's fastest student: HAKD at its latency and at its params
     plans[f"hakd_budget={peer}"] = fit_budget(prof, gm, groups, fisher, stairs, importance,
                                               predict(prof, gm, groups, plans[peer]), log=lambda s: None).plan
-    peer_params, _ = count(rebuild(gm, groups, plans[peer]), SHAPE)
+    peer_params, _ = count(rebuild(gm, groups, plans[peer]), shape)
     teacher_s = predict(prof, gm, groups, groups.plan())
-    plans[f"hakd_budget@params={peer}"] = equal_params_budget(prof, gm, groups, fisher, stairs, importance, peer_params,
-                                                              0.2 * teacher_s, teacher_s).plan
+    bisect = (prof, gm, groups, fisher, stairs, importance, peer_params, 0.2 * teacher_s, teacher_s, shape)
+    plans[f"hakd_budget@params={peer}"] = equal_params_budget(*bisect).plan
     plans[f"hakd_budget@params={peer},params,min_keep={min_keep:g}"] = equal_params_budget(
-        prof, gm, groups, fisher, stairs, importance, peer_params, 0.2 * teacher_s, teacher_s, value="params",
-        min_keep=min_keep).plan
+        *bisect, value="params", min_keep=min_keep).plan
     return gm, groups, plans
 
 
@@ -111,7 +112,7 @@ def trained_students(name, args, gm, groups, plans, train, test):
         for seed in args.seeds:
             config = DistillConfig(epochs=args.epochs, lr=0.01, seed=seed, threads=1)
             student = rebuild(gm, groups, plan)
-            folder = RUNS / "methods" / name / f"{method.replace('=', '-')}-{digest(plan)}-s{seed}"
+            folder = args.bench.runs / "methods" / name / f"{method.replace('=', '-')}-{digest(plan)}-s{seed}"
             history = distill(gm, student, train, test, config, folder, resume=True, progress=False)
             out.setdefault(method, {})[seed] = (student.eval(), history[-1]["test_acc"])
             print(f"{name} {method} seed {seed}: {history[-1]['test_acc']:.4f}", flush=True)
@@ -126,7 +127,7 @@ def trained_students(name, args, gm, groups, plans, train, test):
     return out
 
 
-def latencies(name, students, prof, rounds):
+def latencies(bench, name, students, prof, rounds):
     """{method: (hakd seconds per round, ONNX Runtime seconds per round, predicted s, export error)} for seed 0's student."""
     import onnxruntime as ort
 
@@ -134,12 +135,12 @@ def latencies(name, students, prof, rounds):
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     calls, meta = {}, {}
-    x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal(bench.shape).astype(np.float32)
     for method, by_seed in students.items():
         student = next(iter(by_seed.values()))[0]
-        folder = RUNS / "methods" / name / "exports" / method.replace("=", "-")
-        result = export(trace(student, torch.zeros(SHAPE)), folder, prof)
-        session = ort.InferenceSession(str(export_onnx(student, folder / "model.onnx", torch.zeros(SHAPE))), opts,
+        folder = bench.runs / "methods" / name / "exports" / method.replace("=", "-")
+        result = export(trace(student, torch.zeros(bench.shape)), folder, prof)
+        session = ort.InferenceSession(str(export_onnx(student, folder / "model.onnx", torch.zeros(bench.shape))), opts,
                                        providers=["CPUExecutionProvider"])
         calls[method] = (load(folder), lambda a, s=session: s.run(None, {"input": a})[0])
         meta[method] = (result.predicted_latency_s, result.max_abs_error)
@@ -154,11 +155,11 @@ def latencies(name, students, prof, rounds):
 
 def rows_of(name, args, gm, groups, plans, students, timing):
     base_hakd, base_ort = timing["fisher"][0], timing["fisher"][1]
-    fisher_params, _ = count(rebuild(gm, groups, plans["fisher"]), SHAPE)
+    fisher_params, _ = count(rebuild(gm, groups, plans["fisher"]), args.bench.shape)
     rows = []
     for method, by_seed in students.items():
         model = next(iter(by_seed.values()))[0]
-        params, macs = count(model, SHAPE)
+        params, macs = count(model, args.bench.shape)
         if method == "deep_compression":  # its zeros are stored sparsely; its dense shape is the teacher's
             params = int(sum(int((p != 0).sum()) for p in model.parameters()))
         accs = [acc for _, acc in by_seed.values()]
@@ -177,24 +178,25 @@ def rows_of(name, args, gm, groups, plans, students, timing):
     return rows
 
 
-def write_results(rows):
-    """results/methods.csv, methods.md and one Pareto PNG per model, from the rows (each model's
-    Pareto front of accuracy against hakd's measured latency decides its ``pareto_front`` column)."""
+def write_results(bench, rows):
+    """results/methods.csv, methods.md and one Pareto PNG per model (``bench.results`` names them
+    for the data set), from the rows (each model's Pareto front of accuracy against hakd's measured
+    latency decides its ``pareto_front`` column)."""
     for name in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == name]
         points = [(r["method"], float(r["hakd_us"]) * 1e-6, float(r["accuracy_mean"])) for r in mine]
         front = pareto_front(points)
         for r in mine:
             r["pareto_front"] = "yes" if r["method"] in front else "no"
-        plot_accuracy_latency(points, RESULTS / f"methods_{name}.png",
-                              f"{name} on Fashion-MNIST: accuracy (mean of {mine[0]['seeds']} seeds) against latency "
+        plot_accuracy_latency(points, RESULTS / bench.results(f"methods_{name}.png"),
+                              f"{name} on {bench.data}: accuracy (mean of {mine[0]['seeds']} seeds) against latency "
                               "measured with hakd's compiled backend, 1 thread, batch 1")
-    write_csv("methods.csv", rows)
+    write_csv(bench.results("methods.csv"), rows)
     keys = ["model", "method", "params_over_fisher", "accuracy_mean", "accuracy_spread", "hakd_us", "hakd_over_fisher",
             "onnxruntime_us", "onnxruntime_over_fisher", "pareto_front"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
-    (RESULTS / "methods.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / bench.results("methods.md")).write_text("\n".join(lines) + "\n")
 
 
 def run():
@@ -207,6 +209,7 @@ def run():
     ap.add_argument("--keep", type=float, default=0.5, help="Fisher: fraction of the parameters kept")
     ap.add_argument("--prune-every", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=7)
+    add_data_args(ap)
     ap.add_argument("--min-keep", type=float, default=0.25,
                     help="the parameter-keeping HAKD student at Torch-Pruning's parameters: no group below this fraction")
     ap.add_argument("--plans-only", action="store_true",
@@ -218,17 +221,18 @@ def run():
     ap.add_argument("--replot", action="store_true",
                     help="only rewrite methods.md, the Pareto column and the PNGs from results/methods.csv")
     args = ap.parse_args()
+    args.bench = bench = Bench(args.data, args.data_root)
     if args.replot:
-        return write_results(merge_rows("methods.csv", []))
+        return write_results(bench, merge_rows(bench.results("methods.csv"), []))
     args.seeds = [int(s) for s in args.seeds.split(",")]
-    teacher_args = argparse.Namespace(epochs=args.teacher_epochs, keep=args.keep, prune_every=args.prune_every)
+    teacher_args = argparse.Namespace(epochs=args.teacher_epochs, keep=args.keep, prune_every=args.prune_every, bench=bench)
     torch.set_num_threads(1)
-    train, test = datasets.load(DataConfig("fashion-mnist", limit_train=args.limit_train))
+    train, test = datasets.load(DataConfig(bench.data, root=bench.root, limit_train=args.limit_train))
     rows = []
     for name in args.models:
         t0 = time.time()
-        (RUNS / "methods").mkdir(parents=True, exist_ok=True)
-        prof = Profiler("host", table=LatencyTable(RUNS / "methods" / f"{name}.sqlite"))
+        (bench.runs / "methods").mkdir(parents=True, exist_ok=True)
+        prof = Profiler("host", table=LatencyTable(bench.runs / "methods" / f"{name}.sqlite"))
         gm, groups, plans = plans_of(name, teacher_args, prof, args.min_keep)
         if args.plans_only:
             for method, plan in plans.items():
@@ -238,9 +242,9 @@ def run():
         students = trained_students(name, args, gm, groups, plans, train, test)
         if args.train_only:
             continue
-        timing = latencies(name, students, prof, args.rounds)
+        timing = latencies(bench, name, students, prof, args.rounds)
         rows += rows_of(name, args, gm, groups, plans, students, timing)
-        write_results(merge_rows("methods.csv", rows))
+        write_results(bench, merge_rows(bench.results("methods.csv"), rows))
         print(f"{name}: {time.time() - t0:.0f} s", file=sys.stderr)
 
 

@@ -7,14 +7,15 @@ Per model: a teacher trained on the real Fashion-MNIST (`hakd train`, resumed wh
 exists), Fisher-pruned to --keep of its parameters (`hakd prune`); every group's staircase
 around the Fisher plan on this host (cold, from an empty table, then warm); the students
 below; each exported with its measured schedules and timed in interleaved rounds.
-Writes results/snap.csv and results/snap_staircases.csv (columns: benchmarks/README.md).
+Writes results/snap.csv and results/snap_staircases.csv (columns: benchmarks/README.md); with
+`--data cifar10 --data-root FOLDER`, CIFAR-10 from the user's folder, in runs/bench/cifar10/ and
+results/snap_cifar10.csv.
 Needs the bench extra (`pip install -e .[bench]`: torch-pruning).
 """
 
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,26 +32,24 @@ from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import snap
 from hakd.sweep import model_staircases, predict
 from hakd.train import load_trained
-from common import merge_rows, write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from common import Bench, add_data_args, merge_rows, write_csv  # noqa: E402  (benchmarks/ is on sys.path as a script)
 from peers import at_params, plan_from_pruned  # noqa: E402
 
-SHAPE = (1, 1, 28, 28)
-RUNS = Path("runs/bench")
-
-
 def prepare(name, args):
-    """(teacher module, Fisher prune folder), trained and pruned through the CLI if missing."""
-    teacher_dir, fisher_dir = RUNS / f"{name}-teacher", RUNS / f"{name}-fisher"
+    """(teacher module, Fisher prune folder), trained and pruned through the CLI if missing
+    (``args``: epochs, keep, prune_every and bench, the data set)."""
+    teacher_dir, fisher_dir = args.bench.runs / f"{name}-teacher", args.bench.runs / f"{name}-fisher"
     if not (teacher_dir / "metrics.csv").is_file() or len((teacher_dir / "metrics.csv").read_text().splitlines()) <= args.epochs:
-        assert hakd(["train", name, "--epochs", str(args.epochs), "--threads", "1", "--out", str(teacher_dir), "--resume"]) == 0
+        assert hakd(["train", name, *args.bench.cli(), "--epochs", str(args.epochs), "--threads", "1",
+                     "--out", str(teacher_dir), "--resume"]) == 0
     if not (fisher_dir / "base.pt").is_file():
         assert hakd(["prune", "--run", str(teacher_dir), "--amount", str(args.keep), "--prune-every", str(args.prune_every),
                      "--threads", "1", "--out", str(fisher_dir), "--resume"]) == 0
     return load_trained(teacher_dir), fisher_dir
 
 
-def equal_params_budget(prof, gm, groups, plan, stairs, importance, params, low_s, high_s, steps=6, value="importance",
-                        min_keep=0.0):
+def equal_params_budget(prof, gm, groups, plan, stairs, importance, params, low_s, high_s, shape, steps=6,
+                        value="importance", min_keep=0.0):
     """The budget student whose parameters come nearest ``params`` (bisection on the budget
     between ``low_s`` and ``high_s``); ``value="params"``: the allocator keeps parameters, so
     this is the fastest student it finds at that parameter count (``min_keep``: no group below
@@ -64,7 +63,7 @@ def equal_params_budget(prof, gm, groups, plan, stairs, importance, params, low_
         except BudgetError:  # below the fastest student the floor allows
             low_s = mid
             continue
-        n, _ = count(rebuild(gm, groups, result.plan), SHAPE)
+        n, _ = count(rebuild(gm, groups, result.plan), shape)
         if best is None or abs(n - params) < abs(best[1] - params):
             best = (result, n)
         low_s, high_s = (low_s, mid) if n > params else (mid, high_s)
@@ -103,30 +102,28 @@ def students(name, args, prof, table_rows):
         plans[f"snap_{mode}"] = snap(fisher, stairs, importance, mode)
     plans["budget=fisher"] = fit_budget(prof, gm, groups, fisher, stairs, importance, fisher_s).plan
     plans["budget=fisher,params"] = fit_budget(prof, gm, groups, fisher, stairs, importance, fisher_s, value="params").plan
-    fisher_params, _ = count(rebuild(gm, groups, fisher), SHAPE)
+    shape = args.bench.shape
+    fisher_params, _ = count(rebuild(gm, groups, fisher), shape)
     teacher_s = predict(prof, gm, groups, groups.plan())
     for round_to in (None, 8):
         tag = f"torch_pruning{'_r8' if round_to else ''}"
-        tp_student, ratio = at_params(teacher, SHAPE, fisher_params, round_to)
+        tp_student, ratio = at_params(teacher, shape, fisher_params, round_to)
         tp = plan_from_pruned(teacher, tp_student, groups)
         plans[tag] = tp
         tp_s = predict(prof, gm, groups, tp)
         plans[f"budget={tag}"] = fit_budget(prof, gm, groups, fisher, stairs, importance, tp_s).plan
         if args.equal_params:  # a bisection of fit_budget calls: slow on a loaded machine
-            tp_params, _ = count(rebuild(gm, groups, tp), SHAPE)
-            plans[f"budget@params={tag}"] = equal_params_budget(prof, gm, groups, fisher, stairs, importance, tp_params,
-                                                                0.2 * teacher_s, teacher_s).plan
-            plans[f"budget@params={tag},params"] = equal_params_budget(prof, gm, groups, fisher, stairs, importance,
-                                                                       tp_params, 0.2 * teacher_s, teacher_s,
-                                                                       value="params").plan
+            tp_params, _ = count(rebuild(gm, groups, tp), shape)
+            bisect = (prof, gm, groups, fisher, stairs, importance, tp_params, 0.2 * teacher_s, teacher_s, shape)
+            plans[f"budget@params={tag}"] = equal_params_budget(*bisect).plan
+            plans[f"budget@params={tag},params"] = equal_params_budget(*bisect, value="params").plan
             plans[f"budget@params={tag},params,min_keep={args.min_keep:g}"] = equal_params_budget(
-                prof, gm, groups, fisher, stairs, importance, tp_params, 0.2 * teacher_s, teacher_s, value="params",
-                min_keep=args.min_keep).plan
+                *bisect, value="params", min_keep=args.min_keep).plan
     return gm, groups, importance, plans
 
 
-def export_folder(name, method):
-    return RUNS / "exports" / name / method.replace("=", "-").replace(",", "-")
+def export_folder(bench, name, method):
+    return bench.runs / "exports" / name / method.replace("=", "-").replace(",", "-")
 
 
 def time_rounds(models, rounds):
@@ -136,16 +133,16 @@ def time_rounds(models, rounds):
             m["times"].append(float(np.median(m["vm"].time(number=20, repeat=5, min_repeat_ms=50))))
 
 
-def retime(name, rounds):
+def retime(bench, name, rounds):
     """The rows of results/snap.csv for ``name`` with their measured columns timed again from
     the exports (for a run whose timing shared the machine with other jobs)."""
     import csv
 
     from common import RESULTS
 
-    with open(RESULTS / "snap.csv", newline="") as f:
+    with open(RESULTS / bench.results("snap.csv"), newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["model"] == name]
-    models = {r["method"]: dict(vm=load(export_folder(name, r["method"])), times=[]) for r in rows}
+    models = {r["method"]: dict(vm=load(export_folder(bench, name, r["method"])), times=[]) for r in rows}
     time_rounds(models, rounds)
     base = models["fisher"]["times"]
     for r in rows:
@@ -156,14 +153,14 @@ def retime(name, rounds):
     return rows
 
 
-def measure(name, gm, groups, importance, plans, prof, rounds):
+def measure(bench, name, gm, groups, importance, plans, prof, rounds):
     """Export every student, then time them in interleaved rounds; ratios to Fisher per round."""
     total = sum(float(np.sum(v)) for v in importance.values())
     models = {}
     for method, plan in plans.items():
         student = rebuild(gm, groups, plan)
-        result = export(student, export_folder(name, method), prof)
-        params, macs = count(student, SHAPE)
+        result = export(student, export_folder(bench, name, method), prof)
+        params, macs = count(student, bench.shape)
         kept = sum(float(np.sum(np.asarray(importance[g])[list(plan.keep.get(g, range(plan.widths[g])))])) for g in importance)
         models[method] = dict(vm=load(result.folder), predicted=result.predicted_latency_s, params=params, macs=macs,
                               importance=kept / total, error=result.max_abs_error, times=[])
@@ -195,17 +192,21 @@ def run():
     parser.add_argument("--min-keep", type=float, default=0.25,
                         help="with --equal-params: also the parameter-keeping student with no group below this "
                              "fraction of its width")
+    add_data_args(parser)
     parser.add_argument("--staircases-only", action="store_true",
                         help="only time whole-model staircases, around a uniform plan at --keep of the parameters "
                              "(an untrained zoo model: the time does not depend on weights)")
     parser.add_argument("--retime", action="store_true",
                         help="only time the students of --models again from their exports (measured columns of snap.csv)")
     args = parser.parse_args()
+    args.bench = bench = Bench(args.data, args.data_root)
+    bench.runs.mkdir(parents=True, exist_ok=True)
+    out, stairs_out = bench.results("snap.csv"), bench.results("snap_staircases.csv")
     torch.set_num_threads(1)
     rows, table_rows = [], []
     if args.retime:
         for name in args.models:
-            write_csv("snap.csv", merge_rows("snap.csv", retime(name, args.rounds)))
+            write_csv(out, merge_rows(out, retime(bench, name, args.rounds)))
         return
     if args.staircases_only:
         from hakd import models
@@ -214,20 +215,22 @@ def run():
         from hakd.passes.trace import trace
 
         for name in args.models:
-            gm = trace(models.create(name, in_channels=1).eval(), torch.zeros(SHAPE))
+            gm = trace(models.create(name, in_channels=bench.shape[1]).eval(), torch.zeros(bench.shape))
             groups = find_groups(gm)
-            plan = fit_fraction(lambda f: uniform_plan(groups, f), gm, groups, args.keep, SHAPE)
-            prof = Profiler("host", table=LatencyTable(RUNS / f"{name}-stairs-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"))
+            plan = fit_fraction(lambda f: uniform_plan(groups, f), gm, groups, args.keep, bench.shape)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            prof = Profiler("host", table=LatencyTable(bench.runs / f"{name}-stairs-{stamp}.sqlite"))
             timed_staircases(name, prof, gm, groups, plan, table_rows, f"uniform {args.keep} of the parameters")
-            write_csv("snap_staircases_time.csv", merge_rows("snap_staircases_time.csv", table_rows))
+            timed = bench.results("snap_staircases_time.csv")
+            write_csv(timed, merge_rows(timed, table_rows))
         return
     for name in args.models:
-        table = RUNS / f"{name}-snap-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"  # empty: the cold sweep is cold
+        table = bench.runs / f"{name}-snap-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"  # empty: the cold sweep is cold
         prof = Profiler("host", table=LatencyTable(table))
         gm, groups, importance, plans = students(name, args, prof, table_rows)
-        rows += measure(name, gm, groups, importance, plans, prof, args.rounds)
-        write_csv("snap.csv", merge_rows("snap.csv", rows))
-        write_csv("snap_staircases.csv", merge_rows("snap_staircases.csv", table_rows))
+        rows += measure(bench, name, gm, groups, importance, plans, prof, args.rounds)
+        write_csv(out, merge_rows(out, rows))
+        write_csv(stairs_out, merge_rows(stairs_out, table_rows))
 
 
 if __name__ == "__main__":
