@@ -5,7 +5,8 @@
 
 Needs the bench extra (`pip install -e .[bench]`: torch-pruning, onnxruntime) and the real
 Fashion-MNIST, or CIFAR-10 from the user's folder (`--data cifar10 --data-root FOLDER`: runs in
-runs/bench/cifar10/, results named methods_cifar10.*). Per model: the teacher and its Fisher plan at --keep of the parameters come from
+runs/bench/cifar10/, results named methods_cifar10.*).
+Per model: the teacher and its Fisher plan at --keep of the parameters come from
 benchmarks/snap.py's `prepare` (trained and pruned through the CLI when missing, in runs/bench/).
 Students, all rebuilt from the same teacher:
 
@@ -225,7 +226,8 @@ def run():
     if args.replot:
         return write_results(bench, merge_rows(bench.results("methods.csv"), []))
     args.seeds = [int(s) for s in args.seeds.split(",")]
-    teacher_args = argparse.Namespace(epochs=args.teacher_epochs, keep=args.keep, prune_every=args.prune_every, bench=bench)
+    teacher_args = argparse.Namespace(epochs=args.teacher_epochs, keep=args.keep, prune_every=args.prune_every,
+                                      bench=bench)
     torch.set_num_threads(1)
     train, test = datasets.load(DataConfig(bench.data, root=bench.root, limit_train=args.limit_train))
     rows = []

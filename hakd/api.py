@@ -82,17 +82,16 @@ def _decided(folder: Path, decision: dict, groups):
 def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataConfig("fashion-mnist"), *,
              example_input: Optional[torch.Tensor] = None, prune: PruneConfig = PruneConfig(), snap: Optional[str] = "up",
              budget: Optional[float] = None, budget_s: Optional[float] = None, min_keep: float = 0.0,
-             distill: DistillConfig = DistillConfig(), device=None, table=None, threads: int = 1, tune_trials: int = 0, out="hakd-out",
-             log=print) -> OptimizeResult:
+             distill: DistillConfig = DistillConfig(), device=None, table=None, threads: int = 1, tune_trials: int = 0,
+             out="hakd-out", log=print) -> OptimizeResult:
     """Make ``model`` (a trained teacher) fast on ``target`` while keeping its accuracy.
 
     ``prune``: Fisher pruning (how wide each layer needs to be); ``snap``: move each width to an
     optimal point of its staircase (``up``, ``down``, ``nearest``), or, with ``budget`` (a fraction
     of the teacher's predicted latency) or ``budget_s``, choose every width at once so that the
     student's predicted latency is within it (``snap`` is then ignored), no group keeping less than
-    ``min_keep`` of its channels; ``distill``: retrain the
-    student from the teacher; ``device``/``table``/``threads``/``tune_trials``: where and how
-    kernels are measured (:class:`hakd.cost.profile.Profiler`)."""
+    ``min_keep`` of its channels; ``distill``: retrain the student from the teacher;
+    ``device``/``table``/``threads``/``tune_trials``: where and how kernels are measured (:class:`hakd.cost.profile.Profiler`)."""
     from hakd import sweep
     from hakd.budget import fit_budget
     from hakd.cost.measure import MeasureConfig

@@ -98,8 +98,8 @@ def _optimize(args):
     print(f"optimizing {what} for {args.target} into {args.out}")
     result = hakd.optimize(model, args.target, data, example_input=torch.zeros(1, *shape), prune=prune,
                            snap=args.snap, budget=args.budget, budget_s=args.budget_us * 1e-6 if args.budget_us else None,
-                           min_keep=args.min_keep, distill=distill, device=args.device, table=args.table, threads=args.threads,
-                           tune_trials=args.tune_trials, out=args.out)
+                           min_keep=args.min_keep, distill=distill, device=args.device, table=args.table,
+                           threads=args.threads, tune_trials=args.tune_trials, out=args.out)
     m = result.report["models"]
     for name, row in m.items():
         lat = row["measured_s"] or row["predicted_s"]
