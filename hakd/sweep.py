@@ -19,7 +19,7 @@ from torch import fx
 from torch.fx.passes.shape_prop import ShapeProp
 from tqdm import tqdm
 
-from hakd.cost.lower import lower
+from hakd.cost.lower import Lowered, lower
 from hakd.cost.profile import Profiler, ProfileError, sweep_widths
 from hakd.cost.schedules import SCHEDULE_VERSION
 from hakd.errors import StaircaseError
@@ -58,12 +58,13 @@ def _member_calls(low, members: Set[str]) -> List[str]:
     return sorted(k.signature for k in low.kernels.values() for call in k.call_modules if members & set(call))
 
 
-def _models_for(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int], group: str
+def _models_for(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int], group: str, at_plan: Lowered
                 ) -> Callable[[int], fx.GraphModule]:
     """width -> the model to lower for ``group``'s kernels at that width: the part of the model
     around the group (:func:`hakd.passes.neighbourhood.neighbourhood`, a fraction of the lowering
     time on a deep model) when, at the plan's width, it lowers to exactly the kernel calls the
-    whole model makes on the group's layers; else the whole model."""
+    whole model (``at_plan``: it lowered at ``widths``) makes on the group's layers; else the
+    whole model."""
     members, shape = group_modules(groups, group), input_shape(gm)
 
     def whole(width: int) -> fx.GraphModule:
@@ -76,7 +77,7 @@ def _models_for(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int
         return neighbourhood(model, members)
 
     around = part(widths[group])
-    if around is None or _member_calls(lower(around), members) != _member_calls(lower(whole(widths[group])), members):
+    if around is None or _member_calls(lower(around), members) != _member_calls(at_plan, members):
         return whole
     return part
 
@@ -115,19 +116,20 @@ def group_latency(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups,
 
 def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, group: str,
                     plan: Optional[PrunePlan] = None, adaptive: bool = True, grid: int = 8, tol: Optional[float] = None,
-                    context: Optional[str] = None):
+                    context: Optional[str] = None, at_plan: Optional[Lowered] = None):
     """The staircase of one group around ``plan`` (default: the unpruned model): a
     :class:`hakd.cost.staircase.Sweep` of latency (s) by width (:func:`hakd.cost.profile.sweep_widths`).
-    The plan's own width of the group is always measured."""
+    The plan's own width of the group is always measured. ``at_plan``: the model lowered at the
+    plan's widths, when the caller has it (it is lowered here otherwise)."""
     if group not in groups.by_name:
         raise StaircaseError(f"no group {group!r}; prunable groups: {', '.join(g.name for g in groups.prunable())}")
     if not groups[group].prunable:
         raise ProfileError(f"group {group!r} cannot be pruned ({groups[group].reason}); it has no staircase")
     widths = _widths(groups, plan)
-    if context is None:  # the whole (pruned) model's, held for every width like the other groups
-        context = profiler.context(lower(rebuild(gm, groups, groups.plan(widths))))
+    at_plan = at_plan or lower(rebuild(gm, groups, groups.plan(widths)))
+    context = context or profiler.context(at_plan)  # the whole (pruned) model's, held for every width
     n = groups[group].slices  # a group in slices is swept in units of one channel per slice
-    model_at = _models_for(gm, groups, widths, group)
+    model_at = _models_for(gm, groups, widths, group, at_plan)
     sweep = sweep_widths(profiler, lambda u: model_at(u * n), group_modules(groups, group),
                          groups[group].width // n, adaptive=adaptive, grid=grid, tol=tol, context=context,
                          include=(widths[group] // n,))
@@ -151,8 +153,8 @@ def model_staircases(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGrou
         if name not in groups.by_name or not groups[name].prunable:
             raise StaircaseError(f"group {name!r} is not a prunable group of this model; prunable: "
                                  f"{', '.join(g.name for g in groups.prunable())}")
-    small = rebuild(gm, groups, groups.plan(widths))
-    context = profiler.context(lower(small))
+    at_plan = lower(rebuild(gm, groups, groups.plan(widths)))
+    context = profiler.context(at_plan)
     stairs = Staircases(groups.widths(), profiler.target_key, profiler.measure.threads, context, {}, SCHEDULE_VERSION)
     if previous is not None:
         previous.check_model(groups.widths())
@@ -163,7 +165,8 @@ def model_staircases(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGrou
     bar = tqdm(todo, desc="staircases", unit="group", disable=None if progress is None else not progress)
     for name in bar:
         t0, compiles = time.time(), profiler.compiles
-        sweep = group_staircase(profiler, gm, groups, name, plan, adaptive=adaptive, tol=tol, context=context)
+        sweep = group_staircase(profiler, gm, groups, name, plan, adaptive=adaptive, tol=tol, context=context,
+                                at_plan=at_plan)
         st = GroupStaircase(name, groups[name].width, widths[name], sweep.tol, sweep.latency, tuple(sweep.optimal),
                             {n: widths[n] for n in neighbours(groups, name)}, sweep.estimated)
         stairs = stairs.with_groups({name: st})

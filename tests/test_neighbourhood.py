@@ -8,6 +8,7 @@ from hakd.cost.lower import lower
 from hakd.models import densenet40, resnet20
 from hakd.passes.groups import find_groups
 from hakd.passes.neighbourhood import neighbourhood
+from hakd.passes.rebuild import rebuild
 from hakd.passes.trace import trace
 from hakd.sweep import _at_width, _member_calls, _models_for, group_modules
 from tests.passes import tv_models as tv
@@ -47,8 +48,9 @@ def test_every_group_lowers_from_its_part_to_the_whole_models_kernels(make, shap
     gm = trace(make().eval(), torch.zeros(shape))
     groups = find_groups(gm)
     widths = groups.widths()
+    at_plan = lower(rebuild(gm, groups, groups.plan(widths)))  # the whole model at the plan's widths
     for g in groups.prunable()[:6]:
-        at = _models_for(gm, groups, widths, g.name)
+        at = _models_for(gm, groups, widths, g.name, at_plan)
         assert at.__name__ == "part", g.name
         width = max(g.slices, widths[g.name] - 3 * g.slices)  # another width than the one checked
         members = group_modules(groups, g.name)
