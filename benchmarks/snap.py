@@ -35,6 +35,7 @@ from hakd.train import load_trained
 from common import Bench, add_data_args, merge_rows, write_csv  # noqa: E402  (benchmarks/ is on sys.path as a script)
 from peers import at_params, plan_from_pruned  # noqa: E402
 
+
 def prepare(name, args):
     """(teacher module, Fisher prune folder), trained and pruned through the CLI if missing
     (``args``: epochs, keep, prune_every and bench, the data set)."""

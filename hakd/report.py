@@ -123,16 +123,16 @@ def plot_accuracy_latency(points: Sequence[Tuple[str, float, Optional[float]]], 
     floor = min((a for _, _, a in shown if a >= best - off_scale), default=0.0)
     bottom = (floor - 0.02 * max(best - floor, 0.05)) * 100
     plt, fig, ax = _figure((6, 4) if len(shown) <= 6 else (8.5, 4.6))
-    front = pareto_front(shown)
     styles = itertools.cycle(itertools.product("os^Dvp*hX<>", plt.rcParams["axes.prop_cycle"].by_key()["color"][:7]))
-    for (label, seconds, accuracy), (marker, color) in zip(shown, (next(styles) for _ in shown)):
+    for (label, seconds, accuracy), (marker, color) in zip(shown, styles):
         low = accuracy < best - off_scale
         y = bottom if low else accuracy * 100
         text = f"{label} ({accuracy * 100:.1f}%, off scale)" if low else label
         ax.plot([seconds * 1e6], [y], "v" if low else marker, color=color, ms=7, label=text, clip_on=False)
         if len(shown) <= 6:
             ax.annotate(text, (seconds * 1e6, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    on_front = sorted((p for p in shown if p[0] in front), key=lambda p: p[1])
+    by_label = {p[0]: p for p in shown}
+    on_front = [by_label[label] for label in pareto_front(shown)]  # fastest first
     if len(on_front) > 1:
         ax.step([p[1] * 1e6 for p in on_front], [p[2] * 100 for p in on_front], where="post", color="0.6", lw=1,
                 ls="--", zorder=0, label="Pareto front")
