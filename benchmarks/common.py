@@ -2,6 +2,8 @@
 
 import csv
 import dataclasses
+import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -38,6 +40,12 @@ class Bench:
     def cli(self) -> list:
         """The ``hakd train`` arguments that select this data set."""
         return ["--data", self.data] + (["--data-root", self.root] if self.root else [])
+
+
+def progress(prefix: str):
+    """A log for the long steps (staircase sweeps, budget rounds): timestamped lines on stderr,
+    so that a run of hours shows where it is while the results stay on stdout."""
+    return lambda line: print(f"{time.strftime('%H:%M:%S')} {prefix}: {line}", file=sys.stderr, flush=True)
 
 
 def add_data_args(parser) -> None:

@@ -60,7 +60,7 @@ from hakd.report import pareto_front, plot_accuracy_latency
 from hakd.sweep import load_or_measure, predict
 from hakd.train import evaluate
 from backends import time_call  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from common import RESULTS, Bench, add_data_args, merge_rows, write_csv  # noqa: E402
+from common import RESULTS, Bench, add_data_args, merge_rows, progress, write_csv  # noqa: E402
 from peers import IMPORTANCE, at_params, plan_from_pruned  # noqa: E402
 from snap import equal_params_budget, prepare  # noqa: E402
 
@@ -71,17 +71,17 @@ def plans_of(name, args, prof, min_keep):
     Fisher run's own fine-tuned weights are not used), so only the widths and channels differ."""
     teacher, folder = prepare(name, args)
     base, _, fisher, importance = load_prune_folder(folder)
-    shape = args.bench.shape
+    shape, log = args.bench.shape, progress(name)
     gm = trace(teacher.eval(), torch.zeros(shape))
     groups = find_groups(gm)
     fisher.validate(groups)
-    stairs = load_or_measure(folder / "staircases.json", prof, base, groups, fisher, log=lambda s: None)
+    stairs = load_or_measure(folder / "staircases.json", prof, base, groups, fisher, log=log)
     params, _ = count(rebuild(gm, groups, fisher), shape)
     full, _ = count(gm, shape)
     plans = {"fisher": fisher, "hakd_snap_up": snap(fisher, stairs, importance, "up"),
              "hakd_snap_down": snap(fisher, stairs, importance, "down"),
              "hakd_budget=fisher": fit_budget(prof, gm, groups, fisher, stairs, importance, predict(prof, gm, groups, fisher),
-                                              log=lambda s: None).plan,
+                                              log=log).plan,
              "l1": fit_fraction(lambda f: l1_plan(gm, groups, f), gm, groups, params / full, shape),
              "uniform": fit_fraction(lambda f: uniform_plan(groups, f), gm, groups, params / full, shape),
              "round_to_8": round_to_multiple(fisher, groups, gm, 8, "down")}
@@ -91,13 +91,13 @@ def plans_of(name, args, prof, min_keep):
             plans[f"torch_pruning_{importance_kind}{'_r8' if round_to else ''}"] = plan_from_pruned(teacher, student, groups)
     peer = f"torch_pruning_{IMPORTANCE[0]}_r8"  # Torch-Pruning's fastest student: HAKD at its latency and at its params
     plans[f"hakd_budget={peer}"] = fit_budget(prof, gm, groups, fisher, stairs, importance,
-                                              predict(prof, gm, groups, plans[peer]), log=lambda s: None).plan
+                                              predict(prof, gm, groups, plans[peer]), log=log).plan
     peer_params, _ = count(rebuild(gm, groups, plans[peer]), shape)
     teacher_s = predict(prof, gm, groups, groups.plan())
     bisect = (prof, gm, groups, fisher, stairs, importance, peer_params, 0.2 * teacher_s, teacher_s, shape)
-    plans[f"hakd_budget@params={peer}"] = equal_params_budget(*bisect).plan
+    plans[f"hakd_budget@params={peer}"] = equal_params_budget(*bisect, log=log).plan
     plans[f"hakd_budget@params={peer},params,min_keep={min_keep:g}"] = equal_params_budget(
-        *bisect, value="params", min_keep=min_keep).plan
+        *bisect, value="params", min_keep=min_keep, log=log).plan
     return gm, groups, plans
 
 

@@ -32,7 +32,7 @@ from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import snap
 from hakd.sweep import model_staircases, predict
 from hakd.train import load_trained
-from common import Bench, add_data_args, merge_rows, write_csv  # noqa: E402  (benchmarks/ is on sys.path as a script)
+from common import Bench, add_data_args, merge_rows, progress, write_csv  # noqa: E402  (benchmarks/ is on sys.path as a script)
 from peers import at_params, plan_from_pruned  # noqa: E402
 
 
@@ -50,21 +50,22 @@ def prepare(name, args):
 
 
 def equal_params_budget(prof, gm, groups, plan, stairs, importance, params, low_s, high_s, shape, steps=6,
-                        value="importance", min_keep=0.0):
+                        value="importance", min_keep=0.0, log=lambda s: None):
     """The budget student whose parameters come nearest ``params`` (bisection on the budget
     between ``low_s`` and ``high_s``); ``value="params"``: the allocator keeps parameters, so
     this is the fastest student it finds at that parameter count (``min_keep``: no group below
-    that fraction of its width)."""
+    that fraction of its width); ``log``: each budget round, and each bisection step."""
     best = None
     for _ in range(steps):
         mid = (low_s + high_s) / 2
         try:
             result = fit_budget(prof, gm, groups, plan, stairs, importance, mid, value=value, min_keep=min_keep,
-                                log=lambda s: None)
+                                log=log)
         except BudgetError:  # below the fastest student the floor allows
             low_s = mid
             continue
         n, _ = count(rebuild(gm, groups, result.plan), shape)
+        log(f"bisection at {mid * 1e6:.1f} us: {n} parameters (aiming at {params})")
         if best is None or abs(n - params) < abs(best[1] - params):
             best = (result, n)
         low_s, high_s = (low_s, mid) if n > params else (mid, high_s)
@@ -116,10 +117,11 @@ def students(name, args, prof, table_rows):
         if args.equal_params:  # a bisection of fit_budget calls: slow on a loaded machine
             tp_params, _ = count(rebuild(gm, groups, tp), shape)
             bisect = (prof, gm, groups, fisher, stairs, importance, tp_params, 0.2 * teacher_s, teacher_s, shape)
-            plans[f"budget@params={tag}"] = equal_params_budget(*bisect).plan
-            plans[f"budget@params={tag},params"] = equal_params_budget(*bisect, value="params").plan
+            log = progress(f"{name} {tag}")
+            plans[f"budget@params={tag}"] = equal_params_budget(*bisect, log=log).plan
+            plans[f"budget@params={tag},params"] = equal_params_budget(*bisect, value="params", log=log).plan
             plans[f"budget@params={tag},params,min_keep={args.min_keep:g}"] = equal_params_budget(
-                *bisect, value="params", min_keep=args.min_keep).plan
+                *bisect, value="params", min_keep=args.min_keep, log=log).plan
     return gm, groups, importance, plans
 
 
