@@ -22,10 +22,10 @@ from tqdm import tqdm
 from hakd.cost.lower import Lowered, lower
 from hakd.cost.profile import Profiler, ProfileError, sweep_widths
 from hakd.cost.schedules import SCHEDULE_VERSION
-from hakd.errors import StaircaseError
+from hakd.errors import PlanError, StaircaseError
 from hakd.passes.groups import ChannelGroups
 from hakd.passes.neighbourhood import neighbourhood
-from hakd.passes.rebuild import rebuild
+from hakd.passes.rebuild import rebuild, rebuild_part
 from hakd.passes.trace import input_shape
 from hakd.plan import PrunePlan
 from hakd.staircases import GroupStaircase, Staircases
@@ -46,10 +46,14 @@ def neighbours(groups: ChannelGroups, group: str) -> List[str]:
     return [g.name for g in groups if g.name != group and mine & {m.module for m in g.members}]
 
 
-def _at_width(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int], group: str, width: int) -> fx.GraphModule:
+def _check_width(groups: ChannelGroups, group: str, width: int) -> None:
     full = groups[group].width
     if not 1 <= width <= full:
         raise ProfileError(f"width {width} is outside 1..{full} for group {group!r}")
+
+
+def _at_width(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int], group: str, width: int) -> fx.GraphModule:
+    _check_width(groups, group, width)
     return rebuild(gm, groups, groups.plan({**widths, group: width}))
 
 
@@ -64,22 +68,33 @@ def _models_for(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int
     around the group (:func:`hakd.passes.neighbourhood.neighbourhood`, a fraction of the lowering
     time on a deep model) when, at the plan's width, it lowers to exactly the kernel calls the
     whole model (``at_plan``: it lowered at ``widths``) makes on the group's layers; else the
-    whole model."""
-    members, shape = group_modules(groups, group), input_shape(gm)
+    whole model. The part is rebuilt alone (:func:`hakd.passes.rebuild.rebuild_part`) where it
+    can be, else cut from the whole model rebuilt (where a channel shuffle's size reads are gone)."""
+    members = group_modules(groups, group)
+    cut = neighbourhood(gm, members)
 
     def whole(width: int) -> fx.GraphModule:
         return _at_width(gm, groups, widths, group, width)
 
-    def part(width: int) -> Optional[fx.GraphModule]:
+    def part(width: int) -> fx.GraphModule:
+        _check_width(groups, group, width)
+        return rebuild_part(cut, groups, groups.plan({**widths, group: width}))
+
+    def part_of_whole(width: int) -> Optional[fx.GraphModule]:
         model = whole(width).eval()
         with torch.no_grad():
-            ShapeProp(model).propagate(torch.zeros(shape))  # rebuild keeps the unpruned shapes in tensor_meta
+            ShapeProp(model).propagate(torch.zeros(input_shape(gm)))  # rebuild keeps the unpruned shapes
         return neighbourhood(model, members)
 
-    around = part(widths[group])
-    if around is None or _member_calls(lower(around), members) != _member_calls(at_plan, members):
-        return whole
-    return part
+    expected = _member_calls(at_plan, members)
+    for model_at in ((part,) if cut is not None else ()) + (part_of_whole,):
+        try:
+            around = model_at(widths[group])
+        except PlanError:  # an input whose shape cannot be told, a channel move from outside the part
+            continue
+        if around is not None and _member_calls(lower(around), members) == expected:
+            return model_at
+    return whole
 
 
 def _widths(groups: ChannelGroups, plan: Optional[PrunePlan]) -> Dict[str, int]:

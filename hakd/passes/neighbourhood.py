@@ -37,7 +37,7 @@ def _centre(node: fx.Node, modules: Set[str]) -> bool:
 def neighbourhood(gm: fx.GraphModule, modules: Iterable[str], hops: int = 4) -> Optional[fx.GraphModule]:
     """The nodes of ``gm`` within ``hops`` edges of the calls of ``modules`` (and the
     parameters and buffers they read), as a GraphModule sharing ``gm``'s submodules. Values
-    it reads from outside become placeholders carrying their ``tensor_meta``; values read
+    it reads from outside become placeholders carrying their ``meta`` (``tensor_meta``, labels); values read
     outside it are its outputs. None when one of its inputs is not a tensor with a known
     shape (the caller then uses the whole model)."""
     modules = set(modules)
@@ -58,7 +58,7 @@ def neighbourhood(gm: fx.GraphModule, modules: Iterable[str], hops: int = 4) -> 
         if not isinstance(meta, TensorMetadata):
             return None
         env[a] = graph.placeholder(a.name)
-        env[a].meta["tensor_meta"] = meta
+        env[a].meta.update(a.meta)  # its shape, and its channel labels (hakd.passes.rebuild.rebuild_part)
     for n in nodes:
         if n not in near:
             continue

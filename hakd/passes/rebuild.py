@@ -20,6 +20,7 @@ from typing import Dict
 import numpy as np
 import torch
 from torch import fx, nn
+from torch.fx.passes.shape_prop import TensorMetadata
 
 from hakd.errors import PlanError
 from hakd.passes.channel_moves import gather_index
@@ -27,7 +28,7 @@ from hakd.passes.groups import META_KEY, ChannelGroups
 from hakd.passes.labels import channel_vector
 from hakd.plan import PrunePlan
 
-__all__ = ["rebuild", "zero_pruned"]
+__all__ = ["rebuild", "rebuild_part", "zero_pruned"]
 
 
 def _keep(plan: PrunePlan) -> Dict[str, np.ndarray]:
@@ -95,11 +96,70 @@ def rebuild(gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan) -> fx.Gr
     plan.validate(groups)
     kept = groups.kept_ids(_keep(plan))
     new = copy.deepcopy(gm)
+    _shrink_records(new, groups, kept)
+    _replay_moves(new, gm, groups, kept)
+    new.recompile()
+    return new
+
+
+def rebuild_part(part: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan) -> fx.GraphModule:
+    """:func:`rebuild` for a part of the traced model (:func:`hakd.passes.neighbourhood.neighbourhood`):
+    the layers it holds shrink, and its inputs' shapes (``tensor_meta``) become those the plan
+    gives them (from their channel labels), at a fraction of the cost of rebuilding the whole
+    model. Raises PlanError when an input's shape cannot be told (no labels, channels that move
+    across space) or a channel move (a shuffle) starts outside the part.
+
+    >>> import torch
+    >>> from hakd.models import resnet20
+    >>> from hakd.passes.groups import find_groups
+    >>> from hakd.passes.neighbourhood import neighbourhood
+    >>> from hakd.passes.trace import trace
+    >>> gm = trace(resnet20(), torch.zeros(1, 3, 32, 32))
+    >>> groups = find_groups(gm)
+    >>> part = neighbourhood(gm, {"layers.3.conv1"}, hops=1)  # its input: the stage-1 residual stream
+    >>> small = rebuild_part(part, groups, groups.plan({**groups.widths(), "layers.3.conv1": 5, "conv1": 7}))
+    >>> small.get_submodule("layers.3.conv1").weight.shape, [tuple(n.meta["tensor_meta"].shape)
+    ...                                                      for n in small.graph.nodes if n.op == "placeholder"]
+    (torch.Size([5, 7, 3, 3]), [(1, 7, 32, 32)])
+    """
+    plan.validate(groups)
+    kept = groups.kept_ids(_keep(plan))
+    new = copy.deepcopy(part)
+    _shrink_records(new, groups, kept, present=_present(new))
+    for n in new.graph.nodes:
+        if n.op == "placeholder":
+            n.meta["tensor_meta"] = _pruned_meta(n, kept)
+    _replay_moves(new, part, groups, kept)
+    new.recompile()
+    return new
+
+
+def _present(gm: fx.GraphModule) -> set:
+    """The modules and parameters ``gm`` holds (a part of a model holds some only)."""
+    return {name for name, _ in gm.named_modules()} | {name for name, _ in gm.named_parameters()}
+
+
+def _pruned_meta(n: fx.Node, kept: np.ndarray) -> TensorMetadata:
+    meta, label = n.meta.get("tensor_meta"), n.meta.get(META_KEY)
+    ids = channel_vector(label, meta.shape) if isinstance(meta, TensorMetadata) and isinstance(label, torch.Tensor) else None
+    if ids is None:
+        raise PlanError(f"input {n.name!r} of the part: its pruned shape cannot be told (no channel labels, or "
+                        "channels that move across space): rebuild the whole model")
+    shape = list(meta.shape)
+    shape[1] = int(kept[ids.numpy()].sum())
+    return meta._replace(shape=torch.Size(shape))
+
+
+def _shrink_records(new: fx.GraphModule, groups: ChannelGroups, kept: np.ndarray, present=None) -> None:
+    """Slice every recorded layer's weights to the kept channels; ``present``: only the layers
+    (and functional parameters) of these names, those a part of the model holds."""
     done = set()
     for rec in groups.records.values():
         if (rec.params or rec.module) in done:
             continue
         done.add(rec.params or rec.module)
+        if present is not None and not (rec.module in present if not rec.params else set(rec.params) <= present):
+            continue
         out_mask, in_mask = kept[rec.out_ids], kept[rec.in_ids]
         if not out_mask.any() or (rec.kind in ("conv", "linear") and not in_mask.any()):
             raise PlanError(f"plan would leave module {rec.module!r} with no channels")
@@ -113,9 +173,6 @@ def rebuild(gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan) -> fx.Gr
             _shrink_grouped(new.get_submodule(rec.module), rec.module, out_mask, in_mask)
             continue
         _shrink(new.get_submodule(rec.module), rec.kind, out_mask, in_mask)
-    _replay_moves(new, gm, groups, kept)
-    new.recompile()
-    return new
 
 
 def _replay_moves(new: fx.GraphModule, gm: fx.GraphModule, groups: ChannelGroups, kept: np.ndarray) -> None:
@@ -129,8 +186,11 @@ def _replay_moves(new: fx.GraphModule, gm: fx.GraphModule, groups: ChannelGroups
     replaced: Dict[str, fx.Node] = {}
     for n in list(new.graph.nodes):  # in graph order: a gather's start may be an earlier gather's end
         gather = groups.gathers.get(n.name)
-        if gather is None:
+        if gather is None or n.op == "placeholder":  # a part's input: its labels already say what it holds
             continue
+        if gather.start not in nodes:
+            raise PlanError(f"the channel move at {n.name!r} starts at {gather.start!r}, outside this part of the "
+                            "model: rebuild the whole model")
         buffer = f"hakd_gather_{len(replaced)}"
         new.register_buffer(buffer, gather_index(ids(gather.start), ids(n.name), kept))
         with new.graph.inserting_before(n):
