@@ -141,7 +141,8 @@ def _present(gm: fx.GraphModule) -> set:
 
 def _pruned_meta(n: fx.Node, kept: np.ndarray) -> TensorMetadata:
     meta, label = n.meta.get("tensor_meta"), n.meta.get(META_KEY)
-    ids = channel_vector(label, meta.shape) if isinstance(meta, TensorMetadata) and isinstance(label, torch.Tensor) else None
+    known = isinstance(meta, TensorMetadata) and isinstance(label, torch.Tensor)
+    ids = channel_vector(label, meta.shape) if known else None
     if ids is None:
         raise PlanError(f"input {n.name!r} of the part: its pruned shape cannot be told (no channel labels, or "
                         "channels that move across space): rebuild the whole model")
