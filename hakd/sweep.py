@@ -46,15 +46,16 @@ def neighbours(groups: ChannelGroups, group: str) -> List[str]:
     return [g.name for g in groups if g.name != group and mine & {m.module for m in g.members}]
 
 
-def _check_width(groups: ChannelGroups, group: str, width: int) -> None:
+def _plan_at(groups: ChannelGroups, widths: Dict[str, int], group: str, width: int) -> PrunePlan:
+    """The plan of ``widths`` with ``group`` at ``width``."""
     full = groups[group].width
     if not 1 <= width <= full:
         raise ProfileError(f"width {width} is outside 1..{full} for group {group!r}")
+    return groups.plan({**widths, group: width})
 
 
 def _at_width(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int], group: str, width: int) -> fx.GraphModule:
-    _check_width(groups, group, width)
-    return rebuild(gm, groups, groups.plan({**widths, group: width}))
+    return rebuild(gm, groups, _plan_at(groups, widths, group, width))
 
 
 def _member_calls(low, members: Set[str]) -> List[str]:
@@ -77,8 +78,7 @@ def _models_for(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int
         return _at_width(gm, groups, widths, group, width)
 
     def part(width: int) -> fx.GraphModule:
-        _check_width(groups, group, width)
-        return rebuild_part(cut, groups, groups.plan({**widths, group: width}))
+        return rebuild_part(cut, groups, _plan_at(groups, widths, group, width))
 
     def part_of_whole(width: int) -> Optional[fx.GraphModule]:
         model = whole(width).eval()
