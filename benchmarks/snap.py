@@ -16,6 +16,7 @@ Needs the bench extra (`pip install -e .[bench]`: torch-pruning).
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from hakd.export import export, load
 from hakd.passes.counts import count
 from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import snap
-from hakd.sweep import model_staircases, predict
+from hakd.sweep import load_or_measure, model_staircases, predict
 from hakd.train import load_trained
 from common import Bench, add_data_args, merge_rows, progress, write_csv  # noqa: E402  (benchmarks/ is on sys.path as a script)
 from peers import at_params, plan_from_pruned  # noqa: E402
@@ -97,7 +98,10 @@ def timed_staircases(name, prof, gm, groups, plan, table_rows, around, save_to=N
 def students(name, args, prof, table_rows):
     teacher, folder = prepare(name, args)
     gm, groups, fisher, importance = load_prune_folder(folder)
-    stairs = timed_staircases(name, prof, gm, groups, fisher, table_rows, "fisher", folder / "staircases.json")
+    if args.table:  # kernels measured by an earlier run: its staircases brought up to date, no cold/warm row
+        stairs = load_or_measure(folder / "staircases.json", prof, gm, groups, fisher, log=progress(name))
+    else:
+        stairs = timed_staircases(name, prof, gm, groups, fisher, table_rows, "fisher", folder / "staircases.json")
     fisher_s = predict(prof, gm, groups, fisher)
     plans = {"fisher": fisher}
     for mode in ("up", "down", "nearest"):
@@ -199,9 +203,15 @@ def run():
     parser.add_argument("--staircases-only", action="store_true",
                         help="only time whole-model staircases, around a uniform plan at --keep of the parameters "
                              "(an untrained zoo model: the time does not depend on weights)")
+    parser.add_argument("--table", type=Path,
+                        help="time kernels into this latency table (e.g. a methods.py run's) instead of a new empty "
+                             "one: the staircases saved beside the Fisher plan are reused, no row of "
+                             "snap_staircases.csv is written")
     parser.add_argument("--retime", action="store_true",
                         help="only time the students of --models again from their exports (measured columns of snap.csv)")
     args = parser.parse_args()
+    if args.table and not args.table.is_file():
+        parser.error(f"--table {args.table}: no such latency table (leave --table out to start from an empty one)")
     args.bench = bench = Bench(args.data, args.data_root)
     bench.runs.mkdir(parents=True, exist_ok=True)
     out, stairs_out = bench.results("snap.csv"), bench.results("snap_staircases.csv")
@@ -228,7 +238,7 @@ def run():
             write_csv(timed, merge_rows(timed, table_rows))
         return
     for name in args.models:
-        table = bench.runs / f"{name}-snap-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"  # empty: the cold sweep is cold
+        table = args.table or bench.runs / f"{name}-snap-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"  # empty: cold is cold
         prof = Profiler("host", table=LatencyTable(table))
         gm, groups, importance, plans = students(name, args, prof, table_rows)
         rows += measure(bench, name, gm, groups, importance, plans, prof, args.rounds)
