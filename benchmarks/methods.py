@@ -34,6 +34,7 @@ Columns: benchmarks/README.md.
 import argparse
 import copy
 import hashlib
+import json
 import statistics
 import sys
 import time
@@ -45,6 +46,7 @@ from hakd import data as datasets
 from hakd.baselines.deep_compression import prune_and_finetune
 from hakd.baselines.widths import fit_fraction, l1_plan, round_to_multiple, uniform_plan
 from hakd.budget import fit_budget
+from hakd.checkpoint import atomic_write_text
 from hakd.config import DataConfig, DistillConfig
 from hakd.cost.profile import Profiler
 from hakd.cost.table import LatencyTable
@@ -55,6 +57,7 @@ from hakd.passes.groups import find_groups
 from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import snap
 from hakd.passes.trace import trace
+from hakd.plan import PrunePlan
 from hakd.prune_folder import load_prune_folder
 from hakd.report import pareto_front, plot_accuracy_latency
 from hakd.sweep import load_or_measure, predict
@@ -68,13 +71,31 @@ from snap import equal_params_budget, prepare  # noqa: E402
 def plans_of(name, args, prof, min_keep):
     """(teacher graph, its groups, {method: plan}). Every plan is a choice of the teacher's
     channels: students are rebuilt from the teacher's weights, whatever chose their widths (the
-    Fisher run's own fine-tuned weights are not used), so only the widths and channels differ."""
+    Fisher run's own fine-tuned weights are not used), so only the widths and channels differ.
+    The plans are saved in runs/bench/methods/<name>/plans.json and reused while the Fisher plan
+    and ``min_keep`` are those they were chosen for (the budget students take many minutes)."""
     teacher, folder = prepare(name, args)
+    gm = trace(teacher.eval(), torch.zeros(args.bench.shape))
+    groups = find_groups(gm)
+    fisher = load_prune_folder(folder)[2]
+    fisher.validate(groups)
+    saved, key = args.bench.runs / "methods" / name / "plans.json", dict(fisher=digest(fisher), min_keep=min_keep)
+    if saved.is_file() and json.loads(saved.read_text())["key"] == key:
+        plans = {m: PrunePlan.from_dict(p, where=f"{saved}: {m}") for m, p in json.loads(saved.read_text())["plans"].items()}
+        for plan in plans.values():
+            plan.validate(groups)
+        return gm, groups, plans
+    plans = choose_plans(name, args, prof, min_keep, teacher, folder, gm, groups)
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, json.dumps(dict(key=key, plans={m: p.to_dict() for m, p in plans.items()}), indent=1) + "\n")
+    return gm, groups, plans
+
+
+def choose_plans(name, args, prof, min_keep, teacher, folder, gm, groups):
+    """{method: plan} of every student (the staircases around the Fisher plan in ``folder``
+    measured where the table lacks them)."""
     base, _, fisher, importance = load_prune_folder(folder)
     shape, log = args.bench.shape, progress(name)
-    gm = trace(teacher.eval(), torch.zeros(shape))
-    groups = find_groups(gm)
-    fisher.validate(groups)
     stairs = load_or_measure(folder / "staircases.json", prof, base, groups, fisher, log=log)
     params, _ = count(rebuild(gm, groups, fisher), shape)
     full, _ = count(gm, shape)
@@ -98,7 +119,7 @@ def plans_of(name, args, prof, min_keep):
     plans[f"hakd_budget@params={peer}"] = equal_params_budget(*bisect, log=log).plan
     plans[f"hakd_budget@params={peer},params,min_keep={min_keep:g}"] = equal_params_budget(
         *bisect, value="params", min_keep=min_keep, log=log).plan
-    return gm, groups, plans
+    return plans
 
 
 def digest(plan) -> str:
