@@ -46,7 +46,7 @@ from hakd import data as datasets
 from hakd.baselines.deep_compression import prune_and_finetune
 from hakd.baselines.widths import fit_fraction, l1_plan, round_to_multiple, uniform_plan
 from hakd.budget import fit_budget
-from hakd.checkpoint import atomic_write_text
+from hakd.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from hakd.config import DataConfig, DistillConfig
 from hakd.cost.profile import Profiler
 from hakd.cost.table import LatencyTable
@@ -128,7 +128,8 @@ def digest(plan) -> str:
 
 
 def trained_students(name, args, gm, groups, plans, train, test):
-    """{method: {seed: (student graph, test accuracy)}}: every plan distilled once per seed, and Deep Compression."""
+    """{method: {seed: (student graph, test accuracy)}}: every plan distilled once per seed, Deep
+    Compression, and (unless ``args.train_only``) the teacher."""
     out = {}
     for method, plan in plans.items():
         for seed in args.seeds:
@@ -138,15 +139,29 @@ def trained_students(name, args, gm, groups, plans, train, test):
             history = distill(gm, student, train, test, config, folder, resume=True, progress=False)
             out.setdefault(method, {})[seed] = (student.eval(), history[-1]["test_acc"])
             print(f"{name} {method} seed {seed}: {history[-1]['test_acc']:.4f}", flush=True)
-    if args.train_only:
-        return out
     for seed in args.seeds:
-        dense = copy.deepcopy(gm).train()
-        steps = max(1, args.epochs * len(train.images) // 128 // 3)  # the same images over three sparsity stages
-        prune_and_finetune(dense, train, schedule=(0.5, 0.75, 0.9), steps_per_stage=steps, lr=0.01, seed=seed)
-        out.setdefault("deep_compression", {})[seed] = (dense.eval(), evaluate(dense.eval(), test)[1])
-    out["teacher"] = {seed: (gm, evaluate(gm.eval(), test)[1]) for seed in args.seeds}
+        out.setdefault("deep_compression", {})[seed] = deep_compression(name, args, gm, train, test, seed)
+    if not args.train_only:
+        out["teacher"] = {seed: (gm, evaluate(gm.eval(), test)[1]) for seed in args.seeds}
     return out
+
+
+def deep_compression(name, args, gm, train, test, seed):
+    """(the teacher pruned by magnitude to 90% sparsity and fine-tuned, its test accuracy), saved
+    in runs/bench/methods/<name>/deep_compression-s<seed>/ and loaded from there when it exists."""
+    steps = max(1, args.epochs * len(train.images) // 128 // 3)  # the same images over three sparsity stages
+    saved = args.bench.runs / "methods" / name / f"deep_compression-{steps}x3-s{seed}" / "model.pt"
+    dense = copy.deepcopy(gm).train()
+    if saved.is_file():
+        state = load_checkpoint(saved)
+        dense.load_state_dict(state["model"])
+        return dense.eval(), state["test_acc"]
+    prune_and_finetune(dense, train, schedule=(0.5, 0.75, 0.9), steps_per_stage=steps, lr=0.01, seed=seed)
+    acc = evaluate(dense.eval(), test)[1]
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint({"model": dense.state_dict(), "test_acc": acc}, saved)
+    print(f"{name} deep_compression seed {seed}: {acc:.4f}", flush=True)
+    return dense, acc
 
 
 def latencies(bench, name, students, prof, rounds):
