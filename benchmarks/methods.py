@@ -148,7 +148,7 @@ def trained_students(name, args, gm, groups, plans, train, test):
 
 def deep_compression(name, args, gm, train, test, seed):
     """(the teacher pruned by magnitude to 90% sparsity and fine-tuned, its test accuracy), saved
-    in runs/bench/methods/<name>/deep_compression-s<seed>/ and loaded from there when it exists."""
+    in runs/bench/methods/<name>/deep_compression-<steps>x3-s<seed>/ and loaded from there when it exists."""
     steps = max(1, args.epochs * len(train.images) // 128 // 3)  # the same images over three sparsity stages
     saved = args.bench.runs / "methods" / name / f"deep_compression-{steps}x3-s{seed}" / "model.pt"
     dense = copy.deepcopy(gm).train()
