@@ -75,27 +75,15 @@ def plans_of(name, args, prof, min_keep):
     The plans are saved in runs/bench/methods/<name>/plans.json and reused while the Fisher plan
     and ``min_keep`` are those they were chosen for (the budget students take many minutes)."""
     teacher, folder = prepare(name, args)
-    gm = trace(teacher.eval(), torch.zeros(args.bench.shape))
-    groups = find_groups(gm)
-    fisher = load_prune_folder(folder)[2]
-    fisher.validate(groups)
-    saved, key = args.bench.runs / "methods" / name / "plans.json", dict(fisher=digest(fisher), min_keep=min_keep)
-    if saved.is_file() and json.loads(saved.read_text())["key"] == key:
-        plans = {m: PrunePlan.from_dict(p, where=f"{saved}: {m}") for m, p in json.loads(saved.read_text())["plans"].items()}
-        for plan in plans.values():
-            plan.validate(groups)
-        return gm, groups, plans
-    plans = choose_plans(name, args, prof, min_keep, teacher, folder, gm, groups)
-    saved.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, json.dumps(dict(key=key, plans={m: p.to_dict() for m, p in plans.items()}), indent=1) + "\n")
-    return gm, groups, plans
-
-
-def choose_plans(name, args, prof, min_keep, teacher, folder, gm, groups):
-    """{method: plan} of every student (the staircases around the Fisher plan in ``folder``
-    measured where the table lacks them)."""
     base, _, fisher, importance = load_prune_folder(folder)
     shape, log = args.bench.shape, progress(name)
+    gm = trace(teacher.eval(), torch.zeros(shape))
+    groups = find_groups(gm)
+    fisher.validate(groups)
+    saved, key = args.bench.runs / "methods" / name / "plans.json", dict(fisher=digest(fisher), min_keep=min_keep)
+    plans = read_plans(saved, key, groups)
+    if plans is not None:
+        return gm, groups, plans
     stairs = load_or_measure(folder / "staircases.json", prof, base, groups, fisher, log=log)
     params, _ = count(rebuild(gm, groups, fisher), shape)
     full, _ = count(gm, shape)
@@ -119,6 +107,19 @@ def choose_plans(name, args, prof, min_keep, teacher, folder, gm, groups):
     plans[f"hakd_budget@params={peer}"] = equal_params_budget(*bisect, log=log).plan
     plans[f"hakd_budget@params={peer},params,min_keep={min_keep:g}"] = equal_params_budget(
         *bisect, value="params", min_keep=min_keep, log=log).plan
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, json.dumps(dict(key=key, plans={m: p.to_dict() for m, p in plans.items()}), indent=1) + "\n")
+    return gm, groups, plans
+
+
+def read_plans(path, key, groups):
+    """The {method: plan} saved at ``path`` if it was saved under ``key`` (each checked against ``groups``), else None."""
+    data = json.loads(path.read_text()) if path.is_file() else None
+    if data is None or data["key"] != key:
+        return None
+    plans = {m: PrunePlan.from_dict(p, where=f"{path}: {m}") for m, p in data["plans"].items()}
+    for plan in plans.values():
+        plan.validate(groups)
     return plans
 
 
