@@ -14,7 +14,7 @@ Students, all rebuilt from the same teacher:
   Fisher student's predicted latency (importance kept); HAKD budget = the predicted latency of
   Torch-Pruning's group-norm round-to-8 student (its fastest); HAKD at that student's parameter
   count (bisection on the budget), keeping importance, and keeping parameters with no group
-  below --min-keep of its width;
+  below --min-keep of its width (one student per comma-separated value);
 - L1 and uniform at the Fisher student's parameters (bisection on the fraction); round-to-8 (the
   Fisher plan's widths rounded down to multiples of 8 by L1);
 - Torch-Pruning 1.6 (its default group-norm importance, and the L1 magnitude of each pruned layer,
@@ -68,23 +68,44 @@ from peers import IMPORTANCE, at_params, plan_from_pruned  # noqa: E402
 from snap import equal_params_budget, prepare  # noqa: E402
 
 
-def plans_of(name, args, prof, min_keep):
+def plans_of(name, args, prof, min_keeps):
     """(teacher graph, its groups, {method: plan}). Every plan is a choice of the teacher's
     channels: students are rebuilt from the teacher's weights, whatever chose their widths (the
     Fisher run's own fine-tuned weights are not used), so only the widths and channels differ.
     The plans are saved in runs/bench/methods/<name>/plans.json and reused while the Fisher plan
-    and ``min_keep`` are those they were chosen for (the budget students take many minutes)."""
+    is the one they were chosen for (the budget students take many minutes); a ``min_keeps``
+    value not saved yet adds its parameter-keeping student to the file, and only the students of
+    ``min_keeps`` are returned."""
     teacher, folder = prepare(name, args)
     base, _, fisher, importance = load_prune_folder(folder)
     shape, log = args.bench.shape, progress(name)
     gm = trace(teacher.eval(), torch.zeros(shape))
     groups = find_groups(gm)
     fisher.validate(groups)
-    saved, key = args.bench.runs / "methods" / name / "plans.json", dict(fisher=digest(fisher), min_keep=min_keep)
-    plans = read_plans(saved, key, groups)
-    if plans is not None:
-        return gm, groups, plans
-    stairs = load_or_measure(folder / "staircases.json", prof, base, groups, fisher, log=log)
+    peer = f"torch_pruning_{IMPORTANCE[0]}_r8"  # Torch-Pruning's fastest student: HAKD at its latency and at its params
+    keeping_params = {m: f"hakd_budget@params={peer},params,min_keep={m:g}" for m in min_keeps}
+    saved = args.bench.runs / "methods" / name / "plans.json"
+    plans = read_plans(saved, digest(fisher), groups) or {}
+    missing = [m for m in min_keeps if keeping_params[m] not in plans]
+    if missing or not plans:
+        stairs = load_or_measure(folder / "staircases.json", prof, base, groups, fisher, log=log)
+        if not plans:
+            plans = fixed_plans(teacher, gm, groups, fisher, stairs, importance, prof, shape, peer, log)
+        peer_params, _ = count(rebuild(gm, groups, plans[peer]), shape)
+        teacher_s = predict(prof, gm, groups, groups.plan())
+        bisect = (prof, gm, groups, fisher, stairs, importance, peer_params, 0.2 * teacher_s, teacher_s, shape)
+        if f"hakd_budget@params={peer}" not in plans:
+            plans[f"hakd_budget@params={peer}"] = equal_params_budget(*bisect, log=log).plan
+        for m in missing:
+            plans[keeping_params[m]] = equal_params_budget(*bisect, value="params", min_keep=m, log=log).plan
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, json.dumps(dict(key=dict(fisher=digest(fisher)),
+                                                 plans={m: p.to_dict() for m, p in plans.items()}), indent=1) + "\n")
+    return gm, groups, {m: p for m, p in plans.items() if ",min_keep=" not in m or m in keeping_params.values()}
+
+
+def fixed_plans(teacher, gm, groups, fisher, stairs, importance, prof, shape, peer, log):
+    """{method: plan} of every student but those at ``peer``'s parameter count."""
     params, _ = count(rebuild(gm, groups, fisher), shape)
     full, _ = count(gm, shape)
     plans = {"fisher": fisher, "hakd_snap_up": snap(fisher, stairs, importance, "up"),
@@ -98,24 +119,16 @@ def plans_of(name, args, prof, min_keep):
         for round_to in (None, 8):
             student, _ = at_params(teacher, shape, params, round_to, importance_kind)
             plans[f"torch_pruning_{importance_kind}{'_r8' if round_to else ''}"] = plan_from_pruned(teacher, student, groups)
-    peer = f"torch_pruning_{IMPORTANCE[0]}_r8"  # Torch-Pruning's fastest student: HAKD at its latency and at its params
     plans[f"hakd_budget={peer}"] = fit_budget(prof, gm, groups, fisher, stairs, importance,
                                               predict(prof, gm, groups, plans[peer]), log=log).plan
-    peer_params, _ = count(rebuild(gm, groups, plans[peer]), shape)
-    teacher_s = predict(prof, gm, groups, groups.plan())
-    bisect = (prof, gm, groups, fisher, stairs, importance, peer_params, 0.2 * teacher_s, teacher_s, shape)
-    plans[f"hakd_budget@params={peer}"] = equal_params_budget(*bisect, log=log).plan
-    plans[f"hakd_budget@params={peer},params,min_keep={min_keep:g}"] = equal_params_budget(
-        *bisect, value="params", min_keep=min_keep, log=log).plan
-    saved.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, json.dumps(dict(key=key, plans={m: p.to_dict() for m, p in plans.items()}), indent=1) + "\n")
-    return gm, groups, plans
+    return plans
 
 
-def read_plans(path, key, groups):
-    """The {method: plan} saved at ``path`` if it was saved under ``key`` (each checked against ``groups``), else None."""
+def read_plans(path, fisher_digest, groups):
+    """The {method: plan} saved at ``path`` if they were chosen for the Fisher plan of
+    ``fisher_digest`` (each checked against ``groups``), else None."""
     data = json.loads(path.read_text()) if path.is_file() else None
-    if data is None or data["key"] != key:
+    if data is None or data["key"]["fisher"] != fisher_digest:
         return None
     plans = {m: PrunePlan.from_dict(p, where=f"{path}: {m}") for m, p in data["plans"].items()}
     for plan in plans.values():
@@ -248,8 +261,9 @@ def run():
     ap.add_argument("--prune-every", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=7)
     add_data_args(ap)
-    ap.add_argument("--min-keep", type=float, default=0.25,
-                    help="the parameter-keeping HAKD student at Torch-Pruning's parameters: no group below this fraction")
+    ap.add_argument("--min-keep", default="0.25",
+                    help="the parameter-keeping HAKD students at Torch-Pruning's parameters, one per comma-separated "
+                         "value: no group below that fraction of its width")
     ap.add_argument("--plans-only", action="store_true",
                     help="only choose every student's widths (measuring what the table lacks) and print them: run it "
                          "once before parallel --train-only runs so that they all find the same plans")
@@ -263,6 +277,7 @@ def run():
     if args.replot:
         return write_results(bench, merge_rows(bench.results("methods.csv"), []))
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.min_keep = [float(m) for m in args.min_keep.split(",")]
     teacher_args = argparse.Namespace(epochs=args.teacher_epochs, keep=args.keep, prune_every=args.prune_every,
                                       bench=bench)
     torch.set_num_threads(1)
