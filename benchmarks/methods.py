@@ -250,6 +250,14 @@ def write_results(bench, rows):
     (RESULTS / bench.results("methods.md")).write_text("\n".join(lines) + "\n")
 
 
+def fractions(text: str) -> list:
+    """--min-keep's values: comma-separated fractions in (0, 1]."""
+    values = [float(v) for v in text.split(",")]
+    if not all(0 < v <= 1 for v in values):
+        raise ValueError(text)
+    return values
+
+
 def run():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["resnet20"])
@@ -261,7 +269,7 @@ def run():
     ap.add_argument("--prune-every", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=7)
     add_data_args(ap)
-    ap.add_argument("--min-keep", default="0.25",
+    ap.add_argument("--min-keep", type=fractions, default=[0.25],
                     help="the parameter-keeping HAKD students at Torch-Pruning's parameters, one per comma-separated "
                          "value: no group below that fraction of its width")
     ap.add_argument("--plans-only", action="store_true",
@@ -277,7 +285,6 @@ def run():
     if args.replot:
         return write_results(bench, merge_rows(bench.results("methods.csv"), []))
     args.seeds = [int(s) for s in args.seeds.split(",")]
-    args.min_keep = [float(m) for m in args.min_keep.split(",")]
     teacher_args = argparse.Namespace(epochs=args.teacher_epochs, keep=args.keep, prune_every=args.prune_every,
                                       bench=bench)
     torch.set_num_threads(1)
