@@ -20,10 +20,16 @@ def latency(widths):
     return 1e-6 * (10 * -(-a // 8) + 10 * -(-b // 8) + 0.05 * a * b)
 
 
-def stairs_around(widths):
+def fine_steps(widths):
+    """Steps of 4 channels and a stronger a*b term."""
+    a, b = widths["a"], widths["b"]
+    return 1e-6 * (10 * -(-a // 4) + 10 * -(-b // 4) + 0.1 * a * b)
+
+
+def stairs_around(widths, cost=latency):
     groups = {}
     for g in WIDTHS:
-        curve = {w: latency({**widths, g: w}) for w in range(1, WIDTHS[g] + 1)}
+        curve = {w: cost({**widths, g: w}) for w in range(1, WIDTHS[g] + 1)}
         optimal = [w for w in curve if all(curve[v] > curve[w] * 1.04 for v in curve if v > w)]
         other = "b" if g == "a" else "a"
         groups[g] = GroupStaircase(g, WIDTHS[g], widths[g], 0.04, curve, tuple(optimal), {other: widths[other]})
@@ -31,15 +37,20 @@ def stairs_around(widths):
 
 
 @pytest.fixture
-def synthetic(monkeypatch):
+def cost():
+    return latency
+
+
+@pytest.fixture
+def synthetic(monkeypatch, cost):
     predicted = []
 
     def predict(profiler, gm, groups, plan):
         predicted.append(plan.pruned_widths())
-        return latency(plan.pruned_widths())
+        return cost(plan.pruned_widths())
 
     monkeypatch.setattr(budget, "predict", predict)
-    monkeypatch.setattr(budget, "refresh", lambda prof, gm, groups, plan, stairs, **kw: stairs_around(plan.pruned_widths()))
+    monkeypatch.setattr(budget, "refresh", lambda prof, gm, groups, plan, stairs, **kw: stairs_around(plan.pruned_widths(), cost))
     return predicted
 
 
@@ -77,3 +88,19 @@ def test_min_keep_holds_every_group_at_its_floor_and_raises_the_minimum(syntheti
     with pytest.raises(BudgetError, match=r"keeps 0.5 of it \(min_keep\).*predicted at 52.8 us"):
         budget.fit_budget(PROFILER, None, GROUPS, plan, stairs, importance, latency({"a": 8, "b": 8}), min_keep=0.5,
                           log=lambda s: None)
+
+
+@pytest.mark.parametrize("cost", [fine_steps])
+def test_when_the_overshoot_held_back_leaves_no_choice_it_holds_back_less(synthetic, cost):
+    plan = PrunePlan.from_widths({"a": 4, "b": 4}, WIDTHS)  # far below the floor: the first allocation moves far
+    importance = {"a": np.linspace(1, 2, 32), "b": np.linspace(1, 2, 32)}
+    limit = 128e-6
+    result = budget.fit_budget(PROFILER, None, GROUPS, plan, stairs_around(plan.pruned_widths(), cost), importance, limit,
+                               min_keep=0.5, log=lambda s: None)
+    first, second = result.rounds[:2]
+    assert first["predicted_s"] > limit  # allocated around 4, 4, the student overshot by 30 us
+    # around that student every group at 16 (the floor) is predicted at 105.6 us: holding all 30 us back, nothing fits
+    assert 0 < second["held_back_s"] < first["predicted_s"] - limit
+    # so it held back less and found 20, 16 (122 us), not the fallback of every group at its fastest (16, 16; 105.6 us)
+    assert sorted(result.plan.pruned_widths().values()) == [16, 20] and result.predicted_s == cost(result.plan.pruned_widths())
+    assert result.predicted_s <= limit
