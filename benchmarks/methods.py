@@ -144,20 +144,33 @@ def digest(plan) -> str:
 def trained_students(name, args, gm, groups, plans, train, test):
     """{method: {seed: (student graph, test accuracy)}}: every plan distilled once per seed, Deep
     Compression, and (unless ``args.train_only``) the teacher."""
-    out = {}
+    out, root = {}, args.bench.runs / "methods" / name / (args.study or "")
+    recipe = dict(epochs=args.epochs, train_images=len(train.images))
     for method, plan in plans.items():
         for seed in args.seeds:
             config = DistillConfig(epochs=args.epochs, lr=0.01, seed=seed, threads=1)
             student = rebuild(gm, groups, plan)
-            folder = args.bench.runs / "methods" / name / f"{method.replace('=', '-')}-{digest(plan)}-s{seed}"
+            folder = root / f"{method.replace('=', '-')}-{digest(plan)}-s{seed}"
+            check_recipe(folder, recipe)
             history = distill(gm, student, train, test, config, folder, resume=True, progress=False)
             out.setdefault(method, {})[seed] = (student.eval(), history[-1]["test_acc"])
             print(f"{name} {method} seed {seed}: {history[-1]['test_acc']:.4f}", flush=True)
-    for seed in args.seeds:
+    for seed in args.seeds if args.only is None or "deep_compression" in args.only else ():
         out.setdefault("deep_compression", {})[seed] = deep_compression(name, args, gm, train, test, seed)
     if not args.train_only:
         out["teacher"] = {seed: (gm, evaluate(gm.eval(), test)[1]) for seed in args.seeds}
     return out
+
+
+def check_recipe(folder, recipe: dict) -> None:
+    """Record the recipe a student folder is trained with (recipe.json), and refuse to resume it
+    with another (a different --epochs or --limit-train would otherwise resume the old result)."""
+    path = folder / "recipe.json"
+    if path.is_file() and json.loads(path.read_text()) != recipe:
+        sys.exit(f"{folder} was trained with {path.read_text().strip()}, not {json.dumps(recipe)}: run this recipe "
+                 "with --study NAME (its own folders), or the recipe the folder was trained with")
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(recipe) + "\n")
 
 
 def deep_compression(name, args, gm, train, test, seed):
@@ -278,12 +291,20 @@ def run():
     ap.add_argument("--train-only", action="store_true",
                     help="only distil the students (resumable, one folder per method and seed): runs with disjoint "
                          "--seeds can share the machine's cores; a final run without it reuses them")
+    ap.add_argument("--only", nargs="+", default=None, metavar="METHOD",
+                    help="with --train-only: distil only these methods (names as in methods.csv, which may hold "
+                         "commas), e.g. fisher torch_pruning_group_norm_r8 deep_compression")
+    ap.add_argument("--study", default=None,
+                    help="with --train-only: distil into runs/bench/methods/<model>/<STUDY>/ (its own folders, "
+                         "for another recipe; plans and latency table shared) and print the accuracies")
     ap.add_argument("--replot", action="store_true",
                     help="only rewrite methods.md, the Pareto column and the PNGs from results/methods.csv")
     args = ap.parse_args()
     args.bench = bench = Bench(args.data, args.data_root)
     if args.replot:
         return write_results(bench, merge_rows(bench.results("methods.csv"), []))
+    if (args.study or args.only) and not args.train_only:
+        ap.error("--only and --study need --train-only: the timed run times every method of the main study")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     teacher_args = argparse.Namespace(epochs=args.teacher_epochs, keep=args.keep, prune_every=args.prune_every,
                                       bench=bench)
@@ -295,6 +316,11 @@ def run():
         (bench.runs / "methods").mkdir(parents=True, exist_ok=True)
         prof = Profiler("host", table=LatencyTable(bench.runs / "methods" / f"{name}.sqlite"))
         gm, groups, plans = plans_of(name, teacher_args, prof, args.min_keep)
+        if args.only is not None:
+            unknown = set(args.only) - set(plans) - {"deep_compression"}
+            if unknown:
+                ap.error(f"--only: {name} has no method {', '.join(sorted(unknown))}; it has {', '.join(plans)}")
+            plans = {m: p for m, p in plans.items() if m in args.only}
         if args.plans_only:
             for method, plan in plans.items():
                 print(name, method, digest(plan),
