@@ -100,6 +100,7 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
             return float(count(rebuild(gm, groups, p), input_shape(gm))[0])
         return float(sum(np.asarray(importance[g])[list(p.keep.get(g, range(p.widths[g])))].sum() for g in stairs.groups))
 
+    anchor = None  # (centre, staircases) of the last round that found an allocation
     for r in range(max_rounds):
         if best is None:  # while over budget, each round moves the staircases to the last student
             stairs = refresh(profiler, gm, groups, center, stairs, **sweep)
@@ -110,8 +111,15 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
         try:
             alloc, slack = allocate_holding_back(options, budget_s - rest, slack, 0.01 * budget_s, bins)
         except BudgetError as e:
-            log(f"budget round {r + 1}: {e}")
-            break
+            if anchor is None or anchor[0] is center:
+                log(f"budget round {r + 1}: {e}")
+                break
+            # the staircases around the student overestimate what its fastest widths cost: allocate
+            # again around the last centre that had a choice, holding the overshoot back there
+            log(f"budget round {r + 1}: around the last student, {e}; back to the previous centre")
+            center, stairs = anchor
+            continue
+        anchor = (center, stairs)
         student = with_widths(center, alloc.widths, importance, f"{plan.note} budget {budget_s * 1e6:.1f} us".strip())
         student_s = predict(profiler, gm, groups, student)
         rounds.append({"round": r + 1, "allocated_s": rest + alloc.latency_s, "predicted_s": student_s,

@@ -104,3 +104,29 @@ def test_when_the_overshoot_held_back_leaves_no_choice_it_holds_back_less(synthe
     # so it held back less and found 20, 16 (122 us), not the fallback of every group at its fastest (16, 16; 105.6 us)
     assert sorted(result.plan.pruned_widths().values()) == [16, 20] and result.predicted_s == cost(result.plan.pruned_widths())
     assert result.predicted_s <= limit
+
+
+def seeing_a_fraction(stairs, keep):
+    """``stairs`` as if they saw only ``keep`` of what moving each group off its centre width changes."""
+    groups = {}
+    for g, st in stairs.groups.items():
+        centre = st.latency[st.width]
+        curve = {w: centre + keep * (s - centre) for w, s in st.latency.items()}
+        groups[g] = GroupStaircase(g, st.full_width, st.width, st.tol, curve, st.optimal, st.neighbours)
+    return Staircases(WIDTHS, "synthetic", 1, "warm", groups)
+
+
+@pytest.mark.parametrize("cost", [fine_steps])
+def test_when_the_staircases_around_the_student_leave_no_choice_it_allocates_again_around_the_last_centre(
+        synthetic, cost, monkeypatch):
+    plan = PrunePlan.from_widths({"a": 4, "b": 4}, WIDTHS)
+    # around any student, the staircases see a tenth of what narrowing saves: even the floor looks over the budget
+    monkeypatch.setattr(budget, "refresh", lambda prof, gm, groups, p, stairs, **kw: (
+        stairs if p is plan else seeing_a_fraction(stairs_around(p.pruned_widths(), cost), 0.1)))
+    importance = {"a": np.linspace(1, 2, 32), "b": np.linspace(1, 2, 32)}
+    logged = []
+    result = budget.fit_budget(PROFILER, None, GROUPS, plan, stairs_around(plan.pruned_widths(), cost), importance,
+                               128e-6, min_keep=0.5, log=logged.append)
+    assert any("back to the previous centre" in line for line in logged)
+    assert result.predicted_s <= 128e-6 and result.predicted_s == cost(result.plan.pruned_widths())
+    assert sorted(result.plan.pruned_widths().values()) == [16, 20]  # not the fallback, 16 and 16 (105.6 us)
