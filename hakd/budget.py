@@ -7,9 +7,11 @@ neither staircase saw. So each round rebuilds the chosen student, predicts its l
 with the profiler (every fused kernel timed), and, while that prediction is over the
 budget, moves the staircases to the new plan (groups whose neighbours moved are swept
 again) and allocates again with the overshoot held back (less of it when holding it all
-back leaves no choice of widths: the new staircases are exact at their centre); once a
-student fits with room to spare, it holds back less and allocates again around the same
-plan, keeping the best student that fits. The plan returned is one whose *predicted latency as rebuilt* is within the budget::
+back leaves no choice of widths: the new staircases are exact at their centre; back at the
+previous centre when even holding nothing back leaves none); once a student fits with room
+to spare, it holds back less and allocates again around the same plan, keeping the best
+student that fits. The plan returned is one whose *predicted latency as rebuilt* is within
+the budget::
 
     result = fit_budget(prof, gm, groups, fisher_plan, stairs, importance, budget_s=0.6 * teacher_s)
     result.plan, result.predicted_s
