@@ -7,11 +7,11 @@ neither staircase saw. So each round rebuilds the chosen student, predicts its l
 with the profiler (every fused kernel timed), and, while that prediction is over the
 budget, moves the staircases to the new plan (groups whose neighbours moved are swept
 again) and allocates again with the overshoot held back (less of it when holding it all
-back leaves no choice of widths: the new staircases are exact at their centre; back at the
-previous centre when even holding nothing back leaves none); once a student fits with room
-to spare, it holds back less and allocates again around the same plan, keeping the best
-student that fits. The plan returned is one whose *predicted latency as rebuilt* is within
-the budget::
+back leaves no choice of widths: the new staircases are exact at their centre; when even
+holding nothing back leaves none, back at the previous centre, which it then keeps); once
+a student fits with room to spare, it holds back less and allocates again around the same
+plan, keeping the best student that fits. The plan returned is one whose *predicted
+latency as rebuilt* is within the budget::
 
     result = fit_budget(prof, gm, groups, fisher_plan, stairs, importance, budget_s=0.6 * teacher_s)
     result.plan, result.predicted_s
@@ -102,9 +102,9 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
             return float(count(rebuild(gm, groups, p), input_shape(gm))[0])
         return float(sum(np.asarray(importance[g])[list(p.keep.get(g, range(p.widths[g])))].sum() for g in stairs.groups))
 
-    anchor = None  # (centre, staircases) of the last round that found an allocation
+    anchor, anchored = None, False  # (centre, staircases) of the last round that found an allocation
     for r in range(max_rounds):
-        if best is None:  # while over budget, each round moves the staircases to the last student
+        if best is None and not anchored:  # while over budget, each round moves the staircases to the last student
             stairs = refresh(profiler, gm, groups, center, stairs, **sweep)
         center_s = predict(profiler, gm, groups, center)
         rest = center_s - sum(st.at(center.width(g)) for g, st in stairs.groups.items())  # kernels of no group, minus overlaps
@@ -116,10 +116,10 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
             if anchor is None or anchor[0] is center:
                 log(f"budget round {r + 1}: {e}")
                 break
-            # the staircases around the student overestimate what its fastest widths cost: allocate
-            # again around the last centre that had a choice, holding the overshoot back there
+            # the staircases around the student overestimate what its fastest widths cost: from now on
+            # allocate around the last centre that had a choice, holding the overshoot back there
             log(f"budget round {r + 1}: around the last student, {e}; back to the previous centre")
-            center, stairs = anchor
+            (center, stairs), anchored = anchor, True
             continue
         anchor = (center, stairs)
         student = with_widths(center, alloc.widths, importance, f"{plan.note} budget {budget_s * 1e6:.1f} us".strip())
@@ -141,7 +141,7 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
             break  # holding back less overshot: the best student that fits stands
         else:
             slack += student_s - budget_s  # allocate again around the student, holding the overshoot back
-            center = student
+            center = center if anchored else student
     if best is not None:
         return BudgetResult(best[0], best[1], budget_s, stairs, rounds)
     log(f"budget: no allocation within {budget_s * 1e6:.1f} us after {len(rounds)} round(s); "
