@@ -145,9 +145,10 @@ def test_a_group_in_slices_is_swept_in_whole_slices_and_its_students_export_exac
     assert st.width == 20 and all(w % 4 == 0 for w in st.curve) and all(w % 4 == 0 for w in st.optimal)
     rng = np.random.default_rng(0)
     importance = {g.name: rng.random(g.width) for g in groups.prunable()}
+    # 5% above the plan: on a loaded machine, every group at its fastest width was once timed 0.1% above it
+    budget_s = 1.05 * predict(prof, gm, groups, plan)
     for value in ("importance", "params"):
-        fitted = fit_budget(prof, gm, groups, plan, stairs, importance, predict(prof, gm, groups, plan), value=value,
-                            log=lambda s: None)
+        fitted = fit_budget(prof, gm, groups, plan, stairs, importance, budget_s, value=value, log=lambda s: None)
         assert fitted.plan.width("trunk.2.f.1.0") % 4 == 0 and fitted.plan.slices == groups.slices()
         assert fitted.predicted_s <= fitted.budget_s
     student = rebuild(gm, groups, plan)
