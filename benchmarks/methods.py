@@ -155,8 +155,9 @@ def trained_students(name, args, gm, groups, plans, train, test):
             history = distill(gm, student, train, test, config, folder, resume=True, progress=False)
             out.setdefault(method, {})[seed] = (student.eval(), history[-1]["test_acc"])
             print(f"{name} {method} seed {seed}: {history[-1]['test_acc']:.4f}", flush=True)
-    for seed in args.seeds if args.only is None or "deep_compression" in args.only else ():
-        out.setdefault("deep_compression", {})[seed] = deep_compression(name, args, gm, train, test, seed)
+    if args.only is None or "deep_compression" in args.only:
+        for seed in args.seeds:
+            out.setdefault("deep_compression", {})[seed] = deep_compression(name, args, gm, train, test, seed)
     if not args.train_only:
         out["teacher"] = {seed: (gm, evaluate(gm.eval(), test)[1]) for seed in args.seeds}
     return out
