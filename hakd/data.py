@@ -12,6 +12,7 @@ horizontal flip, the recipe of the HAKD authors)::
 from __future__ import annotations
 
 import gzip
+import hashlib
 import zlib
 import pickle
 import struct
@@ -62,6 +63,22 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def fingerprint(self) -> dict:
+        """What identifies this split in a run's identity (a resume on other data is refused):
+        its size, image shape, augmentation and a digest of its images and labels.
+
+        >>> s = Split(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.arange(4), (0.5,), (0.25,), True)
+        >>> f = s.fingerprint(); (f["images"], f["shape"], f["augment"], len(f["digest"]))
+        (4, [1, 2, 2], True, 32)
+        >>> Split(s.images, s.labels.flip(0), s.mean, s.std, True).fingerprint() == f
+        False
+        """
+        digest = hashlib.blake2b(digest_size=16)
+        for t in (self.images, self.labels):
+            digest.update(t.contiguous().numpy().tobytes())
+        return {"images": len(self), "shape": list(self.images.shape[1:]), "augment": self.augment,
+                "digest": digest.hexdigest()}
 
     def loader(self, batch_size: int, seed: int = 0, shuffle: Optional[bool] = None) -> "Loader":
         """Batches of this split; shuffled and augmented when the split is a training split."""

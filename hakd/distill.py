@@ -148,7 +148,8 @@ def distill(teacher: fx.GraphModule, student: fx.GraphModule, train: Split, test
         reset_parameters(student, config.seed)
     teacher = with_stages(teacher, resolutions).eval()
     model = with_stages(student, resolutions)
-    run_id = {"config": config.identity(), "stages": [list(r) for r in resolutions], **(run_info or {})}
+    run_id = {"config": config.identity(), "stages": [list(r) for r in resolutions], "train_data": train.fingerprint(),
+              **(run_info or {})}
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestone_epochs(), config.lr_gamma)
     task = _Distill(teacher, student, config, test, out, run_id, optimizer)

@@ -93,8 +93,11 @@ class Supervised(Task):
         saved = dict(state.get("run") or {})
         if isinstance(saved.get("config"), dict):  # runs saved before threads left a run's identity still resume
             saved["config"] = {k: v for k, v in saved["config"].items() if k != "threads"}
-        if saved != self.run_id:
-            differ = _differences(saved, self.run_id)
+        current = dict(self.run_id)
+        if "train_data" not in saved:  # runs saved before their data was fingerprinted still resume
+            current.pop("train_data", None)
+        if saved != current:
+            differ = _differences(saved, current)
             raise CheckpointError(
                 f"checkpoint {self.out / CHECKPOINT} belongs to another run (it differs in {', '.join(differ)}: "
                 + "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in list(differ.items())[:4])
@@ -116,14 +119,14 @@ def fit(
     """Train ``model`` in place for ``config.epochs``; returns the per-epoch history.
 
     ``run_info`` (e.g. the model name and data set) is stored with the checkpoint and
-    must match on ``resume``. ``progress=None`` shows a bar only on a terminal (and a line
+    must match on ``resume``, as must the config and the training data (its fingerprint). ``progress=None`` shows a bar only on a terminal (and a line
     every 30 s otherwise).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
-    run_id = {"config": config.identity(), **(run_info or {})}
+    run_id = {"config": config.identity(), "train_data": train.fingerprint(), **(run_info or {})}
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestone_epochs(), config.lr_gamma)
     task = Supervised(model, test, out, run_id, optimizer, config.epochs)

@@ -18,7 +18,7 @@ from hakd.passes.groups import find_groups
 from hakd.passes.rebuild import rebuild
 from hakd.passes.trace import trace
 from hakd.plan import PrunePlan
-from hakd.train import METRICS
+from hakd.train import CHECKPOINT, METRICS
 from tests.conftest import REPO, band_split, needs_fashion_mnist
 
 
@@ -68,6 +68,19 @@ def test_distils_writes_its_run_and_refuses_an_occupied_folder(tmp_path):
     other = DistillConfig(**{**CONFIG.to_dict(), "alpha": 0.5})
     with pytest.raises(CheckpointError, match="differs in alpha"):
         distill(*resnet_pair(), band_split(64), band_split(32), other, tmp_path, resume=True, progress=False)
+
+
+def test_resume_refuses_other_training_data_but_resumes_runs_saved_before_the_fingerprint(tmp_path):
+    distill(*resnet_pair(), band_split(64), band_split(32, seed=1), CONFIG, tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="differs in .*images was 64, now 48"):
+        distill(*resnet_pair(), band_split(48), band_split(32, seed=1), CONFIG, tmp_path, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="differs in digest"):  # same size, other images
+        distill(*resnet_pair(), band_split(64, seed=2), band_split(32, seed=1), CONFIG, tmp_path, resume=True, progress=False)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    del state["run"]["train_data"]  # as a run saved before the data was part of its identity
+    torch.save(state, tmp_path / CHECKPOINT)
+    history = distill(*resnet_pair(), band_split(64), band_split(32, seed=1), CONFIG, tmp_path, resume=True, progress=False)
+    assert [h["epoch"] for h in history] == [1, 2]
 
 
 def test_reset_and_inherit_start_differently(tmp_path):

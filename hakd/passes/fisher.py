@@ -148,7 +148,8 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
     probed = insert_probes(gm, groups)
     params = [p for p in probed.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    task = _FisherTask(probed, groups, config, target, _penalty_share(gm, groups, config, input_shape, latency_saved), out)
+    task = _FisherTask(probed, groups, config, target, _penalty_share(gm, groups, config, input_shape, latency_saved), out,
+                       train.fingerprint())
     if resume and (out / STATE).exists():
         task.load_state(load_checkpoint(out / STATE))
         print(f"resuming {out} after {len(task.history)} removed channels")
@@ -171,8 +172,10 @@ class _FisherTask(Task):
 
     name = "pruning"
 
-    def __init__(self, probed: ProbedModel, groups: ChannelGroups, config: PruneConfig, target: _Target, share, out: Path):
+    def __init__(self, probed: ProbedModel, groups: ChannelGroups, config: PruneConfig, target: _Target, share, out: Path,
+                 train_data: dict):
         self.probed, self.groups, self.config, self.target, self.share, self.out = probed, groups, config, target, share, out
+        self.train_data = train_data  # the fingerprint of the data it prunes on
         self.importance = {g.name: np.zeros(g.width) for g in groups.prunable()}
         self.history: List[dict] = []
         self.done = False
@@ -216,16 +219,19 @@ class _FisherTask(Task):
         atomic_write_text(self.out / IMPORTANCE, json.dumps({g: v.tolist() for g, v in self.importance.items()}))
 
     def state(self) -> dict:
-        return {"config": self.config.to_dict(), "widths": self.groups.widths(), "history": self.history,
+        return {"config": self.config.to_dict(), "widths": self.groups.widths(), "train_data": self.train_data,
+                "history": self.history,
                 "alive": {g: a.tolist() for g, a in self.probed.alive.items()},
                 "importance": {g: v.tolist() for g, v in self.importance.items()}}
 
     def load_state(self, state: dict) -> None:
         saved = {k: v for k, v in (state.get("config") or {}).items() if k != "threads"}
-        if saved != self.config.identity() or state.get("widths") != self.groups.widths():
+        data = state.get("train_data", self.train_data)  # runs saved before data was fingerprinted still resume
+        if saved != self.config.identity() or state.get("widths") != self.groups.widths() or data != self.train_data:
             differ = [k for k, v in self.config.identity().items() if saved.get(k) != v]
+            differ += ["the training data"] if data != self.train_data else []
             raise CheckpointError(f"{self.out / STATE} belongs to another pruning run (it differs in "
-                                  f"{', '.join(differ) or 'the model'}); use another folder or the same model and config")
+                                  f"{', '.join(differ) or 'the model'}); use another folder or the same model, config and data")
         for g, alive in state["alive"].items():
             self.probed.alive[g] = np.array(alive, dtype=bool)
         self.history = list(state["history"])

@@ -116,6 +116,14 @@ def test_resume_after_interruption_gives_the_same_result(tmp_path):
     assert [h["channel"] for h in resumed.history] == [h["channel"] for h in whole.history]
 
 
+def test_resume_on_other_training_data_is_refused(tmp_path):
+    with pytest.raises(TrainingError, match="max_steps"):
+        fisher_prune(*traced(), data(), PruneConfig(**{**CONFIG.to_dict(), "max_steps": 10}), tmp_path)
+    capped = PruneConfig(**{**CONFIG.to_dict(), "max_steps": 10})
+    with pytest.raises(CheckpointError, match="differs in the training data"):
+        fisher_prune(*traced(), band_split(32, seed=5), capped, tmp_path, resume=True)
+
+
 def test_bad_inputs(tmp_path):
     gm, groups = traced()
     with pytest.raises(ConfigError, match="would empty a group"):
