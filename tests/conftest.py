@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from hakd.data import FASHION_MNIST_ROOT
+from tests.synthetic import band_split  # noqa: F401  (the tests import it from here)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,20 +18,6 @@ needs_fashion_mnist = pytest.mark.skipif(
     not fashion_mnist_available(),
     reason=f"real Fashion-MNIST not in {FASHION_MNIST_ROOT}: run scripts/setup.sh as root (apt-get install dataset-fashion-mnist)",
 )
-
-
-def band_split(n=64, seed=0):
-    """A small learnable task in the real data format: the label is the bright band's row."""
-    import torch
-
-    from hakd.data import Split
-
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 4, (n,), generator=g)
-    images = torch.randint(0, 60, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
-    for i, y in enumerate(labels):
-        images[i, :, 2 * y: 2 * y + 2] += 180
-    return Split(images, labels, (60.0,), (60.0,), augment=False, num_classes=4)
 
 
 @pytest.fixture(scope="session")
