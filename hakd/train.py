@@ -119,8 +119,8 @@ def fit(
     """Train ``model`` in place for ``config.epochs``; returns the per-epoch history.
 
     ``run_info`` (e.g. the model name and data set) is stored with the checkpoint and
-    must match on ``resume``, as must the config and the training data (its fingerprint). ``progress=None`` shows a bar only on a terminal (and a line
-    every 30 s otherwise).
+    must match on ``resume``, as must the config and the training data (its fingerprint).
+    ``progress=None`` shows a bar only on a terminal (and a line every 30 s otherwise).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
