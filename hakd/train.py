@@ -53,12 +53,14 @@ def write_metrics(out: Path, history: list) -> None:
 
 
 def _differences(saved: dict, now: dict) -> dict:
-    """{option: (saved, now)} for what differs between two run identities (config options by name)."""
+    """{option: (saved, now)} for what differs between two run identities (config options by name,
+    other nested entries as ``key.entry``, e.g. ``train_data.images``)."""
     out = {}
     for key in sorted({*saved, *now}):
         a, b = saved.get(key), now.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            out.update({k: (a.get(k), b.get(k)) for k in sorted({*a, *b}) if a.get(k) != b.get(k)})
+            name = "{}" if key == "config" else f"{key}.{{}}"
+            out.update({name.format(k): (a.get(k), b.get(k)) for k in sorted({*a, *b}) if a.get(k) != b.get(k)})
         elif a != b:
             out[key] = (a, b)
     return out

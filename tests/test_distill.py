@@ -72,9 +72,9 @@ def test_distils_writes_its_run_and_refuses_an_occupied_folder(tmp_path):
 
 def test_resume_refuses_other_training_data_but_resumes_runs_saved_before_the_fingerprint(tmp_path):
     distill(*resnet_pair(), band_split(64), band_split(32, seed=1), CONFIG, tmp_path, progress=False)
-    with pytest.raises(CheckpointError, match="differs in .*images was 64, now 48"):
+    with pytest.raises(CheckpointError, match=r"differs in .*train_data\.images was 64, now 48"):
         distill(*resnet_pair(), band_split(48), band_split(32, seed=1), CONFIG, tmp_path, resume=True, progress=False)
-    with pytest.raises(CheckpointError, match="differs in digest"):  # same size, other images
+    with pytest.raises(CheckpointError, match=r"differs in train_data\.digest"):  # same size, other images
         distill(*resnet_pair(), band_split(64, seed=2), band_split(32, seed=1), CONFIG, tmp_path, resume=True, progress=False)
     state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
     del state["run"]["train_data"]  # as a run saved before the data was part of its identity
