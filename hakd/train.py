@@ -103,7 +103,7 @@ class Supervised(Task):
             raise CheckpointError(
                 f"checkpoint {self.out / CHECKPOINT} belongs to another run (it differs in {', '.join(differ)}: "
                 + "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in list(differ.items())[:4])
-                + "); use another --out folder, or the same model and options"
+                + "); use another --out folder, or the same model, options and data"
             )
         self.history = list(state.get("history", []))
 
