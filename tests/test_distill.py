@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -142,6 +143,13 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _free_port() -> int:
+    """A TCP port nothing listens on now (a fixed one may be taken on a shared machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _workers_lines(output: str) -> str:
     """What the worker processes printed, without torchrun's own traceback and summary."""
     launcher = ("torch/distributed", "Traceback", "  File ", "    ", "=====", "-----", "raise ", "sys.exit", "torch.distributed")
@@ -154,7 +162,7 @@ def test_two_processes_under_torchrun_match_one_and_only_rank_0_writes(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     for n, out in ((1, "one"), (2, "two")):
         run = subprocess.run([torchrun, "--nproc-per-node", str(n), "--master-addr", "127.0.0.1", "--master-port",
-                              str(29400 + n), str(REPO / "tests" / "distill_worker.py"), str(tmp_path / out)],
+                              str(_free_port()), str(REPO / "tests" / "distill_worker.py"), str(tmp_path / out)],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, _workers_lines(run.stdout + run.stderr)
     one, two = torch.load(tmp_path / "one" / "weights.pt"), torch.load(tmp_path / "two" / "weights.pt")
