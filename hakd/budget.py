@@ -124,7 +124,6 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
         return float(sum(np.asarray(importance[g])[list(p.keep.get(g, range(p.widths[g])))].sum() for g in stairs.groups))
 
     anchor, anchored = None, False  # (centre, staircases) of the last round that found an allocation
-    over = None  # (centre, slack, predicted) of the last round over the budget
     while len(rounds) < max_rounds:  # rounds of allocation (going back to a centre is none)
         r = len(rounds)
         if best is None and not anchored:  # while over budget, each round moves the staircases to the last student
@@ -143,7 +142,6 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
             # allocate around the last centre that had a choice, holding the overshoot back there
             log(f"budget round {r + 1}: around the last student, {e}; back to the previous centre")
             (center, stairs), anchored = anchor, True
-            over = over if over is not None and over[0] is center else None
             continue
         anchor = (center, stairs)
         student = with_widths(center, alloc.widths, importance, f"{plan.note} budget {budget_s * 1e6:.1f} us".strip())
@@ -164,10 +162,10 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
         elif best is not None:
             break  # holding back less overshot: the best student that fits stands
         elif anchored:  # around the same centre again, holding back more: at least enough that these widths no longer fit
-            excluded = budget_s - (rest + alloc.latency_s) + 0.001 * budget_s
-            slack, over = max(hold_back_more(slack, student_s, budget_s, over and over[1:]), excluded), (center, slack, student_s)
+            before = rounds[-2]  # the round before this one was at the same centre (the anchor's, or an anchored one)
+            excluded = budget_s - rounds[-1]["allocated_s"] + 0.001 * budget_s
+            slack = max(hold_back_more(slack, student_s, budget_s, (before["held_back_s"], before["predicted_s"])), excluded)
         else:
-            over = (center, slack, student_s)
             slack += student_s - budget_s  # allocate again around the student, holding the overshoot back
             center = student
     if best is not None:
