@@ -10,8 +10,9 @@ again) and allocates again with the overshoot held back (less of it when holding
 back leaves no choice of widths: the new staircases are exact at their centre; when even
 holding nothing back leaves none, back at the previous centre, which it then keeps, holding
 back more each round by the response measured there); once
-a student fits with room to spare, it holds back less and allocates again around the same
-plan, keeping the best student that fits. The plan returned is one whose *predicted
+a student fits with room to spare, it gives the room back by the response measured and allocates
+again around the same plan, between the last student that fits and the last that overshot once
+it has both (:func:`next_slack`), keeping the best student that fits. The plan returned is one whose *predicted
 latency as rebuilt* is within the budget::
 
     result = fit_budget(prof, gm, groups, fisher_plan, stairs, importance, budget_s=0.6 * teacher_s)
@@ -38,7 +39,7 @@ from hakd.plan import PrunePlan
 from hakd.staircases import Staircases
 from hakd.sweep import predict, refresh
 
-__all__ = ["BudgetResult", "fit_budget", "fastest_plan", "allocate_holding_back"]
+__all__ = ["BudgetResult", "fit_budget", "fastest_plan", "allocate_holding_back", "next_slack"]
 
 
 @dataclasses.dataclass
@@ -74,24 +75,40 @@ def allocate_holding_back(options, capacity_s: float, slack: float, tolerance_s:
             slack = slack / 2 if slack > tolerance_s else 0.0
 
 
-def hold_back_more(slack: float, predicted_s: float, budget_s: float, previous=None) -> float:
-    """The slack for the next allocation around the same centre, after one held ``slack`` back and
-    gave a student predicted at ``predicted_s`` > ``budget_s``: aim 0.5% below the budget.
+def next_slack(points, budget_s: float) -> float:
+    """The slack for the next allocation around a centre, from the rounds there so far: ``points``,
+    (slack held back, rebuilt student's predicted latency) in order. Aim 0.5% below the budget.
 
-    ``previous``: (slack, predicted_s) of the round before at that centre. Between the two, holding
-    back one more second removed less than a second from the student (about 0.6 on MobileNetV2: the
-    staircases overestimate what narrowing saves), so the step is scaled by the measured ratio
-    (1x to 4x); holding back only the overshoot would approach the budget from above forever.
+    Holding back (or giving back) one more second moves the student by less than a second where the
+    staircases overestimate what a width changes (about 0.6 on MobileNetV2), so the step is scaled by
+    the response measured between the last two rounds (1x to 4x; giving back, 0.25x to 4x: either way
+    it errs towards a student that fits); moving only by the distance to the budget would approach it
+    from one side forever. Once one round fitted and another overshot, the next slack lies in the
+    middle half between them::
 
-    >>> round(hold_back_more(10.0, 105.0, 100.0), 3)      # no measured response yet: the overshoot, and 0.5 more
-    15.5
-    >>> round(hold_back_more(15.0, 102.0, 100.0, previous=(10.0, 105.0)), 3)   # 5 held back removed 3: x 5/3
-    19.167
+        >>> round(next_slack([(10.0, 105.0)], 100.0), 3)       # no response measured yet: the overshoot, and 0.5 more
+        15.5
+        >>> round(next_slack([(10.0, 105.0), (15.0, 102.0)], 100.0), 3)   # 5 held back removed 3: x 5/3
+        19.167
+        >>> round(next_slack([(0.0, 90.0)], 100.0), 3)         # 9.5 of room: give it back
+        -9.5
+        >>> round(next_slack([(0.0, 90.0), (-9.5, 101.0)], 100.0), 3)    # overshot: between -9.5 and 0
+        -7.125
     """
-    step = predicted_s - 0.995 * budget_s
-    if previous is not None and previous[0] < slack and previous[1] > predicted_s:
-        step *= min(4.0, max(1.0, (slack - previous[0]) / (previous[1] - predicted_s)))
-    return slack + step
+    slack, predicted = points[-1]
+    step = predicted - 0.995 * budget_s
+    if len(points) > 1:
+        earlier_slack, earlier_predicted = points[-2]
+        if (slack - earlier_slack) * (earlier_predicted - predicted) > 0:  # err towards a student that fits
+            step *= min(4.0, max(1.0 if step > 0 else 0.25, (slack - earlier_slack) / (earlier_predicted - predicted)))
+    proposal = slack + step
+    fits = [s for s, p in points if p <= budget_s]
+    if fits:
+        overs = [s for s, p in points if p > budget_s and s < min(fits)]
+        if overs:
+            low, high = max(overs), min(fits)
+            proposal = min(max(proposal, low + (high - low) / 4), high - (high - low) / 4)
+    return proposal
 
 
 def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan, stairs: Staircases,
@@ -124,6 +141,7 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
         return float(sum(np.asarray(importance[g])[list(p.keep.get(g, range(p.widths[g])))].sum() for g in stairs.groups))
 
     anchor, anchored = None, False  # (centre, staircases) of the last round that found an allocation
+    tried = []  # per round: (centre, slack held back, student's predicted latency, widths allocated)
     while len(rounds) < max_rounds:  # rounds of allocation (going back to a centre is none)
         r = len(rounds)
         if best is None and not anchored:  # while over budget, each round moves the staircases to the last student
@@ -150,21 +168,21 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
                        "held_back_s": slack, "value": alloc.value, "grid_s": alloc.grid_s, "widths": alloc.widths})
         log(f"budget round {r + 1}: allocated {(rest + alloc.latency_s) * 1e6:.1f} us, rebuilt student predicted "
             f"{student_s * 1e6:.1f} us (budget {budget_s * 1e6:.1f} us, held back {slack * 1e6:.1f} us)")
+        tried.append((center, slack, student_s, alloc.widths))
+        here = [(s, p) for c, s, p, _ in tried if c is center]  # the rounds around this centre, this one last
+        repeated = any(w == alloc.widths for c, _, _, w in tried[:-1] if c is center)
         if student_s <= budget_s:
             value_kept = worth(student)
             if best is None or value_kept > best[2]:
                 best = (student, student_s, value_kept)
-            left = budget_s - student_s
-            repeated = len(rounds) > 1 and rounds[-2]["widths"] == alloc.widths
-            if left <= 0.01 * budget_s or repeated:
+            if budget_s - student_s <= 0.01 * budget_s or repeated:
                 break
-            slack -= left / 2  # it fits with room to spare: hold back less (or allow more), around the same centre
+            slack = next_slack(here, budget_s)  # it fits with room to spare: give some back, around the same centre
         elif best is not None:
-            break  # holding back less overshot: the best student that fits stands
+            slack = next_slack(here, budget_s)  # giving back overshot: between the student that fits and this one
         elif anchored:  # around the same centre again, holding back more: at least enough that these widths no longer fit
-            before = rounds[-2]  # the round before this one was at the same centre (the anchor's, or an anchored one)
             excluded = budget_s - rounds[-1]["allocated_s"] + 0.001 * budget_s
-            slack = max(hold_back_more(slack, student_s, budget_s, (before["held_back_s"], before["predicted_s"])), excluded)
+            slack = max(next_slack(here, budget_s), excluded)
         else:
             slack += student_s - budget_s  # allocate again around the student, holding the overshoot back
             center = student

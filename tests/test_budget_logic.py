@@ -161,3 +161,30 @@ def test_around_the_last_centre_it_holds_back_by_the_measured_response_until_the
     assert not any("no allocation within" in line for line in logged)
     assert result.predicted_s <= limit_us * 1e-6 and result.predicted_s == slow_to_respond(result.plan.pruned_widths())
     assert result.predicted_s > limit_us * 1e-6 - 24e-6  # within two of the student's 12 us steps of the budget
+
+
+@pytest.mark.parametrize("response", [0.4, 0.6])
+@pytest.mark.parametrize("limit_us", range(110, 215, 8))
+def test_a_student_that_fits_with_room_gives_it_back_by_the_measured_response(monkeypatch, response, limit_us):
+    def real(widths):  # widening costs only ``response`` of what the staircases see
+        return response * coarse(widths) + 20e-6
+
+    def stairs_seeing_too_much(p, *args, **kw):
+        centre = p.pruned_widths()
+        exact = stairs_around(centre, coarse)
+        return Staircases(WIDTHS, "synthetic", 1, "warm", {g: GroupStaircase(
+            g, st.full_width, st.width, st.tol, {w: real(centre) + s - st.latency[st.width] for w, s in st.latency.items()},
+            st.optimal, st.neighbours) for g, st in exact.groups.items()})
+
+    monkeypatch.setattr(budget, "predict", lambda prof, gm, groups, p: real(p.pruned_widths()))
+    monkeypatch.setattr(budget, "refresh", lambda prof, gm, groups, p, stairs, **kw: stairs_seeing_too_much(p))
+    plan = PrunePlan.from_widths({"a": 4, "b": 4}, WIDTHS)
+    importance = {"a": np.linspace(1, 2, 32), "b": np.linspace(1, 2, 32)}
+    limit = limit_us * 1e-6
+    result = budget.fit_budget(PROFILER, None, GROUPS, plan, stairs_seeing_too_much(plan), importance, limit,
+                               log=lambda s: None)
+    reachable = max(real({"a": a, "b": b}) for a in range(4, 33, 4) for b in range(4, 33, 4) if real({"a": a, "b": b}) <= limit)
+    assert result.predicted_s <= limit and result.predicted_s == real(result.plan.pruned_widths())
+    # giving back half the room each round stopped up to 24 us short (84 of the 108 reachable within 110 at 0.4):
+    # each round gained only ``response`` of the half it gave back
+    assert result.predicted_s >= reachable - response * 20e-6 - 1e-12  # at most one step of the staircases short
