@@ -32,7 +32,7 @@ from hakd.passes.snap import MODES
 
 __all__ = ["optimize", "OptimizeResult"]
 
-DECISION = "decision.json"
+DECISION, BUDGET_FIT = "decision.json", "budget_fit.json"
 
 
 @dataclasses.dataclass
@@ -131,13 +131,20 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     if min_keep and budget_s is not None:
         decision["min_keep"] = min_keep
     plan = _decided(out / "student", decision, groups)  # a rerun keeps the widths it chose (the table may have moved)
+    fitted_before = out / "student" / BUDGET_FIT
+    fit = json.loads(fitted_before.read_text()) if plan is not None and fitted_before.is_file() else None
     if plan is None and budget_s is not None:
-        plan = fit_budget(profiler, fisher.model, groups, fisher.plan, stairs, fisher.importance, budget_s, log=log,
-                          min_keep=min_keep).plan
+        fitted = fit_budget(profiler, fisher.model, groups, fisher.plan, stairs, fisher.importance, budget_s, log=log,
+                            min_keep=min_keep)
+        plan, fit = fitted.plan, {"predicted_s": fitted.predicted_s, "rounds": [
+            {k: r[k] for k in ("round", "allocated_s", "predicted_s", "held_back_s")} for r in fitted.rounds]}
     elif plan is None:
         plan = snap_plan(fisher.plan, stairs, fisher.importance, snap)
-    write_prune_folder(out / "student", fisher.model, groups, plan, fisher.importance)
-    atomic_write_text(out / "student" / DECISION, json.dumps(decision, sort_keys=True))
+    if not (out / "student" / DECISION).is_file():
+        write_prune_folder(out / "student", fisher.model, groups, plan, fisher.importance)
+        if fit is not None:
+            atomic_write_text(out / "student" / BUDGET_FIT, json.dumps(fit, indent=1))
+        atomic_write_text(out / "student" / DECISION, json.dumps(decision, sort_keys=True))  # written last: the decision stands
     seconds["snap"] = time.time() - t
 
     t = time.time()  # 6. the student, physically smaller, retrained from the teacher
@@ -153,7 +160,8 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
 
     t = time.time()  # 8. what was done, measured, in numbers and plots
     report = build_report(out / "report", profiler, teacher, fisher, plan, student, history, groups, stairs, test,
-                          teacher_s, budget_s, seconds, student_export=artefact.folder)
+                          teacher_s, budget_s, seconds, student_export=artefact.folder,
+                          decision=dict(decision, min_keep=min_keep, fit=fit))
     seconds["report"] = time.time() - t
     log(f"report: {out / 'report' / 'report.md'}")
     return OptimizeResult(student, plan, artefact, report, out)

@@ -104,6 +104,9 @@ def _optimize(args):
     for name, row in m.items():
         lat = row["measured_s"] or row["predicted_s"]
         print(f"  {name:15s} {row['params']:>10,} parameters  {lat * 1e6:9.1f} us  accuracy {row['accuracy']:.4f}")
+    from hakd.report import widths_chosen
+
+    print(widths_chosen(result.report))
     print(f"report: {Path(args.out) / 'report' / 'report.md'}; compiled student: {result.export.library}; "
           f"ONNX: {Path(args.out) / 'export' / 'model.onnx'}")
 

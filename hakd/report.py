@@ -145,6 +145,36 @@ def plot_accuracy_latency(points: Sequence[Tuple[str, float, Optional[float]]], 
     return _save(plt, fig, path, caption)
 
 
+def widths_chosen(report: dict) -> str:
+    """How the HAKD student's widths were chosen, in one sentence (empty when the report does not say).
+
+    >>> widths_chosen({"decision": {"snap": "up"}})
+    'Widths: the Fisher widths snapped up to their staircases.'
+    >>> print(widths_chosen({"teacher_predicted_s": 600e-6, "budget_s": 360e-6, "decision": {"min_keep": 0.25, "fit": {
+    ...     "predicted_s": 355e-6, "rounds": [{"predicted_s": 371e-6}, {"predicted_s": 355e-6}]}}}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    Widths: a latency budget of 360.0 us (0.60 of the teacher's predicted 600.0 us) spent across the groups,
+    no group below 0.25 of its channels; the allocator's rounds rebuilt students predicted at 371.0, 355.0 us;
+    the one kept: 355.0 us.
+    """
+    decision = report.get("decision") or {}
+    if decision.get("snap"):
+        return f"Widths: the Fisher widths snapped {decision['snap']} to their staircases."
+    budget_s, teacher_s = report.get("budget_s"), report.get("teacher_predicted_s")
+    if not budget_s or not teacher_s:
+        return ""
+    text = (f"Widths: a latency budget of {budget_s * 1e6:.1f} us ({budget_s / teacher_s:.2f} of the teacher's predicted "
+            f"{teacher_s * 1e6:.1f} us) spent across the groups")
+    if decision.get("min_keep"):
+        text += f", no group below {decision['min_keep']:g} of its channels"
+    fit = decision.get("fit")
+    if fit:
+        text += ("; the allocator's rounds rebuilt students predicted at "
+                 + ", ".join(f"{r['predicted_s'] * 1e6:.1f}" for r in fit["rounds"])
+                 + f" us; the one kept: {fit['predicted_s'] * 1e6:.1f} us")
+    return text + "."
+
+
 def _markdown(report: dict, images: List[str]) -> str:
     m = report["models"]
     lines = [f"# hakd report: {report['model']}", "", report["measured_on"], "",
@@ -153,6 +183,8 @@ def _markdown(report: dict, images: List[str]) -> str:
         fmt = (lambda v, f: f.format(v) if v is not None else "-")
         lines.append(f"| {name} | {row['params']:,} | {fmt(row.get('predicted_s') and row['predicted_s'] * 1e6, '{:.1f}')} | "
                      f"{fmt(row.get('measured_s') and row['measured_s'] * 1e6, '{:.1f}')} | {fmt(row.get('accuracy'), '{:.4f}')} |")
+    chosen = widths_chosen(report)
+    lines += ["", chosen] if chosen else []
     lines += ["", "Per group: the teacher's width, Fisher's, the final one, the latency of the group's kernels at "
               "Fisher's width and at the final one, and where Fisher's width sat on its staircase.", "",
               "| group | teacher | Fisher | final | latency at Fisher (us) | latency final (us) | Fisher's width on its staircase |",

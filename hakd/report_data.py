@@ -40,9 +40,10 @@ def _measure(models: dict, folder: Path, profiler, rounds: int, compiled: dict) 
 
 
 def build_report(folder, profiler, teacher, fisher, plan, student, history, groups, stairs, test, teacher_s,
-                 budget_s, seconds, student_export=None, rounds: int = 3) -> dict:
+                 budget_s, seconds, student_export=None, rounds: int = 3, decision=None) -> dict:
     """Measure, write report.json, report.md and PNGs in ``folder``; returns the report.
-    ``student_export``: the student's export folder, timed as it is."""
+    ``student_export``: the student's export folder, timed as it is; ``decision``: how the widths
+    were chosen (snap mode, or budget, min_keep and the budget fit's rounds), as hakd.optimize records it."""
     folder = Path(folder)
     fisher_student = rebuild(fisher.model, groups, fisher.plan)
     models = {"teacher": teacher, "Fisher student": fisher_student, "HAKD student": student}
@@ -68,7 +69,8 @@ def build_report(folder, profiler, teacher, fisher, plan, student, history, grou
                           f"{rounds} interleaved rounds of the compiled models")
     report = {"format": "hakd.report/1", "model": type(teacher).__name__, "target": profiler.target_key,
               "device": str(profiler.device), "threads": m.threads, "cache_context": timings["teacher"].context,
-              "measured_on": caption, "teacher_predicted_s": teacher_s, "budget_s": budget_s, "plan_note": plan.note,
+              "measured_on": caption, "teacher_predicted_s": teacher_s, "budget_s": budget_s, "decision": decision or {},
+              "plan_note": plan.note,
               "models": rows, "groups": per_group, "distill_history": history, "stage_seconds": seconds,
               "note": "a group's latency counts every kernel that reads or writes its channels: a conv between two "
                       "groups counts in both, so per-group latencies do not add up to the model's"}

@@ -47,7 +47,8 @@ def test_optimize_runs_every_stage_resumes_and_reports(tmp_path):
     assert hakd_row["predicted_s"] == pytest.approx(result.export.predicted_latency_s, rel=0.3)
     assert {r["group"] for r in report["groups"]} == {"conv1", "conv2"}
     assert all(r["final_width"] == result.plan.width(r["group"]) for r in report["groups"])
-    assert report["target"] in (out / "report" / "report.md").read_text()
+    text = (out / "report" / "report.md").read_text()
+    assert report["target"] in text and "Widths: the Fisher widths snapped up to their staircases." in text
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(out / "export" / "model.onnx"))
@@ -62,6 +63,30 @@ def test_optimize_runs_every_stage_resumes_and_reports(tmp_path):
     with pytest.raises(ConfigError, match="widths chosen with other options"):  # a run folder is one decision
         hakd.optimize(Small(), "host", data, prune=PRUNE, snap="down", distill=DISTIL, table=table, out=tmp_path / "run",
                       log=lambda s: None)
+
+
+@pytest.mark.slow
+def test_optimize_within_a_budget_records_the_fit_and_reports_it(tmp_path):
+    torch.manual_seed(0)
+    data = (band_split(96), band_split(32, seed=1))
+    table, out = LatencyTable(tmp_path / "t.sqlite"), tmp_path / "run"
+
+    def run():
+        return hakd.optimize(Small(), "host", data, prune=PRUNE, budget=0.9, distill=DISTIL, table=table, out=out,
+                             log=lambda s: None)
+
+    result = run()
+    report = json.loads((out / "report" / "report.json").read_text())
+    fit = report["decision"]["fit"]
+    assert report["budget_s"] == pytest.approx(0.9 * report["teacher_predicted_s"])
+    assert fit["rounds"] and fit["predicted_s"] <= report["budget_s"]  # the rebuilt student's prediction, within it
+    assert fit["predicted_s"] in [r["predicted_s"] for r in fit["rounds"]]
+    assert fit == json.loads((out / "student" / "budget_fit.json").read_text())
+    text = (out / "report" / "report.md").read_text()
+    assert "Widths: a latency budget of" in text and f"the one kept: {fit['predicted_s'] * 1e6:.1f} us" in text
+    again = run()  # the widths and the fit that chose them are read back, not chosen again
+    assert again.plan == result.plan
+    assert json.loads((out / "report" / "report.json").read_text())["decision"] == report["decision"]
 
 
 class GroupedShuffle(torch.nn.Module):

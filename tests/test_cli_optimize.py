@@ -42,7 +42,7 @@ def test_optimize_a_model_from_a_factory_or_a_file(tmp_path, source, capsys):
     assert main(["optimize", *model_args, *QUICK, "--snap", "up", "--table", str(tmp_path / "t.sqlite"),
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "HAKD student" in printed and "report:" in printed
+    assert "HAKD student" in printed and "report:" in printed and "Widths: the Fisher widths snapped up" in printed
     report = json.loads((out / "report" / "report.json").read_text())
     assert set(report["models"]) == {"teacher", "Fisher student", "HAKD student"}
     assert (out / "export" / "model.onnx").is_file() and (out / "report" / "report.md").is_file()
