@@ -9,10 +9,10 @@ budget, moves the staircases to the new plan (groups whose neighbours moved are 
 again) and allocates again with the overshoot held back (less of it when holding it all
 back leaves no choice of widths: the new staircases are exact at their centre; when even
 holding nothing back leaves none, back at the previous centre, which it then keeps, holding
-back more each round by the response measured there); once
-a student fits with room to spare, it gives the room back by the response measured and allocates
-again around the same plan, between the last student that fits and the last that overshot once
-it has both (:func:`next_slack`), keeping the best student that fits. The plan returned is one whose *predicted
+back more each round by the response measured there). Once a student fits with room to
+spare, it gives the room back by the response measured and allocates again around the same
+plan, between the last student that fits and the last that overshot once it has both
+(:func:`next_slack`), keeping the best student that fits. The plan returned is one whose *predicted
 latency as rebuilt* is within the budget::
 
     result = fit_budget(prof, gm, groups, fisher_plan, stairs, importance, budget_s=0.6 * teacher_s)
