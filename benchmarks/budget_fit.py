@@ -25,6 +25,7 @@ from hakd.budget import fit_budget
 from hakd.cost.profile import Profiler
 from hakd.cost.table import LatencyTable
 from hakd.errors import BudgetError
+from hakd.passes.allocate import importance_kept
 from hakd.passes.counts import count
 from hakd.passes.rebuild import rebuild
 from hakd.prune_folder import load_prune_folder
@@ -64,8 +65,7 @@ def rows_of(name, args, prof):
         seconds = time.time() - t
         plan = result.plan
         params = count(rebuild(gm, groups, plan), shape)[0]
-        kept = sum(float(np.sum(np.asarray(importance[g])[list(plan.keep.get(g, range(plan.widths[g])))]))
-                   for g in importance) / total
+        kept = importance_kept(plan, importance) / total
         rows.append({"series": f"{name},{args.value}", "model": name, "value": args.value, "budget_over_fisher": f"{fraction:.3f}",
                      "budget_us": f"{budget_s * 1e6:.1f}", "predicted_us": f"{result.predicted_s * 1e6:.1f}",
                      "used": f"{result.predicted_s / budget_s:.4f}", "rounds": len(result.rounds),

@@ -28,6 +28,7 @@ from hakd.prune_folder import load_prune_folder
 from hakd.cost.profile import Profiler
 from hakd.cost.table import LatencyTable
 from hakd.export import export, load
+from hakd.passes.allocate import importance_kept
 from hakd.passes.counts import count
 from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import snap
@@ -168,7 +169,7 @@ def measure(bench, name, gm, groups, importance, plans, prof, rounds):
         student = rebuild(gm, groups, plan)
         result = export(student, export_folder(bench, name, method), prof)
         params, macs = count(student, bench.shape)
-        kept = sum(float(np.sum(np.asarray(importance[g])[list(plan.keep.get(g, range(plan.widths[g])))])) for g in importance)
+        kept = importance_kept(plan, importance)
         models[method] = dict(vm=load(result.folder), predicted=result.predicted_latency_s, params=params, macs=macs,
                               importance=kept / total, error=result.max_abs_error, times=[])
     time_rounds(models, rounds)

@@ -29,7 +29,7 @@ from torch import fx
 
 from hakd.cost.profile import Profiler
 from hakd.errors import BudgetError
-from hakd.passes.allocate import allocate, allowed_widths, budget_options, check_min_keep
+from hakd.passes.allocate import allocate, allowed_widths, budget_options, check_min_keep, importance_kept
 from hakd.passes.counts import count, params_per_channel
 from hakd.passes.groups import ChannelGroups
 from hakd.passes.rebuild import rebuild
@@ -138,7 +138,7 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
     def worth(p: PrunePlan) -> float:  # what the allocation keeps, comparable across centres
         if value == "params":
             return float(count(rebuild(gm, groups, p), input_shape(gm))[0])
-        return float(sum(np.asarray(importance[g])[list(p.keep.get(g, range(p.widths[g])))].sum() for g in stairs.groups))
+        return importance_kept(p, importance, stairs.groups)
 
     anchor, anchored = None, False  # (centre, staircases) of the last round that found an allocation
     tried = []  # per round: (centre, slack held back, student's predicted latency, widths allocated)

@@ -26,10 +26,21 @@ from hakd.errors import BudgetError, ConfigError
 from hakd.passes.snap import resize
 from hakd.plan import PrunePlan
 
-__all__ = ["Allocation", "allocate", "budget_options", "allowed_widths", "check_min_keep", "VALUES"]
+__all__ = ["Allocation", "allocate", "budget_options", "allowed_widths", "check_min_keep", "importance_kept", "VALUES"]
 
 Option = Tuple[int, float, float]  # (width, latency in seconds, value)
 VALUES = ("importance", "params")
+
+
+def importance_kept(plan: PrunePlan, importance: Mapping[str, np.ndarray], groups=None) -> float:
+    """The importance of the channels ``plan`` keeps, summed over ``groups`` (default: every group
+    ``importance`` scores)::
+
+        >>> importance_kept(PrunePlan({"a": (0, 2)}, {"a": 3}), {"a": np.array([1.0, 2.0, 4.0])})
+        5.0
+    """
+    return float(sum(np.asarray(importance[g])[list(plan.keep.get(g, range(plan.widths[g])))].sum()
+                     for g in (importance if groups is None else groups)))
 
 
 @dataclasses.dataclass(frozen=True)
