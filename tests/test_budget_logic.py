@@ -107,7 +107,8 @@ def test_when_the_overshoot_held_back_leaves_no_choice_it_holds_back_less(synthe
 
 
 def seeing_a_fraction(stairs, keep):
-    """``stairs`` as if they saw only ``keep`` of what moving each group off its centre width changes."""
+    """``stairs`` as if they saw only ``keep`` of what moving each group off its centre width changes
+    (``keep`` > 1: more than it changes)."""
     groups = {}
     for g, st in stairs.groups.items():
         centre = st.latency[st.width]
@@ -169,12 +170,8 @@ def test_a_student_that_fits_with_room_gives_it_back_by_the_measured_response(mo
     def real(widths):  # widening costs only ``response`` of what the staircases see
         return response * coarse(widths) + 20e-6
 
-    def stairs_seeing_too_much(p, *args, **kw):
-        centre = p.pruned_widths()
-        exact = stairs_around(centre, coarse)
-        return Staircases(WIDTHS, "synthetic", 1, "warm", {g: GroupStaircase(
-            g, st.full_width, st.width, st.tol, {w: real(centre) + s - st.latency[st.width] for w, s in st.latency.items()},
-            st.optimal, st.neighbours) for g, st in exact.groups.items()})
+    def stairs_seeing_too_much(p):  # around any plan, the staircases see 1 / response of what a width changes
+        return seeing_a_fraction(stairs_around(p.pruned_widths(), real), 1 / response)
 
     monkeypatch.setattr(budget, "predict", lambda prof, gm, groups, p: real(p.pruned_widths()))
     monkeypatch.setattr(budget, "refresh", lambda prof, gm, groups, p, stairs, **kw: stairs_seeing_too_much(p))
