@@ -31,7 +31,7 @@ from hakd.passes.rebuild import rebuild
 from hakd.prune_folder import load_prune_folder
 from hakd.sweep import load_or_measure, predict
 from common import Bench, add_data_args, merge_rows, progress, write_csv  # noqa: E402
-from snap import prepare  # noqa: E402
+from snap import add_prepare_args, prepare  # noqa: E402
 
 
 def fractions(text):
@@ -83,9 +83,7 @@ def run():
                         help="budgets, as fractions of the Fisher student's predicted latency")
     parser.add_argument("--value", default="importance", choices=["importance", "params"],
                         help="what the allocator keeps")
-    parser.add_argument("--epochs", type=int, default=2, help="teacher epochs (as snap.py)")
-    parser.add_argument("--keep", type=float, default=0.5, help="Fisher: fraction of the parameters kept")
-    parser.add_argument("--prune-every", type=int, default=10)
+    add_prepare_args(parser)
     parser.add_argument("--table", type=Path, help="latency table (default: runs/bench/<model>-budget-fit.sqlite)")
     add_data_args(parser)
     args = parser.parse_args()

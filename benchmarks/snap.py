@@ -51,6 +51,13 @@ def prepare(name, args):
     return load_trained(teacher_dir), fisher_dir
 
 
+def add_prepare_args(parser) -> None:
+    """The options ``prepare`` reads: the same defaults in every script, so that they find the same runs."""
+    parser.add_argument("--epochs", type=int, default=2, help="teacher epochs")
+    parser.add_argument("--keep", type=float, default=0.5, help="Fisher: fraction of the parameters kept")
+    parser.add_argument("--prune-every", type=int, default=10, help="Fisher: a channel every this many steps")
+
+
 def equal_params_budget(prof, gm, groups, plan, stairs, importance, params, low_s, high_s, shape, steps=6,
                         value="importance", min_keep=0.0, log=lambda s: None):
     """The budget student whose parameters come nearest ``params`` (bisection on the budget
@@ -191,9 +198,7 @@ def measure(bench, name, gm, groups, importance, plans, prof, rounds):
 def run():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56", "mobilenet_v2"])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--keep", type=float, default=0.5)
-    parser.add_argument("--prune-every", type=int, default=10)
+    add_prepare_args(parser)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--equal-params", action="store_true",
                         help="also the budget student at Torch-Pruning's parameter count (bisection on the budget)")

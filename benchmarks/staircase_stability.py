@@ -26,7 +26,7 @@ from hakd.passes.snap import snap, snap_width
 from hakd.prune_folder import load_prune_folder
 from hakd.sweep import model_staircases
 from common import Bench, add_data_args, merge_rows, write_csv  # noqa: E402
-from snap import prepare  # noqa: E402
+from snap import add_prepare_args, prepare  # noqa: E402
 
 
 def sweeps(name, args):
@@ -70,9 +70,7 @@ def run():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["resnet20"])
     parser.add_argument("--runs", type=int, default=2, help="cold sweeps per model (>= 2)")
-    parser.add_argument("--epochs", type=int, default=2, help="teacher epochs (as snap.py)")
-    parser.add_argument("--keep", type=float, default=0.5, help="Fisher: fraction of the parameters kept")
-    parser.add_argument("--prune-every", type=int, default=10)
+    add_prepare_args(parser)
     add_data_args(parser)
     args = parser.parse_args()
     if args.runs < 2:
