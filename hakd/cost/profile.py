@@ -93,7 +93,7 @@ class Profiler:
         self.compiles = 0
         self.table_hits = 0
         self._built: "OrderedDict[tuple, object]" = OrderedDict()  # (signature, schedule) -> the last libraries built
-        self._settled: Set[tuple] = set()  # (signature, schedule, context) timed twice: never a third time
+        self._timings: Dict[tuple, int] = {}  # (signature, schedule, context) -> times timed by this profiler
         self._timed: Set[tuple] = set()  # (signature, schedule) built and timed by this profiler
         self.tuner = None
         if tune_trials:  # meta_schedule's database lives beside the table
@@ -128,19 +128,21 @@ class Profiler:
         else:
             m = self.runner.time(lib, kernel.shapes, compile_s, context=context, hot=kernel.activation_args or (0,),
                                  dtypes=kernel.dtypes)
+            self._timings[(kernel.signature, cfg.key(), context)] = 1
         self.table.record(self.target_key, kernel.signature, cfg.key(), self.measure.threads, m, str(self.device), context=context)
         return m
 
-    def retime(self, kernel: Kernel, schedule: str, context: str) -> Measurement:
-        """Time a recorded schedule of a kernel once more and keep the lower of the two values
-        (load on a shared machine only adds time); once per kernel, schedule and context in a
-        profiler's life. Rebuilds only if the library is no longer kept."""
+    def retime(self, kernel: Kernel, schedule: str, context: str, times: int = 2) -> Measurement:
+        """Time a recorded schedule of a kernel once more and keep the lower value (load on a
+        shared machine only adds time), unless this profiler has timed it ``times`` times in
+        this context already: a warm sweep in the same process times nothing. Rebuilds only if
+        the library is no longer kept."""
         cfg, key = ScheduleConfig.from_key(schedule), (self.target_key, kernel.signature, schedule, self.measure.threads)
         old = self.table.lookup(*key, context=context)
-        settled = (kernel.signature, schedule, context)
-        if settled in self._settled and old is not None and old.ok:
-            return old  # timed twice in this run already: a third timing would only cost time
-        self._settled.add(settled)
+        timed = (kernel.signature, schedule, context)
+        if self._timings.get(timed, 0) >= times and old is not None and old.ok:
+            return old
+        self._timings[timed] = self._timings.get(timed, 0) + 1
         lib = self._built.get((kernel.signature, schedule))
         compile_s = old.compile_s if old is not None else 0.0
         if lib is None:
@@ -202,7 +204,7 @@ class Profiler:
             raise ProfileError(f"no schedule of kernel {kernel.name} ({kernel.signature}) could be timed on "
                                f"{self.target_key} at {self.device}: {errors}")
         cfg, m = min(ok, key=lambda x: (x[1].latency_s, x[0].key()))  # ties (timer resolution) as LatencyTable.best
-        if (kernel.signature, cfg.key()) in self._built and (kernel.signature, cfg.key(), context) not in self._settled:
+        if (kernel.signature, cfg.key()) in self._built and self._timings.get((kernel.signature, cfg.key(), context), 0) < 2:
             m = self.retime(kernel, cfg.key(), context)  # a winner timed in this run is timed twice: a load burst
             # must not stay in the table
         return KernelTiming(kernel.name, kernel.signature, cfg.key(), m.latency_s, m.noise, kernel.call_modules)
@@ -253,9 +255,12 @@ def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], 
     that won at those two widths (*schedule transfer*: a kernel's best tile and vector
     rarely change between neighbouring widths, and compiling the losers is most of a
     sweep's cost). Every value is still a measured kernel, deployable as measured; a
-    later profile of the pruned model tries all candidates and can only be faster. A
-    width measured slower than a wider one has its kernels timed once more (the lower
-    value kept, :meth:`Profiler.retime`) before the sweep refines around it.
+    later profile of the pruned model tries all candidates and can only be faster.
+
+    Each kernel timed here is timed a third time (the lowest value kept,
+    :meth:`Profiler.retime`): when its width becomes suspect (slower than a wider one, or
+    about to be refined as a step), else when the sweep has refined every interval. Its
+    first two timings were back to back, within one load burst of a shared machine.
     """
     from hakd.cost.staircase import DEFAULT_TOLERANCE, adaptive_sweep, full_sweep, grid_points
 
@@ -283,10 +288,10 @@ def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], 
             low = lower(model_at(w))
             lowered[w] = (low, profiler.lowered(low, context, transferred(w)))
         low, timing = lowered[w]
-        if retime:  # the kernels at w timed in this run: their chosen schedules timed again, the lower value kept
+        if retime:  # the kernels at w timed in this run: their chosen schedules timed a third time, the lowest kept
             again = [k for k in timing.kernels_of_modules(modules) if profiler.timed_here(low.kernels[k.kernel], k.schedule)]
             for k in again:
-                profiler.retime(low.kernels[k.kernel], k.schedule, context)
+                profiler.retime(low.kernels[k.kernel], k.schedule, context, times=3)
             if again:
                 lowered[w] = (low, profiler.lowered(low, context, transferred(w)))
                 timing = lowered[w][1]

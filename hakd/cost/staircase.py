@@ -14,7 +14,7 @@ would save none).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List, Mapping, Optional, Set
+from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 __all__ = ["optimal_points", "adaptive_sweep", "full_sweep", "grid_points", "Sweep", "DEFAULT_TOLERANCE"]
 
@@ -40,6 +40,7 @@ class Sweep:
     candidates: Optional[Set[int]] = None  # widths that may be step ends; None: every width of the curve
     estimated: Dict[int, float] = dataclasses.field(default_factory=dict)  # interpolated, not measured
     remeasured: Set[int] = dataclasses.field(default_factory=set)  # suspect widths measured twice (the lower kept)
+    confirmed: Set[int] = dataclasses.field(default_factory=set)  # the other measured widths, measured again at the end
 
     @property
     def evaluations(self) -> int:
@@ -63,7 +64,7 @@ class Sweep:
         """
         scale = lambda d: {w * k: v for w, v in d.items()}
         return Sweep(scale(self.latency), self.tol, None if self.candidates is None else {w * k for w in self.candidates},
-                     scale(self.estimated), {w * k for w in self.remeasured})
+                     scale(self.estimated), {w * k for w in self.remeasured}, {w * k for w in self.confirmed})
 
 
 def full_sweep(measure: Callable[[int], float], max_width: int, tol: float = DEFAULT_TOLERANCE, min_width: int = 1) -> Sweep:
@@ -101,19 +102,24 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
     optimal points are the widths whose right neighbour is known (measured or
     interpolated), so that their step end is established.
 
-    With ``remeasure`` (which re-times a width without compiling), suspect widths are
+    With ``remeasure`` (which re-times a width without compiling), every measured width is
     measured once more, keeping the lower value (a load burst on a shared machine only
-    adds time, and a spike would be refined as a step, costing compiles): a width slower
-    than a wider one by more than ``tol``, and the measured widths of an interval before
-    it is refined as a step.
+    adds time). Suspect widths are, at once (a spike would be refined as a step, costing
+    compiles): a width slower than a wider one by more than ``tol``, and the measured
+    widths of an interval before it is refined as a step. The others are *confirmed* once
+    every interval is refined, minutes after their first measurement on a deep model,
+    outside the burst that may have slowed it; then the intervals are refined again on the
+    lower values (measuring the widths a changed decision needs, confirmed in turn) until
+    no decision changes, and the ramps are interpolated between the final values.
 
     >>> ramp = adaptive_sweep(lambda w: 100.0 + 20.0 * w, 16, grid=8)  # 5% or more per channel
     >>> ramp.evaluations, ramp.optimal == list(range(1, 17))
     (7, True)
     """
     latency: Dict[int, float] = {}
-    estimated: Dict[int, float] = {}
+    lines: List[Tuple[int, int, List[int]]] = []  # (a, b, widths between them estimated on the line from a to b)
     remeasured: Set[int] = set()
+    confirmed: Set[int] = set()
 
     def at(w: int) -> float:
         if w not in latency:
@@ -121,7 +127,7 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
         return latency[w]
 
     def again(w: int) -> None:  # measure once more, keep the lower: a load burst only adds time
-        if remeasure is not None and w not in remeasured:
+        if remeasure is not None and w not in remeasured | confirmed:
             remeasured.add(w)
             latency[w] = min(latency[w], remeasure(w))
 
@@ -141,7 +147,7 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
             return
         settle(a + 1, b)
         if at(a + 1) * (1 + tol) >= at(b):  # the step is just past a
-            estimated.update({w: at(a + 1) + (at(b) - at(a + 1)) * (w - a - 1) / (b - a - 1) for w in range(a + 2, b)})
+            lines.append((a + 1, b, list(range(a + 2, b))))
             return
         mid = (a + b) // 2
         at(mid)
@@ -151,18 +157,27 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
                 for w in (a, a + 1, mid, b):
                     again(w)
             if is_ramp(a, b, mid):  # tested again: the lower values may make it one
-                estimated.update({w: at(a) + (at(b) - at(a)) * (w - a) / (b - a) for w in range(a + 2, b) if w != mid})
+                lines.append((a, b, [w for w in range(a + 2, b) if w != mid]))
                 return
         refine(a, mid)
         refine(mid, b)
 
     grid_widths = sorted({*grid_points(max_width, grid, min_width), *(w for w in include if min_width <= w <= max_width)})
-    for w in grid_widths:
-        at(w)
-    for a, b in reversed(list(zip(grid_widths, grid_widths[1:]))):  # widest first: each compared with a settled one
-        settle(a, b)
-    for a, b in zip(grid_widths, grid_widths[1:]):
-        refine(a, b)
+    while True:  # refined until confirming changes no decision: a warm sweep (every value final) decides the same
+        lines.clear()
+        for w in grid_widths:
+            at(w)
+        for a, b in reversed(list(zip(grid_widths, grid_widths[1:]))):  # widest first: each compared with a settled one
+            settle(a, b)
+        for a, b in zip(grid_widths, grid_widths[1:]):
+            refine(a, b)
+        fresh = set(latency) - remeasured - confirmed if remeasure is not None else set()
+        if not fresh:
+            break
+        for w in sorted(fresh):
+            confirmed.add(w)
+            latency[w] = min(latency[w], remeasure(w))
+    estimated = {w: at(a) + (at(b) - at(a)) * (w - a) / (b - a) for a, b, widths in lines for w in widths}
     known = {*latency, *estimated}
     candidates = {w for w in known if w + 1 in known or w == max_width} | set(grid_widths)
-    return Sweep(latency, tol, candidates, estimated, remeasured)
+    return Sweep(latency, tol, candidates, estimated, remeasured, confirmed)

@@ -98,3 +98,32 @@ def test_a_spike_on_a_ramp_is_measured_again_before_it_costs_a_refinement():
     assert fooled.evaluations > clean.evaluations  # taken at face value, each spike is refined as a step
     assert settled.evaluations == clean.evaluations and settled.optimal == clean.optimal
     assert {12, 44} <= settled.remeasured
+
+
+def test_a_burst_too_small_to_be_suspect_is_confirmed_away_at_the_end():
+    true = lambda w: 100.0 if w <= 8 else 106.0  # noqa: E731  a 6% step past 8: 8 is a step end
+    calls = []
+
+    def measure(w):  # the first timing of width 8 fell in a 3% burst: within the tolerance, suspect to nothing
+        calls.append(w)
+        return true(w) * (1.03 if w == 8 and calls.count(w) == 1 else 1.0)
+
+    fooled = adaptive_sweep(measure, 16, grid=8)
+    assert fooled.optimal == [16]  # taken at face value, 8 costs as much as 16 within the tolerance
+    calls.clear()
+    confirmed = adaptive_sweep(measure, 16, grid=8, remeasure=measure)
+    assert confirmed.optimal == [8, 16] and confirmed.latency[8] == 100.0
+    assert confirmed.confirmed == set(confirmed.latency) and not confirmed.remeasured
+    assert sorted(calls) == sorted(2 * list(confirmed.latency))  # each measured width once more, no other
+
+
+def test_ramps_are_interpolated_between_the_confirmed_values():
+    true = lambda w: 50.0 + 10.0 * w  # noqa: E731  a ramp: the widths inside each grid interval are estimated
+    calls = []
+
+    def measure(w):  # every first timing 2% slow: below the tolerance, nothing is suspect
+        calls.append(w)
+        return true(w) * (1.02 if calls.count(w) == 1 else 1.0)
+
+    sweep = adaptive_sweep(measure, 32, grid=8, remeasure=measure)
+    assert sweep.estimated and all(abs(v - true(w)) < 1e-9 for w, v in sweep.curve.items())
