@@ -93,6 +93,8 @@ class Profiler:
         self.compiles = 0
         self.table_hits = 0
         self._built: "OrderedDict[tuple, object]" = OrderedDict()  # (signature, schedule) -> the last libraries built
+        self._winners: "OrderedDict[tuple, object]" = OrderedDict()  # the last winners' libraries, kept longer: a
+        # sweep times each once more at its end (about 0.7 MiB each)
         self._timings: Dict[tuple, int] = {}  # (signature, schedule, context) -> times timed by this profiler
         self._timed: Set[tuple] = set()  # (signature, schedule) built and timed by this profiler
         self.tuner = None
@@ -143,7 +145,7 @@ class Profiler:
         if self._timings.get(timed, 0) >= times and old is not None and old.ok:
             return old
         self._timings[timed] = self._timings.get(timed, 0) + 1
-        lib = self._built.get((kernel.signature, schedule))
+        lib = self._winners.get((kernel.signature, schedule), self._built.get((kernel.signature, schedule)))
         compile_s = old.compile_s if old is not None else 0.0
         if lib is None:
             lib, compile_s = self._build(kernel, cfg)
@@ -204,9 +206,15 @@ class Profiler:
             raise ProfileError(f"no schedule of kernel {kernel.name} ({kernel.signature}) could be timed on "
                                f"{self.target_key} at {self.device}: {errors}")
         cfg, m = min(ok, key=lambda x: (x[1].latency_s, x[0].key()))  # ties (timer resolution) as LatencyTable.best
-        if (kernel.signature, cfg.key()) in self._built and self._timings.get((kernel.signature, cfg.key(), context), 0) < 2:
-            m = self.retime(kernel, cfg.key(), context)  # a winner timed in this run is timed twice: a load burst
-            # must not stay in the table
+        won = (kernel.signature, cfg.key())
+        if won in self._built:
+            self._winners[won] = self._built[won]
+            self._winners.move_to_end(won)
+            if len(self._winners) > 512:
+                self._winners.popitem(last=False)
+            if self._timings.get((*won, context), 0) < 2:
+                m = self.retime(kernel, cfg.key(), context)  # a winner timed in this run is timed twice: a load
+                # burst must not stay in the table
         return KernelTiming(kernel.name, kernel.signature, cfg.key(), m.latency_s, m.noise, kernel.call_modules)
 
     def context(self, low: Lowered) -> str:
