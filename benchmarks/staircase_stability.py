@@ -1,75 +1,119 @@
-"""Do two cold sweeps of the same staircases agree? Optimal points and snap decisions, run against run.
+"""Do cold sweeps of the same staircases agree? Optimal points and snap decisions, run against run.
 
-    TVM_NUM_THREADS=1 .venv/bin/python benchmarks/staircase_stability.py [--models resnet20] [--runs 2]
+    TVM_NUM_THREADS=1 .venv/bin/python benchmarks/staircase_stability.py [--models resnet20] [--runs 2] [--against REV]
 
 The teacher and its Fisher plan come from benchmarks/snap.py's `prepare` (runs/bench/). Every group's
-staircase around the Fisher plan is swept --runs times, each from a new empty latency table (so every
-kernel is compiled and timed anew), one after the other on this host. Per group, the row holds each
-run's optimal points and what snapping the Fisher width up and down chooses on them; a last row per
-model (group "all") holds the snapped students' parameters. Writes results/staircase_stability.csv;
-columns: benchmarks/README.md.
+staircase around the Fisher plan is swept --runs times, each in a new process from a new empty latency
+table (every kernel compiled and timed anew), one after the other on this host. With --against, the same
+sweeps of hakd as it was at git revision REV (its files exported to a temporary folder) alternate with
+this checkout's, so that both meet the same spells of load. Per code and group, the row holds each run's
+optimal points and what snapping the Fisher width up and down chooses on them; a last row per code
+(group "all") holds the snapped students' parameters and how far the runs agree. Each run's staircases
+are kept in runs/bench/stability/. Writes results/staircase_stability.csv; columns: benchmarks/README.md.
 """
 
 import argparse
+import itertools
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from hakd.cost.profile import Profiler
-from hakd.cost.table import LatencyTable
-from hakd.passes.counts import count
-from hakd.passes.rebuild import rebuild
-from hakd.passes.snap import snap, snap_width
-from hakd.prune_folder import load_prune_folder
-from hakd.sweep import model_staircases
-from common import Bench, add_data_args, merge_rows, write_csv  # noqa: E402
-from snap import add_prepare_args, prepare  # noqa: E402
+HERE = Path(__file__).resolve().parent
+COLUMNS = ("model", "code", "group", "fisher_width", "optimal_points", "in_one_run_only", "snap_up", "snap_down",
+           "pair_differing", "optimal_in_all", "optimal_in_any", "sweep_s", "compiles")
 
 
-def sweeps(name, args):
-    """The Fisher plan's folder contents and ``args.runs`` Staircases, each from an empty table."""
-    _, folder = prepare(name, args)
-    gm, groups, fisher, importance = load_prune_folder(folder)
-    runs = []
+def sweep_once(folder: Path, out: Path) -> None:
+    """One cold sweep of every group around the Fisher plan in ``folder``, saved to ``out``
+    (run in its own process: imports only hakd, which may be another revision's)."""
+    import torch
+
+    from hakd.cost.profile import Profiler
+    from hakd.cost.table import LatencyTable
+    from hakd.prune_folder import load_prune_folder
+    from hakd.sweep import model_staircases
+
+    torch.set_num_threads(1)
+    gm, groups, fisher, _ = load_prune_folder(folder)
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.runs):
-            t = time.time()
-            prof = Profiler("host", table=LatencyTable(Path(tmp) / f"run{i}.sqlite"))
-            runs.append(model_staircases(prof, gm, groups, fisher, log=lambda s: None, progress=False))
-            print(f"{name}: sweep {i + 1} of {args.runs}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
-    return gm, groups, fisher, importance, runs
+        t = time.time()
+        prof = Profiler("host", table=LatencyTable(Path(tmp) / "table.sqlite"))
+        model_staircases(prof, gm, groups, fisher, log=lambda s: None, progress=False, save_to=out)
+    print(f"{time.time() - t:.1f} {prof.compiles}")
 
 
-def rows_of(name, args):
-    gm, groups, fisher, importance, runs = sweeps(name, args)
+def revision_tree(rev: str, into: Path) -> Path:
+    """The files of the repository's revision ``rev`` under ``into`` (for PYTHONPATH)."""
+    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def sweeps(folder: Path, codes: dict, runs: int, keep: Path) -> dict:
+    """code -> [(staircases file, seconds, compiles)]: ``runs`` sweeps per code, alternating codes."""
+    done = {code: [] for code in codes}
+    for i, code in itertools.product(range(runs), codes):
+        out = keep / code / f"run{i}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, TVM_NUM_THREADS="1")
+        if codes[code] is not None:
+            env["PYTHONPATH"] = str(codes[code])
+        line = subprocess.run([sys.executable, __file__, "--sweep-once", str(folder), str(out)], env=env, check=True,
+                              capture_output=True, text=True).stdout.split()
+        done[code].append((out, float(line[-2]), int(line[-1])))
+        print(f"{code}: sweep {i + 1} of {runs}: {line[-2]} s, {line[-1]} compiles", file=sys.stderr, flush=True)
+    return done
+
+
+def rows_of(name, code, runs, gm, groups, fisher, importance, shape):
+    from hakd.passes.counts import count
+    from hakd.passes.rebuild import rebuild
+    from hakd.passes.snap import snap, snap_width
+    from hakd.staircases import Staircases
+
+    stairs = [Staircases.load(path) for path, _, _ in runs]
     rows = []
-    for g in runs[0].groups:
+    for g in stairs[0].groups:
         width = fisher.width(g)
-        points = [set(r[g].optimal) for r in runs]
-        row = {"model": name, "group": g, "fisher_width": width,
-               "optimal_points": " | ".join(" ".join(map(str, sorted(p))) for p in points),
-               "in_one_run_only": " ".join(map(str, sorted(set.union(*points) - set.intersection(*points)))),
-               "snap_up": " | ".join(str(snap_width(r[g], width, "up")) for r in runs),
-               "snap_down": " | ".join(str(snap_width(r[g], width, "down")) for r in runs)}
-        rows.append(row)
-    shape = args.bench.shape
-    params = {mode: [count(rebuild(gm, groups, snap(fisher, r, importance, mode)), shape)[0] for r in runs]
-              for mode in ("up", "down")}
+        points = [set(s[g].optimal) for s in stairs]
+        rows.append({"model": name, "code": code, "group": g, "fisher_width": width,
+                     "optimal_points": " | ".join(" ".join(map(str, sorted(p))) for p in points),
+                     "in_one_run_only": " ".join(map(str, sorted(set.union(*points) - set.intersection(*points)))),
+                     "snap_up": " | ".join(str(snap_width(s[g], width, "up")) for s in stairs),
+                     "snap_down": " | ".join(str(snap_width(s[g], width, "down")) for s in stairs)})
     fisher_params = count(rebuild(gm, groups, fisher), shape)[0]
-    rows.append({"model": name, "group": "all", "fisher_width": fisher_params, "optimal_points": "",
-                 "in_one_run_only": "",
-                 "snap_up": " | ".join(f"{p / fisher_params:.3f}" for p in params["up"]),
-                 "snap_down": " | ".join(f"{p / fisher_params:.3f}" for p in params["down"])})
-    return rows
+    ratio = lambda mode: " | ".join(f"{count(rebuild(gm, groups, snap(fisher, s, importance, mode)), shape)[0] / fisher_params:.3f}"
+                                    for s in stairs)
+    differing = [sum(len(set(a[g].optimal) ^ set(b[g].optimal)) for g in a.groups) for a, b in itertools.combinations(stairs, 2)]
+    every = [[set(s[g].optimal) for s in stairs] for g in stairs[0].groups]
+    rows.append({"model": name, "code": code, "group": "all", "fisher_width": fisher_params, "snap_up": ratio("up"),
+                 "snap_down": ratio("down"), "pair_differing": f"{statistics.mean(differing):.1f}",
+                 "optimal_in_all": sum(len(set.intersection(*p)) for p in every),
+                 "optimal_in_any": sum(len(set.union(*p)) for p in every),
+                 "sweep_s": " | ".join(f"{s:.0f}" for _, s, _ in runs), "compiles": " | ".join(str(c) for *_, c in runs)})
+    return [{c: r.get(c, "") for c in COLUMNS} for r in rows]
 
 
 def run():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sweep-once", nargs=2, type=Path, metavar=("FOLDER", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--models", nargs="+", default=["resnet20"])
-    parser.add_argument("--runs", type=int, default=2, help="cold sweeps per model (>= 2)")
+    parser.add_argument("--runs", type=int, default=2, help="cold sweeps per model and code (>= 2)")
+    parser.add_argument("--against", metavar="REV", help="also sweep hakd as at this git revision, alternating")
+    args, _ = parser.parse_known_args()
+    if args.sweep_once:
+        return sweep_once(*args.sweep_once)
+
+    sys.path.insert(0, str(HERE))
+    from common import Bench, add_data_args, merge_rows, write_csv
+    from snap import add_prepare_args, prepare
+
+    from hakd.prune_folder import load_prune_folder
+
     add_prepare_args(parser)
     add_data_args(parser)
     args = parser.parse_args()
@@ -77,10 +121,24 @@ def run():
         parser.error("--runs: at least 2 sweeps to compare")
     args.bench = bench = Bench(args.data, args.data_root)
     bench.runs.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
+    here = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or "checkout"
+    dirty = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain", "hakd"], capture_output=True, text=True).stdout
+    here += "+changes" if dirty.strip() else ""
     out = bench.results("staircase_stability.csv")
-    for name in args.models:
-        write_csv(out, merge_rows(out, rows_of(name, args)))
+    with tempfile.TemporaryDirectory() as tmp:
+        codes = {here: None}
+        if args.against:
+            rev = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", args.against], check=True,
+                                 capture_output=True, text=True).stdout.strip()
+            codes[rev] = revision_tree(rev, Path(tmp))
+        for name in args.models:
+            _, folder = prepare(name, args)
+            done = sweeps(folder, codes, args.runs, bench.runs / "stability" / name)
+            gm, groups, fisher, importance = load_prune_folder(folder)
+            rows = [r for code in codes for r in rows_of(name, code, done[code], gm, groups, fisher, importance,
+                                                          bench.shape)]
+            write_csv(out, merge_rows(out, rows))
 
 
 if __name__ == "__main__":
