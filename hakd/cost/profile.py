@@ -267,8 +267,9 @@ def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], 
 
     Each kernel timed here is timed a third time (the lowest value kept,
     :meth:`Profiler.retime`): when its width becomes suspect (slower than a wider one, or
-    about to be refined as a step), else when the sweep has refined every interval. Its
-    first two timings were back to back, within one load burst of a shared machine.
+    about to be refined as a step), else when the sweep has refined every interval (a full
+    sweep: when every width is measured). Its first two timings were back to back, within
+    one load burst of a shared machine.
     """
     from hakd.cost.staircase import DEFAULT_TOLERANCE, adaptive_sweep, full_sweep, grid_points
 
@@ -307,6 +308,6 @@ def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], 
         return timing.latency_of_modules(modules)
 
     if not adaptive:
-        return full_sweep(measure, max_width, tol, min_width)
+        return full_sweep(measure, max_width, tol, min_width, remeasure=lambda w: measure(w, retime=True))
     return adaptive_sweep(measure, max_width, grid, tol, min_width, remeasure=lambda w: measure(w, retime=True),
                           include=include)
