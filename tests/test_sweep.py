@@ -67,6 +67,19 @@ def test_a_winner_timed_in_this_run_is_timed_once_more(tiny, monkeypatch):
     assert [k.latency_s for k in reloaded.kernels] == [k.latency_s for k in prof.model(gm).kernels]
 
 
+
+def test_a_sweep_times_each_kernel_it_measured_a_third_time(tiny):
+    gm, groups = tiny
+    prof = Profiler("host", table=LatencyTable(":memory:"), measure=QUICK)
+    sweep = group_staircase(prof, gm, groups, "conv1.0")
+    context = prof.context(lower(gm))
+    times = []
+    for w in sweep.latency:
+        low, modules = lower_group(gm, groups, "conv1.0", w)
+        times += [prof._timings[(k.signature, k.schedule, context)] for k in prof.lowered(low, context).kernels_of_modules(modules)]
+    assert len(times) >= len(sweep.latency) and set(times) == {3}  # twice back to back, once more apart
+    assert sweep.confirmed | sweep.remeasured == set(sweep.latency)
+
 def test_a_group_counts_its_depthwise_kernels_as_well_as_its_producers_and_consumers(tiny):
     gm, groups = tiny
     low, modules = lower_group(gm, groups, "stem.0", 8)
