@@ -24,7 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 COLUMNS = ("model", "code", "group", "fisher_width", "optimal_points", "in_one_run_only", "snap_up", "snap_down",
-           "pair_differing", "optimal_in_all", "optimal_in_any", "sweep_s", "compiles")
+           "pair_differing", "optimal_in_all", "optimal_in_any", "width_spread", "sweep_s", "compiles")
 
 
 def sweep_once(folder: Path, out: Path) -> None:
@@ -90,10 +90,14 @@ def rows_of(name, code, runs, gm, groups, fisher, importance, shape):
                                     for s in stairs)
     differing = [sum(len(set(a[g].optimal) ^ set(b[g].optimal)) for g in a.groups) for a, b in itertools.combinations(stairs, 2)]
     every = [[set(s[g].optimal) for s in stairs] for g in stairs[0].groups]
+    spread = sorted(max(a[g].latency[w], b[g].latency[w]) / min(a[g].latency[w], b[g].latency[w]) - 1
+                    for a, b in itertools.combinations(stairs, 2) for g in a.groups
+                    for w in set(a[g].latency) & set(b[g].latency))
     rows.append({"model": name, "code": code, "group": "all", "fisher_width": fisher_params, "snap_up": ratio("up"),
                  "snap_down": ratio("down"), "pair_differing": f"{statistics.mean(differing):.1f}",
                  "optimal_in_all": sum(len(set.intersection(*p)) for p in every),
                  "optimal_in_any": sum(len(set.union(*p)) for p in every),
+                 "width_spread": " ".join(f"{spread[int(q * (len(spread) - 1))]:.3f}" for q in (0.5, 0.9, 0.99)),
                  "sweep_s": " | ".join(f"{s:.0f}" for _, s, _ in runs), "compiles": " | ".join(str(c) for *_, c in runs)})
     return [{c: r.get(c, "") for c in COLUMNS} for r in rows]
 
