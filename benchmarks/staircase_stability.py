@@ -46,10 +46,14 @@ def sweep_once(folder: Path, out: Path) -> None:
     print(f"{time.time() - t:.1f} {prof.compiles}")
 
 
+def git(*args: str, check: bool = True) -> bytes:
+    """The output of a git command in this repository."""
+    return subprocess.run(["git", "-C", str(HERE.parent), *args], check=check, capture_output=True).stdout
+
+
 def revision_tree(rev: str, into: Path) -> Path:
     """The files of the repository's revision ``rev`` under ``into`` (for PYTHONPATH)."""
-    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", rev], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=git("archive", rev), check=True)
     return into
 
 
@@ -125,16 +129,13 @@ def run():
         parser.error("--runs: at least 2 sweeps to compare")
     args.bench = bench = Bench(args.data, args.data_root)
     bench.runs.mkdir(parents=True, exist_ok=True)
-    here = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip() or "checkout"
-    dirty = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain", "hakd"], capture_output=True, text=True).stdout
-    here += "+changes" if dirty.strip() else ""
+    here = git("rev-parse", "--short", "HEAD", check=False).decode().strip() or "checkout"
+    here += "+changes" if git("status", "--porcelain", "hakd", check=False).strip() else ""
     out = bench.results("staircase_stability.csv")
     with tempfile.TemporaryDirectory() as tmp:
         codes = {here: None}
         if args.against:
-            rev = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", args.against], check=True,
-                                 capture_output=True, text=True).stdout.strip()
+            rev = git("rev-parse", "--short", args.against).decode().strip()
             codes[rev] = revision_tree(rev, Path(tmp))
         for name in args.models:
             _, folder = prepare(name, args)

@@ -4,7 +4,7 @@ import pytest
 
 from hakd.cost.lower import lower
 from hakd.cost.profile import Profiler
-from hakd.sweep import group_latency, group_staircase, lower_group
+from hakd.sweep import group_latency, group_modules, group_staircase, lower_group
 from hakd.cost.staircase import grid_points
 from hakd.cost.table import LatencyTable
 from tests.cost.conftest import QUICK
@@ -67,10 +67,7 @@ def test_a_winner_timed_in_this_run_is_timed_once_more(tiny, monkeypatch):
     assert [k.latency_s for k in reloaded.kernels] == [k.latency_s for k in prof.model(gm).kernels]
 
 
-
 def test_a_sweep_times_each_kernel_it_measured_a_third_time(tiny, monkeypatch):
-    from hakd.sweep import group_modules
-
     gm, groups = tiny
     prof = Profiler("host", table=LatencyTable(":memory:"), measure=QUICK)
     modules, chosen, kernel = group_modules(groups, "conv1.0"), set(), Profiler.kernel
