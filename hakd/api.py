@@ -17,22 +17,22 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import fx, nn
 
 from hakd import data as datasets
 from hakd.checkpoint import atomic_write_text
-from hakd.config import DataConfig, DistillConfig, PruneConfig
+from hakd.config import DataConfig, DistillConfig, PruneConfig, TrialConfig
 from hakd.data import Split
-from hakd.errors import ConfigError
-from hakd.passes.allocate import check_min_keep
+from hakd.errors import BudgetError, ConfigError
 from hakd.passes.snap import MODES
+from hakd.trials import Way, spending_ways
 
 __all__ = ["optimize", "OptimizeResult"]
 
-DECISION, BUDGET_FIT = "decision.json", "budget_fit.json"
+DECISION, BUDGET_FIT, PLAN = "decision.json", "budget_fit.json", "plan.json"
 
 
 @dataclasses.dataclass
@@ -65,35 +65,106 @@ def _check(snap: Optional[str], budget: Optional[float], budget_s: Optional[floa
         raise ConfigError("optimize: say how to use the staircases: snap='up'|'down'|'nearest', or a budget")
 
 
+def _same_options(folder: Path, decision: dict) -> None:
+    if (folder / DECISION).is_file() and json.loads((folder / DECISION).read_text()) != decision:
+        raise ConfigError(f"{folder} holds widths chosen with other options ({(folder / DECISION).read_text().strip()}, "
+                          f"now {json.dumps(decision, sort_keys=True)}); use another out folder, or the same options")
+
+
 def _decided(folder: Path, decision: dict, groups):
     """The plan a previous run chose with the same options, if there is one."""
     from hakd.plan import PrunePlan
 
-    if not (folder / DECISION).is_file() or not (folder / "plan.json").is_file():
+    if not (folder / DECISION).is_file() or not (folder / PLAN).is_file():
         return None
-    if json.loads((folder / DECISION).read_text()) != decision:
-        raise ConfigError(f"{folder} holds widths chosen with other options ({(folder / DECISION).read_text().strip()}, "
-                          f"now {json.dumps(decision, sort_keys=True)}); use another out folder, or the same options")
-    plan = PrunePlan.load(folder / "plan.json")
+    _same_options(folder, decision)
+    plan = PrunePlan.load(folder / PLAN)
     plan.validate(groups)
     return plan
 
 
+def _spend(profiler, fisher, groups, stairs, budget_s: float, ways, teacher, train: Split, distill: DistillConfig,
+           trial: TrialConfig, folder: Path, decision: dict, log):
+    """(plan, fit summary): the budget fitted each way; with several ways, each student tried
+    (:mod:`hakd.trials`) and the most accurate on held-out training images kept. Each way's fit
+    is saved in ``folder/<way>/`` (a rerun after an interruption keeps it)."""
+    from hakd.budget import fit_budget
+    from hakd.plan import PrunePlan
+    from hakd.trials import chosen, try_plans
+
+    fitted, unreachable = {}, {}
+    if len(ways) > 1:
+        _same_options(folder, decision)  # trials begun with other options are not mixed with these
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / DECISION, json.dumps(decision, sort_keys=True))
+    for way in ways:
+        saved = folder / way.folder_name
+        if len(ways) > 1 and (saved / PLAN).is_file():
+            fitted[way] = PrunePlan.load(saved / PLAN), json.loads((saved / BUDGET_FIT).read_text())
+            continue
+        log(f"budget, keeping {way.label}:" if len(ways) > 1 else "budget:")
+        try:
+            r = fit_budget(profiler, fisher.model, groups, fisher.plan, stairs, fisher.importance, budget_s,
+                           value=way.value, min_keep=way.min_keep, log=log)
+        except BudgetError as e:
+            if len(ways) == 1:
+                raise
+            unreachable[way.label] = str(e)  # a floor too high for this budget: the other ways are still tried
+            log(f"budget, keeping {way.label}: {e}")
+            continue
+        fit = {"predicted_s": r.predicted_s, "rounds": [
+            {k: x[k] for k in ("round", "allocated_s", "predicted_s", "held_back_s")} for x in r.rounds]}
+        if len(ways) > 1:
+            saved.mkdir(exist_ok=True)
+            atomic_write_text(saved / BUDGET_FIT, json.dumps(fit, indent=1))
+            r.plan.save(saved / PLAN)  # written last: the way is fitted
+        fitted[way] = r.plan, fit
+    if len(ways) == 1:
+        return fitted[ways[0]]
+    if not fitted:
+        raise BudgetError(f"no way of spending a budget of {budget_s * 1e6:.1f} us reaches it: "
+                          + "; ".join(f"{label}: {e}" for label, e in unreachable.items()))
+    trials = try_plans(teacher, fisher.model, groups, {w: p for w, (p, _) in fitted.items()}, train, distill, trial,
+                       folder, log=log)
+    best = chosen(trials)
+    log(f"kept the student that keeps {best.label} (held-out accuracy {best.held_out_accuracy:.4f})")
+    plan, fit = fitted[next(w for w in ways if w.label == best.label)]
+    return plan, dict(fit, way=best.label, unreachable=unreachable, trials=[
+        dict(t.row(), predicted_s=fit_s["predicted_s"]) for t, (_, fit_s) in zip(trials, fitted.values())])
+
+
+def _ways_decided(ways, trial: TrialConfig) -> dict:
+    """What of the ways to spend a budget a decision records (one way: as before ways existed)."""
+    if len(ways) > 1:
+        return {"ways": [w.label for w in ways], "trial": trial.to_dict()}
+    return {**({"min_keep": ways[0].min_keep} if ways[0].min_keep else {}),
+            **({"value": ways[0].value} if ways[0].value != "importance" else {})}
+
+
+def _way_kept(ways, fit: Optional[dict]) -> Way:
+    """The way the student's widths were chosen: the only one, or the trials' choice."""
+    label = (fit or {}).get("way")
+    return next((w for w in ways if w.label == label), ways[0])
+
+
 def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataConfig("fashion-mnist"), *,
              example_input: Optional[torch.Tensor] = None, prune: PruneConfig = PruneConfig(), snap: Optional[str] = "up",
-             budget: Optional[float] = None, budget_s: Optional[float] = None, min_keep: float = 0.0,
-             distill: DistillConfig = DistillConfig(), device=None, table=None, threads: int = 1, tune_trials: int = 0,
-             out="hakd-out", log=print) -> OptimizeResult:
+             budget: Optional[float] = None, budget_s: Optional[float] = None,
+             value: Union[str, Sequence[str]] = "importance", min_keep: Union[float, Sequence[float]] = 0.0,
+             trial: TrialConfig = TrialConfig(), distill: DistillConfig = DistillConfig(), device=None, table=None,
+             threads: int = 1, tune_trials: int = 0, out="hakd-out", log=print) -> OptimizeResult:
     """Make ``model`` (a trained teacher) fast on ``target`` while keeping its accuracy.
 
     ``prune``: Fisher pruning (how wide each layer needs to be); ``snap``: move each width to an
     optimal point of its staircase (``up``, ``down``, ``nearest``), or, with ``budget`` (a fraction
     of the teacher's predicted latency) or ``budget_s``, choose every width at once so that the
-    student's predicted latency is within it (``snap`` is then ignored), no group keeping less than
-    ``min_keep`` of its channels; ``distill``: retrain the student from the teacher;
+    student's predicted latency is within it (``snap`` is then ignored), keeping the most ``value``
+    (``importance``: the channels' Fisher importance; ``params``), no group keeping less than
+    ``min_keep`` of its channels. Several values or min_keeps: the budget is spent every way, each
+    student distilled briefly and the most accurate on held-out training images kept (``trial``,
+    :mod:`hakd.trials`); ``distill``: retrain the student from the teacher;
     ``device``/``table``/``threads``/``tune_trials``: where and how kernels are measured (:class:`hakd.cost.profile.Profiler`)."""
     from hakd import sweep
-    from hakd.budget import fit_budget
     from hakd.cost.measure import MeasureConfig
     from hakd.cost.profile import Profiler
     from hakd.distill import distill as distil
@@ -107,7 +178,7 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     from hakd.report_data import build_report
 
     _check(None if budget is not None or budget_s is not None else snap, budget, budget_s)
-    check_min_keep(min_keep)
+    ways = spending_ways(value, min_keep)
     out, seconds = Path(out), {}
     train, test = _splits(data)
     x = example_input if example_input is not None else torch.zeros(1, *train.images.shape[1:])
@@ -128,16 +199,14 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     teacher_s = sweep.predict(profiler, fisher.model, groups, groups.plan())
     budget_s = budget_s if budget_s is not None or budget is None else budget * teacher_s
     decision = {"snap": None if budget_s is not None else snap, "budget": budget, "budget_s": budget_s if budget is None else None}
-    if min_keep and budget_s is not None:
-        decision["min_keep"] = min_keep
+    if budget_s is not None:
+        decision.update(_ways_decided(ways, trial))
     plan = _decided(out / "student", decision, groups)  # a rerun keeps the widths it chose (the table may have moved)
     fitted_before = out / "student" / BUDGET_FIT
     fit = json.loads(fitted_before.read_text()) if plan is not None and fitted_before.is_file() else None
     if plan is None and budget_s is not None:
-        fitted = fit_budget(profiler, fisher.model, groups, fisher.plan, stairs, fisher.importance, budget_s, log=log,
-                            min_keep=min_keep)
-        plan, fit = fitted.plan, {"predicted_s": fitted.predicted_s, "rounds": [
-            {k: r[k] for k in ("round", "allocated_s", "predicted_s", "held_back_s")} for r in fitted.rounds]}
+        plan, fit = _spend(profiler, fisher, groups, stairs, budget_s, ways, teacher, train, distill, trial,
+                           out / "trials", decision, log)
     elif plan is None:
         plan = snap_plan(fisher.plan, stairs, fisher.importance, snap)
     if not (out / "student" / DECISION).is_file():
@@ -161,7 +230,8 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     t = time.time()  # 8. what was done, measured, in numbers and plots
     report = build_report(out / "report", profiler, teacher, fisher, plan, student, history, groups, stairs, test,
                           teacher_s, budget_s, seconds, student_export=artefact.folder,
-                          decision=dict(decision, min_keep=min_keep, fit=fit))
+                          decision=dict(decision, **dataclasses.asdict(_way_kept(ways, fit)), fit=fit) if budget_s is not None
+                          else decision)
     seconds["report"] = time.time() - t
     log(f"report: {out / 'report' / 'report.md'}")
     return OptimizeResult(student, plan, artefact, report, out)

@@ -1,6 +1,7 @@
 """``hakd optimize`` (the whole pipeline, through :func:`hakd.optimize`) and ``hakd diagnose``.
 
     hakd optimize --run runs/r20 --target host --budget 0.6 --epochs 30 --out runs/hakd
+    hakd optimize --run runs/r20 --budget 0.6 --value importance,params --min-keep 0,0.5 ...  # try 4 ways, keep the best
     hakd optimize --model torchvision.models:resnet18 --num-classes 10 --input-shape 3,32,32 --data cifar10 ...
     hakd optimize --model-file my_model.pt --data fashion-mnist --snap up --out runs/hakd
     hakd diagnose --model-file pruned.pt --target host     # which layers sit just past a step
@@ -12,6 +13,7 @@ import importlib
 from pathlib import Path
 
 from hakd.cli_cost import INPUTS
+from hakd.config import TrialConfig
 from hakd.errors import ConfigError
 
 __all__ = ["add_optimize_commands", "user_model"]
@@ -25,6 +27,19 @@ def _shape(text):
     if len(dims) != 3 or min(dims) < 1:
         raise ConfigError(f"--input-shape is C,H,W (three positive integers, e.g. 3,32,32); got {text!r}")
     return dims
+
+
+def _names(text):
+    """A comma-separated list: ``importance,params`` -> ('importance', 'params')."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _fractions(text, option):
+    """Comma-separated numbers: ``0,0.5`` -> (0.0, 0.5)."""
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(f"{option} takes numbers separated by commas (e.g. 0,0.25,0.5), got {text!r}") from None
 
 
 def user_model(args):
@@ -98,7 +113,8 @@ def _optimize(args):
     print(f"optimizing {what} for {args.target} into {args.out}")
     result = hakd.optimize(model, args.target, data, example_input=torch.zeros(1, *shape), prune=prune,
                            snap=args.snap, budget=args.budget, budget_s=args.budget_us * 1e-6 if args.budget_us else None,
-                           min_keep=args.min_keep, distill=distill, device=args.device, table=args.table,
+                           value=args.value, min_keep=_fractions(args.min_keep, "--min-keep"),
+                           trial=TrialConfig(images=args.trial_images, held_out=args.held_out), distill=distill, device=args.device, table=args.table,
                            threads=args.threads, tune_trials=args.tune_trials, out=args.out)
     m = result.report["models"]
     for name, row in m.items():
@@ -176,8 +192,16 @@ def add_optimize_commands(sub) -> None:
     how.add_argument("--snap", default="up", choices=["up", "down", "nearest"], help="default up: capacity for free")
     how.add_argument("--budget", type=float, help="latency budget as a fraction of the model's predicted latency")
     how.add_argument("--budget-us", type=float, help="latency budget in microseconds")
-    p.add_argument("--min-keep", type=float, default=0.0,
-                   help="with a budget: no group keeps less than this fraction of its channels (default 0)")
+    p.add_argument("--value", type=_names, default=("importance",),
+                   help="with a budget: what it keeps most of, importance (default) or params; both, comma-separated: "
+                        "try each way (see --trial-images)")
+    p.add_argument("--min-keep", default="0",
+                   help="with a budget: no group keeps less than this fraction of its channels (default 0); several, "
+                        "comma-separated: try each way")
+    p.add_argument("--trial-images", type=int, default=TrialConfig.images,
+                   help="ways tried: each student is distilled one epoch over this many training images ...")
+    p.add_argument("--held-out", type=int, default=TrialConfig.held_out,
+                   help="... and the most accurate on this many other training images (the last ones) is kept")
     p.add_argument("--amount", type=float, default=0.5, help="Fisher: fraction of the parameters to keep")
     p.add_argument("--prune-every", type=int, default=100, help="Fisher: fine-tuning steps between removals")
     p.add_argument("--epochs", type=int, default=200, help="distillation epochs")

@@ -19,7 +19,7 @@ from typing import Any, Optional, Tuple
 
 from hakd.errors import ConfigError
 
-__all__ = ["DataConfig", "TrainConfig", "PruneConfig", "DistillConfig", "DATASETS", "PRUNE_TARGETS", "DISTILL_LOSSES", "INITS"]
+__all__ = ["DataConfig", "TrainConfig", "PruneConfig", "DistillConfig", "TrialConfig", "DATASETS", "PRUNE_TARGETS", "DISTILL_LOSSES", "INITS"]
 
 DATASETS = ("fashion-mnist", "cifar10")
 
@@ -45,7 +45,7 @@ def _threads(cfg, name: str = "threads", allow_none: bool = False) -> None:
         raise ConfigError(f"{type(cfg).__name__}.{name} must be at most {MAX_THREADS}, got {value!r}")
 
 
-_INTEGERS = {"epochs", "batch_size", "seed", "threads", "prune_every", "max_steps", "limit_train", "limit_test"}
+_INTEGERS = {"epochs", "batch_size", "seed", "threads", "prune_every", "max_steps", "limit_train", "limit_test", "images", "held_out"}
 
 
 def _one_of(cfg, name: str, choices) -> None:
@@ -228,3 +228,21 @@ class DistillConfig(TrainConfig):
             raise ConfigError(f"DistillConfig.temperature must be > 0, got {self.temperature!r}")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
             raise ConfigError(f"DistillConfig.alpha is the weight of KD against cross-entropy, in [0, 1]; got {self.alpha!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialConfig(_JsonConfig):
+    """How :func:`hakd.optimize` chooses between ways of spending a latency budget (several
+    ``value`` or ``min_keep``): each way's student is distilled for one epoch over the first
+    ``images`` training images, and the one most accurate on the last ``held_out`` training
+    images (which no trial trains on; the test split is never used to choose) is the student.
+
+    Example: ``TrialConfig(images=10000, held_out=5000)``.
+    """
+
+    images: int = 10000
+    held_out: int = 5000
+
+    def __post_init__(self):
+        _at_least(self, "images", 1)
+        _at_least(self, "held_out", 1)

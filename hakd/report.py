@@ -156,6 +156,17 @@ def widths_chosen(report: dict) -> str:
     Widths: a latency budget of 360.0 us (0.60 of the teacher's predicted 600.0 us) spent across the groups,
     no group below 0.25 of its channels; the allocator's rounds rebuilt students predicted at 371.0, 355.0 us;
     the one kept: 355.0 us.
+    >>> print(widths_chosen({"teacher_predicted_s": 600e-6, "budget_s": 360e-6, "decision": {
+    ...     "value": "params", "min_keep": 0.5, "trial": {"images": 10000, "held_out": 5000}, "fit": {
+    ...     "predicted_s": 358e-6, "rounds": [{"predicted_s": 358e-6}], "way": "params,min_keep=0.5", "trials": [
+    ...     {"way": "importance", "held_out_accuracy": 0.85, "params": 150000, "predicted_s": 356e-6},
+    ...     {"way": "params,min_keep=0.5", "held_out_accuracy": 0.86, "params": 190000, "predicted_s": 358e-6}]}}}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    Widths: a latency budget of 360.0 us (0.60 of the teacher's predicted 600.0 us) spent across the groups,
+    keeping the most params, no group below 0.5 of its channels; each way of spending it fitted and its student
+    distilled one epoch over 10000 training images, then ranked on 5000 held-out training images: importance 0.8500
+    (150,000 parameters, 356.0 us), params,min_keep=0.5 0.8600 (190,000 parameters, 358.0 us); kept:
+    params,min_keep=0.5; the allocator's rounds rebuilt students predicted at 358.0 us; the one kept: 358.0 us.
     """
     decision = report.get("decision") or {}
     if decision.get("snap"):
@@ -165,9 +176,20 @@ def widths_chosen(report: dict) -> str:
         return ""
     text = (f"Widths: a latency budget of {budget_s * 1e6:.1f} us ({budget_s / teacher_s:.2f} of the teacher's predicted "
             f"{teacher_s * 1e6:.1f} us) spent across the groups")
+    if decision.get("value", "importance") != "importance":
+        text += f", keeping the most {decision['value']}"
     if decision.get("min_keep"):
         text += f", no group below {decision['min_keep']:g} of its channels"
     fit = decision.get("fit")
+    if fit and fit.get("trials"):
+        trial = decision.get("trial") or {}
+        text += (f"; each way of spending it fitted and its student distilled one epoch over {trial.get('images', '?')} "
+                 f"training images, then ranked on {trial.get('held_out', '?')} held-out training images: "
+                 + ", ".join(f"{t['way']} {t['held_out_accuracy']:.4f} ({t['params']:,} parameters, "
+                             f"{t['predicted_s'] * 1e6:.1f} us)" for t in fit["trials"])
+                 + f"; kept: {fit['way']}")
+        if fit.get("unreachable"):
+            text += f" (not within the budget, so not tried: {', '.join(fit['unreachable'])})"
     if fit:
         text += ("; the allocator's rounds rebuilt students predicted at "
                  + ", ".join(f"{r['predicted_s'] * 1e6:.1f}" for r in fit["rounds"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import hakd
-from hakd.config import DistillConfig, PruneConfig
+from hakd.config import DistillConfig, PruneConfig, TrialConfig
 from hakd.cost.table import LatencyTable
 from hakd.errors import ConfigError
 from hakd.plan import PrunePlan
@@ -87,6 +87,41 @@ def test_optimize_within_a_budget_records_the_fit_and_reports_it(tmp_path):
     again = run()  # the widths and the fit that chose them are read back, not chosen again
     assert again.plan == result.plan
     assert json.loads((out / "report" / "report.json").read_text())["decision"] == report["decision"]
+
+
+@pytest.mark.slow
+def test_optimize_tries_each_way_of_spending_the_budget_and_keeps_the_most_accurate(tmp_path):
+    torch.manual_seed(0)
+    data = (band_split(96), band_split(32, seed=1))
+    table, out = LatencyTable(tmp_path / "t.sqlite"), tmp_path / "run"
+    trial = TrialConfig(images=64, held_out=32)
+
+    def run(min_keep=(0.0, 1.0)):  # no group pruned at all (1.0) is over the budget
+        return hakd.optimize(Small(), "host", data, prune=PRUNE, budget=0.9, value=("importance", "params"),
+                             min_keep=min_keep, trial=trial, distill=DISTIL, table=table, out=out, log=lambda s: None)
+
+    result = run()
+    report = json.loads((out / "report" / "report.json").read_text())
+    decision, fit = report["decision"], report["decision"]["fit"]
+    assert decision["ways"] == ["importance", "importance,min_keep=1", "params", "params,min_keep=1"]
+    assert [t["way"] for t in fit["trials"]] == ["importance", "params"]
+    assert list(fit["unreachable"]) == ["importance,min_keep=1", "params,min_keep=1"]
+    assert all("cannot be met" in e for e in fit["unreachable"].values())
+    assert all(t["predicted_s"] <= report["budget_s"] for t in fit["trials"])  # every way fits the budget
+    best = max(fit["trials"], key=lambda t: (t["held_out_accuracy"], -t["held_out_loss"]))
+    assert fit["way"] == best["way"] and decision["value"] == best["way"] and decision["min_keep"] == 0.0
+    folder = out / "trials" / best["way"].replace(",", "_").replace("=", "")
+    assert result.plan == PrunePlan.load(folder / "plan.json")  # the student is the chosen way's
+    assert fit["predicted_s"] == json.loads((folder / "budget_fit.json").read_text())["predicted_s"]
+    assert f"kept: {best['way']} (not within the budget, so not tried: importance,min_keep=1, params,min_keep=1)" in \
+        (out / "report" / "report.md").read_text()
+    (out / "student" / "decision.json").unlink()  # as if stopped after the trials: they are read back, not redone
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "trials").rglob("checkpoint.pt")}
+    assert run().plan == result.plan
+    assert {p: p.stat().st_mtime_ns for p in (out / "trials").rglob("checkpoint.pt")} == mtimes
+    (out / "student" / "decision.json").unlink()
+    with pytest.raises(ConfigError, match="widths chosen with other options"):  # trials of other ways are not mixed in
+        run(min_keep=(0.0, 0.9))
 
 
 class GroupedShuffle(torch.nn.Module):

@@ -77,6 +77,12 @@ CASES = [  # (argv, words the message must hold); T is the test's folder
     (["optimize", "--model", "tests.cli_models:tiny", "--budget", "2", "--out", "T/o"], ["budget", "(0, 1]"]),
     (["optimize", "--model", "tests.cli_models:tiny", "--budget", "0.5", "--min-keep", "-1", "--out", "T/o"],
      ["min_keep", "[0, 1]"]),
+    (["optimize", "--model", "tests.cli_models:tiny", "--budget", "0.5", "--value", "importance,fisher", "--out", "T/o"],
+     ["fisher", "importance, params"]),
+    (["optimize", "--model", "tests.cli_models:tiny", "--budget", "0.5", "--min-keep", "0,half", "--out", "T/o"],
+     ["--min-keep", "0,half", "separated by commas"]),
+    (["optimize", "--model", "tests.cli_models:tiny", "--budget", "0.5", "--held-out", "0", "--out", "T/o"],
+     ["held_out", ">= 1"]),
     (["diagnose", "--model-file", "T/none.pt"], ["T/none.pt", "does not exist"]),
 ]
 
@@ -160,7 +166,7 @@ SUBCOMMANDS = {
                 ["--epochs", "--alpha", "--beta", "--temperature", "--batch-size", "--lr", "--init", "--loss"]),
     "optimize": (["optimize", "--model-file", "T/none.pt", "--out", "T/o"],
                  ["--budget", "--budget-us", "--amount", "--epochs", "--threads", "--input-shape", "--snap",
-                  "--min-keep"]),
+                  "--min-keep", "--value", "--trial-images", "--held-out"]),
     "diagnose": (["diagnose", "--model-file", "T/none.pt"], ["--headroom", "--threads", "--groups", "--input-shape"]),
 }
 VALUES = st.one_of(st.integers(-10**9, 10**9).map(str), st.floats(allow_nan=True, allow_infinity=True).map(str),

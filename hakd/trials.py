@@ -1,0 +1,146 @@
+"""Choose how to spend a latency budget by trying each way (NetAdapt's short-term fine-tuning).
+
+What a budget buys depends on what the allocator keeps: Fisher importance values the
+high-resolution channels, which are expensive; parameters value the cheap low-resolution ones;
+``min_keep`` puts a floor under every group. Which student learns best is not known before it
+is trained (on ResNet-20 at Torch-Pruning round-to-8's parameter count, parameters kept with
+``min_keep=0.5`` matched its accuracy at 0.85x its latency, and ``0.25`` lost 9 points:
+benchmarks/README.md). So each way is fitted to the same budget, each student is distilled
+for one epoch on part of the training images, and the one most accurate on held-out
+training images is kept, as NetAdapt (Yang et al. 2018) ranks its proposals. The test split
+is never used to choose::
+
+    ways = spending_ways(("importance", "params"), (0.0, 0.5))
+    trials = try_plans(teacher, fisher_model, groups, {w: plan_of[w] for w in ways}, train,
+                       DistillConfig(lr=0.01), TrialConfig(), "runs/hakd/trials")
+    best = chosen(trials)
+
+>>> [w.label for w in spending_ways(("importance", "params"), (0, 0.5))]
+['importance', 'importance,min_keep=0.5', 'params', 'params,min_keep=0.5']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, List, Mapping, Sequence, Tuple, Union
+
+from torch import fx
+
+from hakd.config import DistillConfig, TrialConfig
+from hakd.data import Split
+from hakd.errors import ConfigError
+from hakd.passes.allocate import VALUES, check_min_keep
+from hakd.passes.counts import count
+from hakd.passes.groups import ChannelGroups
+from hakd.passes.rebuild import rebuild
+from hakd.passes.trace import input_shape
+from hakd.plan import PrunePlan
+
+__all__ = ["Way", "Trial", "spending_ways", "trial_splits", "try_plans", "chosen"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Way:
+    """One way of spending a budget: what the allocator keeps, and the floor under every group."""
+
+    value: str
+    min_keep: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.value},min_keep={self.min_keep:g}" if self.min_keep else self.value
+
+    @property
+    def folder_name(self) -> str:
+        return self.label.replace(",", "_").replace("=", "")
+
+
+def spending_ways(values: Union[str, Sequence[str]], min_keeps: Union[float, Sequence[float]]) -> List[Way]:
+    """Every combination of ``values`` and ``min_keeps`` (each one value or several), in order,
+    without repeats::
+
+        >>> spending_ways("importance", 0.0)
+        [Way(value='importance', min_keep=0.0)]
+        >>> spending_ways("fisher", 0.0)
+        Traceback (most recent call last):
+        ...
+        hakd.errors.ConfigError: value is what the budget allocator keeps; valid values: importance, params; got 'fisher'
+    """
+    values = (values,) if isinstance(values, str) else tuple(values)
+    min_keeps = (min_keeps,) if isinstance(min_keeps, (int, float)) else tuple(min_keeps)
+    if not values or not min_keeps:
+        raise ConfigError("give at least one value (importance, params) and one min_keep to spend a budget")
+    for v in values:
+        if v not in VALUES:
+            raise ConfigError(f"value is what the budget allocator keeps; valid values: {', '.join(VALUES)}; got {v!r}")
+    for m in min_keeps:
+        check_min_keep(m)
+    return list(dict.fromkeys(Way(v, float(m)) for v in values for m in min_keeps))
+
+
+def trial_splits(train: Split, config: TrialConfig) -> Tuple[Split, Split]:
+    """(the images trials train on, the held-out images that rank them): the first
+    ``config.images`` of ``train`` and its last ``config.held_out``, which never overlap::
+
+        >>> import torch
+        >>> s = Split(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10), (0.5,), (0.25,), True)
+        >>> fit, held = trial_splits(s, TrialConfig(images=8, held_out=3))
+        >>> fit.labels.tolist(), held.labels.tolist(), held.augment
+        ([0, 1, 2, 3, 4, 5, 6], [7, 8, 9], False)
+    """
+    n = len(train)
+    if config.held_out >= n:
+        raise ConfigError(f"TrialConfig.held_out is {config.held_out}, but the training split has only {n} images; "
+                          "hold out fewer, so that trials have images to train on")
+    rest = n - config.held_out
+    fit = dataclasses.replace(train, images=train.images[:min(config.images, rest)], labels=train.labels[:min(config.images, rest)])
+    held = dataclasses.replace(train, images=train.images[rest:], labels=train.labels[rest:], augment=False)
+    return fit, held
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    label: str
+    plan: PrunePlan
+    params: int
+    held_out_accuracy: float
+    held_out_loss: float
+
+    def row(self) -> dict:
+        return {"way": self.label, "params": self.params, "held_out_accuracy": self.held_out_accuracy,
+                "held_out_loss": self.held_out_loss}
+
+
+def try_plans(teacher: fx.GraphModule, base: fx.GraphModule, groups: ChannelGroups, plans: Mapping[Way, PrunePlan],
+              train: Split, distill: DistillConfig, config: TrialConfig, folder, log: Callable[[str], None] = print,
+              ) -> List[Trial]:
+    """Rebuild each of ``plans`` ({way: plan} of ``base``), distil it from ``teacher`` for one
+    epoch of ``distill``'s recipe on the trial images, and score it on the held-out ones. Each
+    trial trains in ``folder/<way.folder_name>`` and resumes from it."""
+    from hakd.distill import distill as distil
+
+    fit, held = trial_splits(train, config)
+    recipe = dataclasses.replace(distill, epochs=1)
+    trials = []
+    for way, plan in plans.items():
+        student = rebuild(base, groups, plan)
+        params = count(student, input_shape(base))[0]
+        history = distil(teacher, student, fit, held, recipe, Path(folder) / way.folder_name, resume=True,
+                         run_info={"plan": plan.to_dict(), "trial": config.identity()}, progress=False)
+        last = history[-1]
+        trials.append(Trial(way.label, plan, int(params), float(last["test_acc"]), float(last["test_loss"])))
+        log(f"trial {way.label}: {params:,} parameters, held-out accuracy {last['test_acc']:.4f} (loss {last['test_loss']:.4f})")
+    return trials
+
+
+def chosen(trials: Sequence[Trial]) -> Trial:
+    """The most accurate trial on the held-out images (ties: the lower held-out loss, then the first)::
+
+        >>> t = [Trial("a", None, 1, 0.8, 0.5), Trial("b", None, 1, 0.9, 0.6), Trial("c", None, 1, 0.9, 0.4)]
+        >>> chosen(t).label
+        'c'
+    """
+    if not trials:
+        raise ConfigError("no trial to choose from: give at least one way of spending the budget")
+    return max(trials, key=lambda t: (t.held_out_accuracy, -t.held_out_loss))

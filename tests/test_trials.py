@@ -1,0 +1,67 @@
+"""hakd.trials: ways of spending a budget, the trial and held-out images, and the choice between students."""
+
+import json
+
+import pytest
+import torch
+
+from hakd.config import DistillConfig, TrialConfig
+from hakd.errors import ConfigError
+from hakd.plan import PrunePlan
+from hakd.train import evaluate
+from hakd.trials import Trial, Way, chosen, spending_ways, trial_splits, try_plans
+from tests.conftest import band_split
+from tests.passes.test_fisher import traced
+
+
+def test_ways_are_every_combination_once_and_bad_ones_are_refused():
+    assert spending_ways(("params", "importance", "params"), (0.5, 0)) == [
+        Way("params", 0.5), Way("params", 0.0), Way("importance", 0.5), Way("importance", 0.0)]
+    assert [w.folder_name for w in spending_ways("params", (0.0, 0.25))] == ["params", "params_min_keep0.25"]
+    with pytest.raises(ConfigError, match=r"min_keep .*\[0, 1\]; got 1.5"):
+        spending_ways("importance", (0.0, 1.5))
+    with pytest.raises(ConfigError, match="at least one value"):
+        spending_ways((), 0.0)
+    with pytest.raises(ConfigError, match="at least one value"):
+        spending_ways("params", ())
+    with pytest.raises(ConfigError, match=r"TrialConfig.held_out must be >= 1, got 0"):
+        TrialConfig(held_out=0)
+
+
+def test_trial_and_held_out_images_never_overlap():
+    split = band_split(40)
+    fit, held = trial_splits(split, TrialConfig(images=1000, held_out=10))
+    assert len(fit) == 30 and len(held) == 10  # fewer training images than asked: all but the held-out ones
+    assert torch.equal(torch.cat([fit.labels, held.labels]), split.labels) and not held.augment
+    with pytest.raises(ConfigError, match="held_out is 40, but the training split has only 40 images"):
+        trial_splits(split, TrialConfig(held_out=40))
+
+
+def test_the_most_accurate_on_held_out_images_is_chosen_and_none_is_an_error():
+    trials = [Trial("a", None, 10, 0.70, 0.9), Trial("b", None, 20, 0.75, 0.8), Trial("c", None, 30, 0.75, 0.7)]
+    assert chosen(trials).label == "c"
+    assert chosen(trials[:2]).label == "b"
+    with pytest.raises(ConfigError, match="no trial"):
+        chosen([])
+
+
+@pytest.mark.slow
+def test_each_way_trains_on_the_trial_images_and_is_scored_on_the_held_out_ones(tmp_path):
+    teacher, groups = traced()
+    train = band_split(96)
+    plans = {Way("importance"): PrunePlan.from_widths({"conv1": 3, "conv2": 4}, groups.widths()),
+             Way("params", 0.5): PrunePlan.from_widths({"conv1": 6, "conv2": 4}, groups.widths())}
+    config, recipe = TrialConfig(images=48, held_out=32), DistillConfig(epochs=5, batch_size=16, lr=0.01, threads=1)
+    trials = try_plans(teacher, teacher, groups, plans, train, recipe, config, tmp_path, log=lambda s: None)
+    assert [t.label for t in trials] == ["importance", "params,min_keep=0.5"]
+    _, held = trial_splits(train, config)
+    for trial, way in zip(trials, plans):
+        folder = tmp_path / way.folder_name
+        run = json.loads((folder / "config.json").read_text())
+        assert run["train_data"]["images"] == 48 and run["config"]["epochs"] == 1  # one epoch over the trial images
+        assert run["plan"] == plans[way].to_dict()
+        student = torch.load(folder / "model.pt", weights_only=False)["model"]
+        assert evaluate(student, held) == pytest.approx((trial.held_out_loss, trial.held_out_accuracy))
+        assert trial.params == sum(p.numel() for p in student.parameters())
+    again = try_plans(teacher, teacher, groups, plans, train, recipe, config, tmp_path, log=lambda s: None)
+    assert again == trials  # resumed from the trials' folders, not trained again
