@@ -14,7 +14,10 @@ Students, all rebuilt from the same teacher:
   Fisher student's predicted latency (importance kept); HAKD budget = the predicted latency of
   Torch-Pruning's group-norm round-to-8 student (its fastest); HAKD at that student's parameter
   count (bisection on the budget), keeping importance, and keeping parameters with no group
-  below --min-keep of its width (one student per comma-separated value);
+  below --min-keep of its width (one student per comma-separated value); HAKD at that student's
+  latency with the way of spending it (importance or parameters, no floor or each --min-keep)
+  chosen by trial as hakd.optimize chooses it (hakd/trials.py: one epoch over 10,000 training
+  images each, the most accurate on 5,000 held-out training images kept);
 - L1 and uniform at the Fisher student's parameters (bisection on the fraction); round-to-8 (the
   Fisher plan's widths rounded down to multiples of 8 by L1);
 - Torch-Pruning 1.6 (its default group-norm importance, and the L1 magnitude of each pruned layer,
@@ -47,10 +50,11 @@ from hakd.baselines.deep_compression import prune_and_finetune
 from hakd.baselines.widths import fit_fraction, l1_plan, round_to_multiple, uniform_plan
 from hakd.budget import fit_budget
 from hakd.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from hakd.config import DataConfig, DistillConfig
+from hakd.config import DataConfig, DistillConfig, TrialConfig
 from hakd.cost.profile import Profiler
 from hakd.cost.table import LatencyTable
 from hakd.distill import distill
+from hakd.errors import BudgetError
 from hakd.export import export, export_onnx, load
 from hakd.passes.counts import count
 from hakd.passes.groups import find_groups
@@ -62,13 +66,14 @@ from hakd.prune_folder import load_prune_folder
 from hakd.report import pareto_front, plot_accuracy_latency
 from hakd.sweep import load_or_measure, predict
 from hakd.train import evaluate
+from hakd.trials import chosen, spending_ways, try_plans
 from backends import time_call  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from common import RESULTS, Bench, add_data_args, merge_rows, progress, write_csv  # noqa: E402
 from peers import IMPORTANCE, at_params, plan_from_pruned  # noqa: E402
 from snap import equal_params_budget, prepare  # noqa: E402
 
 
-def plans_of(name, args, prof, min_keeps):
+def plans_of(name, args, prof, min_keeps, train):
     """(teacher graph, its groups, {method: plan}). Every plan is a choice of the teacher's
     channels: students are rebuilt from the teacher's weights, whatever chose their widths (the
     Fisher run's own fine-tuned weights are not used), so only the widths and channels differ.
@@ -84,13 +89,17 @@ def plans_of(name, args, prof, min_keeps):
     fisher.validate(groups)
     peer = f"torch_pruning_{IMPORTANCE[0]}_r8"  # Torch-Pruning's fastest student: HAKD at its latency and at its params
     keeping_params = {m: f"hakd_budget@params={peer},params,min_keep={m:g}" for m in min_keeps}
+    tried = f"hakd_trial={peer}"
     saved = args.bench.runs / "methods" / name / "plans.json"
     plans = read_plans(saved, digest(fisher), groups) or {}
     missing = [m for m in min_keeps if keeping_params[m] not in plans]
-    if missing or not plans:
+    if missing or not plans or tried not in plans:
         stairs = load_or_measure(folder / "staircases.json", prof, base, groups, fisher, log=log)
         if not plans:
             plans = fixed_plans(teacher, gm, groups, fisher, stairs, importance, prof, shape, peer, log)
+        if tried not in plans:
+            plans[tried] = tried_plan(gm, groups, fisher, stairs, importance, prof, plans[peer], min_keeps, train,
+                                      args.bench.runs / "methods" / name / "trials", log)
         peer_params, _ = count(rebuild(gm, groups, plans[peer]), shape)
         teacher_s = predict(prof, gm, groups, groups.plan())
         bisect = (prof, gm, groups, fisher, stairs, importance, peer_params, 0.2 * teacher_s, teacher_s, shape)
@@ -102,6 +111,27 @@ def plans_of(name, args, prof, min_keeps):
         atomic_write_text(saved, json.dumps(dict(key=dict(fisher=digest(fisher)),
                                                  plans={m: p.to_dict() for m, p in plans.items()}), indent=1) + "\n")
     return gm, groups, {m: p for m, p in plans.items() if ",min_keep=" not in m or m in keeping_params.values()}
+
+
+def tried_plan(gm, groups, fisher, stairs, importance, prof, peer_plan, min_keeps, train, folder, log):
+    """HAKD at the predicted latency of ``peer_plan``, its way of spending that budget chosen as
+    ``hakd.optimize`` chooses it (:mod:`hakd.trials`): importance or parameters kept, no floor or
+    each of ``min_keeps``, each student distilled one epoch over 10,000 training images (the
+    methods' recipe) and the most accurate on 5,000 held-out training images kept. The trials
+    are written to ``folder/trials.json``."""
+    budget_s, fitted, unreachable = predict(prof, gm, groups, peer_plan), {}, {}
+    for way in spending_ways(("importance", "params"), (0.0, *min_keeps)):
+        try:
+            fitted[way] = fit_budget(prof, gm, groups, fisher, stairs, importance, budget_s, value=way.value,
+                                     min_keep=way.min_keep, log=log)
+        except BudgetError as e:
+            unreachable[way.label] = str(e)
+    trials = try_plans(gm, gm, groups, {w: r.plan for w, r in fitted.items()}, train,
+                       DistillConfig(epochs=1, lr=0.01, seed=0, threads=1), TrialConfig(), folder, log=log)
+    best = chosen(trials)
+    atomic_write_text(folder / "trials.json", json.dumps(dict(budget_s=budget_s, chosen=best.label, unreachable=unreachable, trials=[
+        dict(t.row(), predicted_s=r.predicted_s, plan=digest(t.plan)) for t, r in zip(trials, fitted.values())]), indent=1))
+    return best.plan
 
 
 def fixed_plans(teacher, gm, groups, fisher, stairs, importance, prof, shape, peer, log):
@@ -303,7 +333,7 @@ def run():
         t0 = time.time()
         (bench.runs / "methods").mkdir(parents=True, exist_ok=True)
         prof = Profiler("host", table=LatencyTable(bench.runs / "methods" / f"{name}.sqlite"))
-        gm, groups, plans = plans_of(name, teacher_args, prof, args.min_keep)
+        gm, groups, plans = plans_of(name, teacher_args, prof, args.min_keep, train)
         if args.only is not None:
             unknown = set(args.only) - set(plans) - {"deep_compression"}
             if unknown:

@@ -8,9 +8,9 @@ __version__ = "0.1.0"
 
 from hakd.errors import *  # noqa: F401,F403
 from hakd.errors import __all__ as _errors_all
-from hakd.config import DataConfig, DistillConfig, PruneConfig, TrainConfig  # noqa: E402
+from hakd.config import DataConfig, DistillConfig, PruneConfig, TrainConfig, TrialConfig  # noqa: E402
 
-__all__ = ["__version__", "optimize", "DataConfig", "DistillConfig", "PruneConfig", "TrainConfig", *_errors_all]
+__all__ = ["__version__", "optimize", "DataConfig", "DistillConfig", "PruneConfig", "TrainConfig", "TrialConfig", *_errors_all]
 
 
 def __getattr__(name):  # hakd.optimize imports torch.fx passes and, when it runs, tvm: only on first use
