@@ -37,7 +37,7 @@ from hakd.passes.rebuild import rebuild
 from hakd.passes.trace import input_shape
 from hakd.plan import PrunePlan
 
-__all__ = ["Way", "Trial", "spending_ways", "trial_splits", "try_plans", "chosen"]
+__all__ = ["Way", "Trial", "spending_ways", "same_student", "trial_splits", "try_plans", "chosen"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,10 +106,23 @@ class Trial:
     params: int
     held_out_accuracy: float
     held_out_loss: float
+    same_as: str = ""  # the earlier way whose student this way's plan rebuilds (trained once, scored once)
 
     def row(self) -> dict:
         return {"way": self.label, "params": self.params, "held_out_accuracy": self.held_out_accuracy,
-                "held_out_loss": self.held_out_loss}
+                "held_out_loss": self.held_out_loss, **({"same_as": self.same_as} if self.same_as else {})}
+
+
+def same_student(plan: PrunePlan) -> tuple:
+    """What makes two plans one student: the channels kept in each group (a group a plan does
+    not name keeps them all), not the plan's note::
+
+        >>> a = PrunePlan({"c": (0, 1)}, {"c": 2, "d": 3}, note="importance")
+        >>> b = PrunePlan({"d": (0, 1, 2)}, {"c": 2, "d": 3}, note="params")
+        >>> same_student(a) == same_student(b)
+        True
+    """
+    return tuple((g, plan.keep.get(g, tuple(range(w)))) for g, w in plan.widths.items())
 
 
 def try_plans(teacher: fx.GraphModule, base: fx.GraphModule, groups: ChannelGroups, plans: Mapping[Way, PrunePlan],
@@ -117,19 +130,26 @@ def try_plans(teacher: fx.GraphModule, base: fx.GraphModule, groups: ChannelGrou
               ) -> List[Trial]:
     """Rebuild each of ``plans`` ({way: plan} of ``base``), distil it from ``teacher`` for one
     epoch of ``distill``'s recipe on the trial images, and score it on the held-out ones. Each
-    trial trains in ``folder/<way.folder_name>`` and resumes from it."""
+    trial trains in ``folder/<way.folder_name>`` and resumes from it. Ways whose plans are one
+    student (:func:`same_student`) share the first one's trial."""
     from hakd.distill import distill as distil
 
     fit, held = trial_splits(train, config)
     recipe = dataclasses.replace(distill, epochs=1)
-    trials = []
+    trials, tried = [], {}
     for way, plan in plans.items():
+        earlier = tried.get(same_student(plan))
+        if earlier is not None:
+            trials.append(dataclasses.replace(earlier, label=way.label, plan=plan, same_as=earlier.label))
+            log(f"trial {way.label}: the same student as {earlier.label}, not trained again")
+            continue
         student = rebuild(base, groups, plan)
         params = count(student, input_shape(base))[0]
         history = distil(teacher, student, fit, held, recipe, Path(folder) / way.folder_name, resume=True,
                          run_info={"plan": plan.to_dict(), "trial": config.identity()}, progress=False)
         last = history[-1]
         trials.append(Trial(way.label, plan, int(params), float(last["test_acc"]), float(last["test_loss"])))
+        tried[same_student(plan)] = trials[-1]
         log(f"trial {way.label}: {params:,} parameters, held-out accuracy {last['test_acc']:.4f} (loss {last['test_loss']:.4f})")
     return trials
 

@@ -50,12 +50,18 @@ def test_each_way_trains_on_the_trial_images_and_is_scored_on_the_held_out_ones(
     teacher, groups = traced()
     train = band_split(96)
     plans = {Way("importance"): PrunePlan.from_widths({"conv1": 3, "conv2": 4}, groups.widths()),
-             Way("params", 0.5): PrunePlan.from_widths({"conv1": 6, "conv2": 4}, groups.widths())}
+             Way("params", 0.5): PrunePlan.from_widths({"conv1": 6, "conv2": 4}, groups.widths()),
+             Way("importance", 0.25): PrunePlan.from_widths({"conv1": 3, "conv2": 4}, groups.widths(), note="floor")}
     config, recipe = TrialConfig(images=48, held_out=32), DistillConfig(epochs=5, batch_size=16, lr=0.01, threads=1)
     trials = try_plans(teacher, teacher, groups, plans, train, recipe, config, tmp_path, log=lambda s: None)
-    assert [t.label for t in trials] == ["importance", "params,min_keep=0.5"]
+    assert [t.label for t in trials] == ["importance", "params,min_keep=0.5", "importance,min_keep=0.25"]
+    same = trials[2]  # the first way's student again: scored as it, not trained again
+    assert same.same_as == "importance" and same.row()["same_as"] == "importance"
+    assert (same.held_out_accuracy, same.held_out_loss, same.params) == (
+        trials[0].held_out_accuracy, trials[0].held_out_loss, trials[0].params)
+    assert not (tmp_path / Way("importance", 0.25).folder_name).exists() and "same_as" not in trials[0].row()
     _, held = trial_splits(train, config)
-    for trial, way in zip(trials, plans):
+    for trial, way in list(zip(trials, plans))[:2]:
         folder = tmp_path / way.folder_name
         run = json.loads((folder / "config.json").read_text())
         assert run["train_data"]["images"] == 48 and run["config"]["epochs"] == 1  # one epoch over the trial images
