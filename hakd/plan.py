@@ -82,6 +82,14 @@ class PrunePlan:
         """The width a group has after pruning."""
         return len(self.keep[group]) if group in self.keep else self.widths[group]
 
+    def kept(self, group: str) -> Tuple[int, ...]:
+        """The channel positions a group keeps (all of them when the plan does not name it)::
+
+            >>> PrunePlan({"a": (0, 2)}, {"a": 3, "b": 2}).kept("b")
+            (0, 1)
+        """
+        return self.keep.get(group, tuple(range(self.widths[group])))
+
     def pruned_widths(self) -> Dict[str, int]:
         return {g: self.width(g) for g in self.widths}
 

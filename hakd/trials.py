@@ -122,7 +122,7 @@ def same_student(plan: PrunePlan) -> tuple:
         >>> same_student(a) == same_student(b)
         True
     """
-    return tuple((g, plan.keep.get(g, tuple(range(w)))) for g, w in plan.widths.items())
+    return tuple((g, plan.kept(g)) for g in plan.widths)
 
 
 def try_plans(teacher: fx.GraphModule, base: fx.GraphModule, groups: ChannelGroups, plans: Mapping[Way, PrunePlan],
@@ -138,7 +138,8 @@ def try_plans(teacher: fx.GraphModule, base: fx.GraphModule, groups: ChannelGrou
     recipe = dataclasses.replace(distill, epochs=1)
     trials, tried = [], {}
     for way, plan in plans.items():
-        earlier = tried.get(same_student(plan))
+        key = same_student(plan)
+        earlier = tried.get(key)
         if earlier is not None:
             trials.append(dataclasses.replace(earlier, label=way.label, plan=plan, same_as=earlier.label))
             log(f"trial {way.label}: the same student as {earlier.label}, not trained again")
@@ -149,7 +150,7 @@ def try_plans(teacher: fx.GraphModule, base: fx.GraphModule, groups: ChannelGrou
                          run_info={"plan": plan.to_dict(), "trial": config.identity()}, progress=False)
         last = history[-1]
         trials.append(Trial(way.label, plan, int(params), float(last["test_acc"]), float(last["test_loss"])))
-        tried[same_student(plan)] = trials[-1]
+        tried[key] = trials[-1]
         log(f"trial {way.label}: {params:,} parameters, held-out accuracy {last['test_acc']:.4f} (loss {last['test_loss']:.4f})")
     return trials
 

@@ -39,7 +39,7 @@ def importance_kept(plan: PrunePlan, importance: Mapping[str, np.ndarray], group
         >>> importance_kept(PrunePlan({"a": (0, 2)}, {"a": 3}), {"a": np.array([1.0, 2.0, 4.0])})
         5.0
     """
-    return float(sum(np.asarray(importance[g])[list(plan.keep.get(g, range(plan.widths[g])))].sum()
+    return float(sum(np.asarray(importance[g])[list(plan.kept(g))].sum()
                      for g in (importance if groups is None else groups)))
 
 
@@ -136,7 +136,7 @@ def budget_options(plan: PrunePlan, staircases: Mapping, importance: Mapping[str
         if scores is None or scores.shape != (plan.widths[g],):
             raise BudgetError(f"no importance of the right size for group {g!r}: pass one score per channel "
                               "(Fisher saliency from fisher_prune, or l1_importance)")
-        kept = plan.keep.get(g, tuple(range(plan.widths[g])))
+        kept = plan.kept(g)
         n = plan.slices.get(g, 1)
         out[g] = [(w, st.at(w), float(scores[list(resize(kept, w, scores, n))].sum())) for w in widths]
     return out

@@ -137,8 +137,7 @@ def with_widths(plan: PrunePlan, widths: Mapping[str, int], importance: Mapping[
     for group, width in widths.items():
         if width != plan.width(group):
             full = plan.widths[group]
-            kept = plan.keep.get(group, tuple(range(full)))
-            keep[group] = resize(kept, width, _importance_of(importance, group, full), plan.slices.get(group, 1))
+            keep[group] = resize(plan.kept(group), width, _importance_of(importance, group, full), plan.slices.get(group, 1))
     keep = {g: k for g, k in keep.items() if len(k) != plan.widths[g]}
     return PrunePlan(keep, plan.widths, note, plan.slices)
 
