@@ -85,7 +85,6 @@ def _profile(args):
 
 
 def _staircase(args):
-    from hakd.cost.lower import lower
     from hakd.sweep import group_staircase
     from hakd.passes.groups import find_groups
 
@@ -104,7 +103,7 @@ def _staircase(args):
         from hakd.report import measured_on, plot_staircase
 
         m = prof.measure
-        caption = measured_on(prof.target_key, m.threads, prof.context(lower(gm)), f"{m.number} x {m.repeat}")
+        caption = measured_on(prof.target_key, m.threads, prof.context(prof.lower(gm)), f"{m.number} x {m.repeat}")
         plot_staircase(curve, sweep.latency, sweep.optimal, args.plot, args.group, caption)
         print(f"plot: {args.plot}")
 

@@ -63,8 +63,8 @@ def _member_calls(low, members: Set[str]) -> List[str]:
     return sorted(k.signature for k in low.kernels.values() for call in k.call_modules if members & set(call))
 
 
-def _models_for(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int], group: str, at_plan: Lowered
-                ) -> Callable[[int], fx.GraphModule]:
+def _models_for(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int], group: str, at_plan: Lowered,
+                lower_model: Callable[[fx.GraphModule], Lowered]) -> Callable[[int], fx.GraphModule]:
     """width -> the model to lower for ``group``'s kernels at that width: the part of the model
     around the group (:func:`hakd.passes.neighbourhood.neighbourhood`, a fraction of the lowering
     time on a deep model) when, at the plan's width, it lowers to exactly the kernel calls the
@@ -92,7 +92,7 @@ def _models_for(gm: fx.GraphModule, groups: ChannelGroups, widths: Dict[str, int
             around = model_at(widths[group])
         except PlanError:  # an input whose shape cannot be told, a channel move from outside the part
             continue
-        if around is not None and _member_calls(lower(around), members) == expected:
+        if around is not None and _member_calls(lower_model(around), members) == expected:
             return model_at
     return whole
 
@@ -104,9 +104,11 @@ def _widths(groups: ChannelGroups, plan: Optional[PrunePlan]) -> Dict[str, int]:
     return plan.pruned_widths()
 
 
-def lower_group(gm: fx.GraphModule, groups: ChannelGroups, group: str, width: int, plan: Optional[PrunePlan] = None):
+def lower_group(gm: fx.GraphModule, groups: ChannelGroups, group: str, width: int, plan: Optional[PrunePlan] = None,
+                block: int = 0):
     """(The lowered model with ``group`` at ``width`` and the other groups as in ``plan``
     (default: unpruned), the modules whose kernels count for the group: :func:`group_modules`).
+    ``block``: the channel block it is lowered with (:func:`hakd.cost.lower.lower`).
 
     >>> import torch
     >>> from hakd.models import resnet20
@@ -117,7 +119,7 @@ def lower_group(gm: fx.GraphModule, groups: ChannelGroups, group: str, width: in
     >>> sorted(modules)  # its BatchNorm is folded into the conv: no kernel of its own
     ['layers.0.bn1', 'layers.0.conv1', 'layers.0.conv2']
     """
-    return lower(_at_width(gm, groups, _widths(groups, plan), group, width)), group_modules(groups, group)
+    return lower(_at_width(gm, groups, _widths(groups, plan), group, width), block=block), group_modules(groups, group)
 
 
 def group_latency(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, group: str, width: int,
@@ -125,7 +127,7 @@ def group_latency(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups,
     """Latency of the fused kernels that read or write one group's channels, with the group at
     ``width`` and every other group as in ``plan``. ``context``: the cache context (default:
     that of the model at this width)."""
-    low, members = lower_group(gm, groups, group, width, plan)
+    low, members = lower_group(gm, groups, group, width, plan, profiler.channel_block)
     return profiler.lowered(low, context).latency_of_modules(members)
 
 
@@ -141,10 +143,10 @@ def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroup
     if not groups[group].prunable:
         raise ProfileError(f"group {group!r} cannot be pruned ({groups[group].reason}); it has no staircase")
     widths = _widths(groups, plan)
-    at_plan = at_plan or lower(rebuild(gm, groups, groups.plan(widths)))
+    at_plan = at_plan or profiler.lower(rebuild(gm, groups, groups.plan(widths)))
     context = context or profiler.context(at_plan)  # the whole (pruned) model's, held for every width
     n = groups[group].slices  # a group in slices is swept in units of one channel per slice
-    model_at = _models_for(gm, groups, widths, group, at_plan)
+    model_at = _models_for(gm, groups, widths, group, at_plan, profiler.lower)
     sweep = sweep_widths(profiler, lambda u: model_at(u * n), group_modules(groups, group),
                          groups[group].width // n, adaptive=adaptive, grid=grid, tol=tol, context=context,
                          include=(widths[group] // n,))
@@ -168,7 +170,7 @@ def model_staircases(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGrou
         if name not in groups.by_name or not groups[name].prunable:
             raise StaircaseError(f"group {name!r} is not a prunable group of this model; prunable: "
                                  f"{', '.join(g.name for g in groups.prunable())}")
-    at_plan = lower(rebuild(gm, groups, groups.plan(widths)))
+    at_plan = profiler.lower(rebuild(gm, groups, groups.plan(widths)))
     context = profiler.context(at_plan)
     stairs = Staircases(groups.widths(), profiler.target_key, profiler.measure.threads, context, {}, SCHEDULE_VERSION)
     if previous is not None:

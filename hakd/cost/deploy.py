@@ -14,7 +14,6 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from hakd.cost.lower import lower
 from hakd.cost.schedules import ScheduleConfig
 from hakd.errors import HakdError
 
@@ -27,7 +26,7 @@ class DeployError(HakdError):
 
 def compile_scheduled(gm, profiler, input_shape=None):
     """(executable, ModelTiming, input shape): ``gm`` built with each kernel's fastest measured schedule."""
-    low = lower(gm, input_shape, bind_params=True)
+    low = profiler.lower(gm, input_shape, bind_params=True)
     timing = profiler.lowered(low)
     mod = low.mod
     for k in timing.kernels:

@@ -34,6 +34,7 @@ from tvm import relax
 from tvm.relax.frontend.torch import from_fx
 
 from hakd.cost.inline import inline_for_import
+from hakd.cost.layout import BlockChannels
 from hakd.cost.packed_conv import LEGALIZE
 from hakd.cost.schedules import kernel_kind
 from hakd.errors import HakdError
@@ -95,12 +96,14 @@ class Lowered:
         return [k for k in self.kernels.values() if module in k.modules]
 
 
-def FUSION_PIPELINE() -> tvm.transform.Pass:
-    """The Relax passes hakd runs on every model, for measuring and for export alike (dense
-    convs legalised with packed weights: :mod:`hakd.cost.packed_conv`)."""
+def FUSION_PIPELINE(block: int = 0) -> tvm.transform.Pass:
+    """The Relax passes hakd runs on every model, for measuring and for export alike: with a
+    channel ``block``, activations in ``NCHW{block}c`` between kernels (:mod:`hakd.cost.layout`);
+    with 0, plain NCHW and dense convs legalised with packed weights (:mod:`hakd.cost.packed_conv`)."""
     t = relax.transform
+    layout = [BlockChannels(block), t.CanonicalizeBindings()] if block else []
     return tvm.transform.Sequential([
-        t.DecomposeOpsForInference(), t.CanonicalizeBindings(), t.DeadCodeElimination(), t.LegalizeOps(LEGALIZE),
+        t.DecomposeOpsForInference(), t.CanonicalizeBindings(), t.DeadCodeElimination(), *layout, t.LegalizeOps(LEGALIZE),
         t.AnnotateTIROpPattern(), t.FoldConstant(), t.FuseOps(), t.FuseTIR(), t.DeadCodeElimination(),
     ])
 
@@ -158,8 +161,10 @@ def signature(func, kind: str, shapes) -> str:
     return f"{kind}|{shape_text}|{tvm_ffi.structural_hash(func.without_attr('global_symbol')):016x}"
 
 
-def lower(gm: fx.GraphModule, input_shape=None, bind_params: bool = False) -> Lowered:
-    """Fold BN, import into Relax, fuse. ``bind_params=True`` embeds the weights as constants
+def lower(gm: fx.GraphModule, input_shape=None, bind_params: bool = False, block: int = 0) -> Lowered:
+    """Fold BN, import into Relax, fuse; activations in ``NCHW{block}c`` between kernels when
+    ``block`` (a target's :attr:`~hakd.cost.target.TargetSpec.channel_block`; 0: plain NCHW,
+    as in the example above). ``bind_params=True`` embeds the weights as constants
     (what :mod:`hakd.export` deploys); otherwise they are inputs, which lowers ~6x faster and
     gives the same fused kernels. Kernels that only transform weights (deployment folds them
     into constants) are left out of ``kernels``. A GraphModule with several inputs (a part of
@@ -179,7 +184,7 @@ def lower(gm: fx.GraphModule, input_shape=None, bind_params: bool = False) -> Lo
             mod = from_fx(folded, [(s, "float32") for s in shapes], keep_params_as_input=not bind_params)
         if not bind_params:
             mod, _ = relax.frontend.detach_params(mod)
-        mod = FUSION_PIPELINE()(mod)
+        mod = FUSION_PIPELINE(block)(mod)
     except Exception as e:
         raise LowerError(f"TVM cannot lower {type(gm).__name__} at input {input_shape}: {type(e).__name__}: {str(e)[:500]}") from e
     return Lowered(mod, _kernels(mod, folded), input_shape)

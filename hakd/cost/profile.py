@@ -84,8 +84,11 @@ class Profiler:
     ``compiles`` and ``table_hits`` count the work done, for benchmarks.
     """
 
-    def __init__(self, target="host", device=None, table=None, measure: MeasureConfig = MeasureConfig(), tune_trials: int = 0):
+    def __init__(self, target="host", device=None, table=None, measure: MeasureConfig = MeasureConfig(), tune_trials: int = 0,
+                 channel_block: Optional[int] = None):
         self.target = parse_target(target)
+        # activations between kernels in NCHW{b}c, b the target's vector width (0: plain NCHW)
+        self.channel_block = self.target.channel_block if channel_block is None else int(channel_block)
         self.device = parse_device(device)
         self.measure = measure
         self.runner = make_runner(self.target, self.device, measure)
@@ -115,7 +118,9 @@ class Profiler:
 
     @property
     def target_key(self) -> str:
-        return self.target.key()
+        """The target's key, and the channel block when it is not the target's own (other kernels)."""
+        own = self.channel_block == self.target.channel_block
+        return self.target.key() + ("" if own else f" -channel-block={self.channel_block}")
 
     def time_config(self, kernel: Kernel, cfg: ScheduleConfig, context: str = "warm") -> Measurement:
         """One schedule of one kernel in one cache context: from the table, or built, timed and recorded."""
@@ -242,9 +247,13 @@ class Profiler:
         kernels = [self.kernel(k, context, only.get(k.call_modules)) for k in low.kernels.values()]
         return ModelTiming(kernels, self.call_overhead(), context)
 
+    def lower(self, gm: fx.GraphModule, input_shape=None, bind_params: bool = False) -> Lowered:
+        """``gm`` lowered as this profiler's target runs it (its channel block)."""
+        return lower(gm, input_shape, bind_params, self.channel_block)
+
     def model(self, gm: fx.GraphModule, input_shape=None, context: Optional[str] = None, only=None) -> ModelTiming:
         """Predicted latency of a traced model, batch as in its example input."""
-        return self.lowered(lower(gm, input_shape), context, only)
+        return self.lowered(self.lower(gm, input_shape), context, only)
 
 
 def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], modules, max_width: int, *,
@@ -279,7 +288,7 @@ def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], 
         from hakd.errors import ConfigError
 
         raise ConfigError(f"the noise tolerance is a fraction in [0, 1), e.g. 0.04 for 4%; got {tol!r}")
-    context = context or profiler.context(lower(model_at(max_width)))
+    context = context or profiler.context(profiler.lower(model_at(max_width)))
     grid_widths = sorted({*grid_points(max_width, grid, min_width), *(w for w in include if min_width <= w <= max_width)})
     winners: Dict[int, Dict[tuple, str]] = {}  # width -> kernel (its call_modules) -> fastest schedule
 
@@ -294,7 +303,7 @@ def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], 
 
     def measure(w: int, retime: bool = False) -> float:
         if w not in lowered:
-            low = lower(model_at(w))
+            low = profiler.lower(model_at(w))
             lowered[w] = (low, profiler.lowered(low, context, transferred(w)))
         low, timing = lowered[w]
         if retime:  # the kernels at w timed in this run: their chosen schedules timed a third time, the lowest kept

@@ -42,7 +42,7 @@ __all__ = ["ScheduleConfig", "SCHEDULE_VERSION", "TUNABLE", "TUNED", "kernel_kin
 
 TUNABLE = ("conv2d", "depthwise", "grouped")  # kinds hakd.cost.tune may hand to meta_schedule
 TUNED = "meta_schedule"  # the template name of a tuned kernel
-SCHEDULE_VERSION = 4  # bump when a template changes: table rows of older versions are not reused
+SCHEDULE_VERSION = 5  # bump when a template changes: table rows of older versions are not reused
 
 
 class ScheduleError(HakdError):
@@ -86,8 +86,10 @@ def _block_names(sch: s_tir.Schedule) -> List[str]:
 def kernel_kind(func: tirx.PrimFunc) -> str:
     """``conv2d``, ``depthwise``, ``grouped`` or ``generic``, from the blocks of a fused kernel."""
     names = _block_names(s_tir.Schedule(func))
-    if "conv2d_nchw" in names:
+    if "conv2d_nchw" in names or "conv2d_NCHWc" in names:
         return "conv2d"
+    if "depthwise_conv2d_NCHWc" in names:
+        return "depthwise"
     if "group_conv2d_nchw" in names:
         weight = [int(x) for x in func.params[1].ty.shape]
         return "depthwise" if weight[1] == 1 else "grouped"
@@ -136,11 +138,40 @@ def _packed(func: tirx.PrimFunc) -> bool:
     return len(func.params[1].ty.shape) == 5
 
 
+def _registers(block: int) -> int:
+    """Vector registers of the target whose vector holds ``block`` floats: 32 on AVX-512 (16)
+    and NEON (4), 16 on AVX2 (8)."""
+    return 16 if block == 8 else 32
+
+
+def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
+    """Register tiles for a kernel on blocked channels (:mod:`hakd.cost.blocked_conv`): as many
+    output pixels (and, for a dense conv, one or two channel blocks) as the vector registers hold,
+    four kept for weights and inputs; and half as many pixels."""
+    blocks, height, width, block = (int(d) for d in out_shape[1:])
+    budget = _registers(block) - 4
+    shapes = [(1, budget), (1, budget // 2)] + ([(2, budget // 2)] if kind == "conv2d" and blocks % 2 == 0 else [])
+    configs = []
+    for oc_blocks, pixels in shapes:
+        rows, columns = _pixel_tile(height, width, pixels)
+        cfg = ScheduleConfig("nchwc" if kind == "conv2d" else "dwc", oc_tile=oc_blocks * block, vector=columns, rows=rows)
+        if cfg not in configs:
+            configs.append(cfg)
+    return configs
+
+
+def _blocked_layout(func: tirx.PrimFunc) -> bool:
+    names = _block_names(s_tir.Schedule(func))
+    return "conv2d_NCHWc" in names or "depthwise_conv2d_NCHWc" in names
+
+
 def candidates(func: tirx.PrimFunc) -> List[ScheduleConfig]:
     """The configurations hakd tries for a kernel (a few per kernel: compiling is the cost)."""
     kind = kernel_kind(func)
     if kind == "generic":
         return [ScheduleConfig("generic"), ScheduleConfig("default")]
+    if _blocked_layout(func):
+        return _nchwc(kind, func.params[-1].ty.shape)
     out_channels, out_height, out_width = (int(x) for x in func.params[-1].ty.shape[1:])
     vector = _vectors(out_width)[0]
     if kind == "conv2d" and out_channels < 8:  # one tile either way; TVM's loop nest wins for narrow 1x1 convs
@@ -260,6 +291,41 @@ def _rows(sch, names, cfg: ScheduleConfig):
     sch.decompose_reduction(conv, rc)
 
 
+def _nchwc_conv(sch, names, cfg: ScheduleConfig):
+    """Dense or depthwise conv on blocked channels: a register tile of ``oc_tile`` channels (whole
+    blocks, each one vector) by ``rows`` x ``vector`` output pixels, accumulated over the input
+    channels (dense: each input value broadcast once per tile; depthwise: the window unrolled);
+    the epilogue applied as the tile is written back; outer loops parallel."""
+    main = "conv2d_NCHWc" if "conv2d_NCHWc" in names else "depthwise_conv2d_NCHWc"
+    if main not in names:
+        raise ValueError("the nchwc and dwc templates need a conv on blocked channels")
+    conv = sch.get_sblock(main)
+    epi = _inline_epilogue(sch, names, main)
+    n, o, y, x, lanes, *reduction = sch.get_loops(conv)
+    block = _extent(sch, lanes)
+    oo, oi = sch.split(o, [None, max(1, cfg.oc_tile // block)])
+    yo, yi = sch.split(y, [None, cfg.rows])
+    xo, xi = sch.split(x, [None, cfg.vector])
+    sch.reorder(n, oo, yo, xo, *reduction, oi, yi, xi, lanes)
+    acc = sch.cache_write(conv, 0, "local")
+    if epi is not None:
+        sch.reverse_compute_inline(epi)
+    sch.reverse_compute_at(acc, xo)
+    for loop in sch.get_loops(acc)[-4:-1]:
+        sch.unroll(loop)
+    sch.vectorize(sch.get_loops(acc)[-1])
+    window = reduction[-3:-1] if main == "conv2d_NCHWc" and len(reduction) == 4 else reduction[-2:]
+    for loop in ([] if main == "conv2d_NCHWc" else window) + [oi, yi, xi]:
+        sch.unroll(loop)
+    sch.vectorize(lanes)
+    sch.parallel(sch.fuse(n, oo, yo))
+    if "pad_temp" in names:
+        pad = sch.get_loops(sch.get_sblock("pad_temp"))
+        sch.vectorize(pad[-1])
+        sch.parallel(sch.fuse(*pad[:2]))
+    sch.decompose_reduction(conv, reduction[0])
+
+
 def _generic_block(sch, block):
     """One loop nest: the last dim vectorised (a concat's branch depends on an outer loop
     only: one per vector), the two outer dims parallel."""
@@ -289,7 +355,7 @@ def _default(sch, names, cfg: ScheduleConfig):
     """TVM's own loop nest, unscheduled: a candidate too, since it wins for some tiny kernels."""
 
 
-TEMPLATES = {"conv2d": _conv2d, "blocked": _blocked_conv2d, "rows": _rows, "depthwise": _conv2d, "grouped": _conv2d, "generic": _generic, "default": _default}
+TEMPLATES = {"nchwc": _nchwc_conv, "dwc": _nchwc_conv, "conv2d": _conv2d, "blocked": _blocked_conv2d, "rows": _rows, "depthwise": _conv2d, "grouped": _conv2d, "generic": _generic, "default": _default}
 
 
 def apply_schedule(func: tirx.PrimFunc, cfg: ScheduleConfig) -> tirx.PrimFunc:

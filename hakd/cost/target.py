@@ -84,6 +84,17 @@ class TargetSpec:
         """The CPU architecture of the triple (``aarch64``, ``x86_64`` ...), host's if no triple."""
         return self.mtriple.split("-")[0] if self.mtriple else host_arch()
 
+    @property
+    def channel_block(self) -> int:
+        """Floats in one vector register of this target: the channel block of hakd's activation
+        layout (:mod:`hakd.cost.layout`): 16 with AVX-512, 8 with AVX or AVX2, 4 otherwise (NEON, SSE).
+
+        >>> TargetSpec(mcpu="znver3").channel_block, TargetSpec("aarch64-linux-gnu", "cortex-a57").channel_block
+        (8, 4)
+        """
+        features = set(tvm.target.codegen.llvm_get_cpu_features(self.tvm_target()))
+        return 16 if "avx512f" in features else 8 if "avx" in features else 4
+
     def runs_here(self) -> bool:
         return self.arch == host_arch()
 
