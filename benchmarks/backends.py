@@ -7,7 +7,8 @@ interleaved rounds (every backend once per round, in a rotating order), one thre
 numpy in and numpy out for every backend:
 
 - hakd: the folder `hakd.export` writes (hakd's schedules, weights embedded), called as a user
-  calls it (`hakd.export.load(folder)(x)`);
+  calls it (`hakd.export.load(folder)(x)`), activations in the target's blocked layout NCHW{b}c;
+- hakd_nchw: the same, with activations in plain NCHW between kernels (hakd before the blocked layout);
 - ONNX Runtime: `hakd.export.export_onnx`, all graph optimisations, one intra- and inter-op thread;
 - TorchScript frozen: `torch.jit.freeze` + `torch.jit.optimize_for_inference`;
 - torch.compile (inductor, default mode) and PyTorch eager.
@@ -44,7 +45,8 @@ def backends(model, gm, shape, folder: Path):
 
     x = torch.zeros(shape)
     export(gm, folder / "hakd", Profiler("host"))
-    hakd_model = load(folder / "hakd")
+    export(gm, folder / "hakd_nchw", Profiler("host", channel_block=0))
+    hakd_model, hakd_nchw = load(folder / "hakd"), load(folder / "hakd_nchw")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -61,7 +63,7 @@ def backends(model, gm, shape, folder: Path):
                 return fn(torch.from_numpy(a)).numpy()
         return call
 
-    return {"hakd": hakd_model, "onnxruntime": lambda a: session.run(None, {"input": a})[0],
+    return {"hakd": hakd_model, "hakd_nchw": hakd_nchw, "onnxruntime": lambda a: session.run(None, {"input": a})[0],
             "torchscript_frozen": torch_call(frozen), "torch_compile": torch_call(compiled), "pytorch_eager": torch_call(model)}
 
 
@@ -85,6 +87,31 @@ def sgemm_gflops(n=512, seconds=0.5):
     return 2 * n ** 3 / time_call(lambda _: torch.mm(a, b), None, seconds) / 1e9
 
 
+def macs_per_output(kind: str, weight) -> int:
+    """Multiply-adds per output value of a conv of ``kind`` with this (packed) weight shape:
+    OIHW and (O/16)IHW16o (NCHW), (O/b)(I/b)HWb(b) and (O/b)IHWb (blocked; padded channels
+    counted), C1HW (NCHW depthwise) and (C/b)HWb (blocked depthwise)."""
+    if len(weight) == 6:
+        return int(np.prod(weight[1:5]))
+    if kind == "depthwise" and len(weight) == 4 and weight[1] != 1:  # blocked depthwise
+        return int(weight[1] * weight[2])
+    return int(np.prod(weight[1:4]))
+
+
+def torch_pruning_r8(name: str, shape):
+    """Torch-Pruning's student of the calibrated zoo model at ratio 0.5, widths rounded to 8."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from peers import torch_pruning_student
+
+    return torch_pruning_student(calibrated(name, shape), shape, 0.5, round_to=8).eval()
+
+
+def isa() -> str:
+    """The host's widest vector instruction set, as hakd's kernels use it."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return "avx512" if " avx512f" in flags else "avx2" if " avx2" in flags else platform.machine()
+
+
 def conv_gflops(folder: Path, top=3):
     """hakd's ``top`` slowest conv kernels of an export: (name, shapes, GFLOP/s) from its kernel latencies."""
     meta = json.loads((folder / META).read_text())
@@ -93,25 +120,27 @@ def conv_gflops(folder: Path, top=3):
         if not k["signature"].startswith(("conv2d|", "depthwise|", "grouped|")):
             continue
         shapes = [tuple(int(d) for d in s.split("x")) for s in k["signature"].split("|")[1].split(";")]
-        weight, out = shapes[1], shapes[-1]  # weights OIHW, or packed (O/16)IHW16o
-        flops = 2 * int(np.prod(out)) * int(np.prod(weight[1:4]))
+        weight, out = shapes[1], shapes[-1]
+        flops = 2 * int(np.prod(out)) * macs_per_output(k["signature"].split("|")[0], weight)
         rows.append((k["latency_s"] * k["calls"], k["kernel"], f"{weight}->{out}", flops / k["latency_s"] / 1e9, k["schedule"]))
     return sorted(rows, reverse=True)[:top]
 
 
 def run():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="resnet20,resnet56,mobilenet_v2,densenet40")
+    ap.add_argument("--models", default="resnet20,resnet56,mobilenet_v2,densenet40,resnet56_tp8,mobilenet_v2_tp8",
+                    help="zoo models; NAME_tp8: Torch-Pruning's student of NAME at ratio 0.5, round_to=8")
     ap.add_argument("--sizes", default="32,28", help="input sizes: 32 (3x32x32), 28 (1x28x28)")
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    print(f"host {platform.machine()}, vector ISA {isa()}, hakd's channel block {Profiler('host').channel_block}", flush=True)
     rows, kernel_rows = [], []
     peak = []
     for name in args.models.split(","):
         for size in args.sizes.split(","):
             shape = SIZES[size]
-            model = calibrated(name, shape)
+            model = torch_pruning_r8(name[:-4], shape) if name.endswith("_tp8") else calibrated(name, shape)
             gm = trace(model, torch.zeros(shape))
             with tempfile.TemporaryDirectory() as d:
                 calls = backends(model, gm, shape, Path(d))
@@ -125,11 +154,11 @@ def run():
                     for b in order[r % len(order):] + order[:r % len(order)]:
                         times[b].append(time_call(calls[b], x))
                 for k in conv_gflops(Path(d) / "hakd"):
-                    kernel_rows.append(dict(model=name, size=size, kernel=k[1], weight_to_output=k[2], gflops=f"{k[3]:.1f}",
+                    kernel_rows.append(dict(model=name, size=size, isa=isa(), kernel=k[1], weight_to_output=k[2], gflops=f"{k[3]:.1f}",
                                             schedule=k[4], share_of_model=f"{k[0] / statistics.median(times['hakd']):.3f}"))
             for b, ts in times.items():
                 ratios = [t / h for t, h in zip(ts, times["hakd"])]
-                rows.append(dict(model=name, size=size, backend=b, median_us=f"{statistics.median(ts) * 1e6:.1f}",
+                rows.append(dict(model=name, size=size, isa=isa(), backend=b, median_us=f"{statistics.median(ts) * 1e6:.1f}",
                                  over_hakd_median=f"{statistics.median(ratios):.3f}",
                                  over_hakd_range=f"{min(ratios):.3f}-{max(ratios):.3f}", max_abs_error=f"{error[b]:.1e}",
                                  rounds=args.rounds))

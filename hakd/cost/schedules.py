@@ -2,7 +2,17 @@
 
 TVM 0.27 builds an unscheduled loop nest by default, ~75x slower than PyTorch for a
 conv; nobody deploys that. hakd schedules each fused kernel itself with a small
-template per kernel kind, and the same schedule is used to measure and to deploy:
+template per kernel kind, and the same schedule is used to measure and to deploy.
+
+On channel-blocked activations (``NCHW{b}c``, :mod:`hakd.cost.layout`, every target's default):
+
+- ``nchwc`` (dense conv) and ``dwc`` (depthwise): a register tile of ``oc_tile`` channels (one
+  or two blocks, a vector each) by ``rows`` x ``vector`` output pixels, as many as the target's
+  vector registers hold (:func:`_nchwc`); a dense conv broadcasts each input value once per
+  tile, a depthwise conv unrolls its window and reads its input unpadded (a padded copy cost
+  it up to half its time); the epilogue is applied as the tile is written back.
+
+On plain NCHW activations (``Profiler(channel_block=0)``):
 
 - ``conv2d``: NCHW conv (3x3, 1x1, strided) with its fused epilogue (bias, residual
   add, ReLU): output channels split by ``oc_tile`` (unrolled), output width split by
@@ -150,7 +160,8 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
     four kept for weights and inputs; and half as many pixels."""
     blocks, height, width, block = (int(d) for d in out_shape[1:])
     budget = _registers(block) - 4
-    shapes = [(1, budget), (1, budget // 2)] + ([(2, budget // 2)] if kind == "conv2d" and blocks % 2 == 0 else [])
+    shapes = ([(1, budget), (1, budget // 2)] + ([(2, budget // 2)] if blocks % 2 == 0 else []) if kind == "conv2d"
+              else [(1, budget // 2), (1, budget // 4)])
     configs = []
     for oc_blocks, pixels in shapes:
         rows, columns = _pixel_tile(height, width, pixels)
@@ -319,7 +330,9 @@ def _nchwc_conv(sch, names, cfg: ScheduleConfig):
         sch.unroll(loop)
     sch.vectorize(lanes)
     sch.parallel(sch.fuse(n, oo, yo))
-    if "pad_temp" in names:
+    if "pad_temp" in names and cfg.template == "dwc":  # a padded copy cost depthwise kernels up to half their time
+        sch.compute_inline(sch.get_sblock("pad_temp"))
+    elif "pad_temp" in names:
         pad = sch.get_loops(sch.get_sblock("pad_temp"))
         sch.vectorize(pad[-1])
         sch.parallel(sch.fuse(*pad[:2]))

@@ -1,0 +1,116 @@
+"""The channel-blocked layout (hakd/cost/layout.py): every rule against PyTorch, the layout
+changes it makes, padded widths, and every blocked template against TVM's own loop nest."""
+
+import numpy as np
+import pytest
+import torch
+import tvm
+from torch import nn
+from tvm import relax
+
+from hakd.cost.lower import lower
+from hakd.cost.schedules import apply_schedule, candidates
+from hakd.cost.target import parse_target
+from hakd.passes.trace import trace
+from tests.cost.conftest import randomised
+from tests.cost.test_lower_and_schedules import Convs, _run
+
+
+class Everything(nn.Module):
+    """Widths that are not multiples of any block (5, 13, 21), depthwise convs of stride 1 and 2,
+    a residual add, both poolings, an SE gate, a BatchNorm after a concat (a per-channel scale
+    and shift), concats at aligned and odd offsets, a channel shuffle, a division by a
+    per-channel tensor, a 1x1 conv on a 1x1 map, and a flatten into the classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 13, 3, padding=1), nn.BatchNorm2d(13), nn.ReLU6())
+        self.dw1 = nn.Conv2d(13, 13, 3, padding=1, groups=13)
+        self.dw2 = nn.Conv2d(13, 13, 3, stride=2, padding=1, groups=13)
+        self.pool, self.pw = nn.MaxPool2d(3, 1, 1), nn.Conv2d(13, 21, 1)
+        self.se_reduce, self.se_expand = nn.Conv2d(21, 5, 1), nn.Conv2d(5, 21, 1)
+        self.a, self.b = nn.Conv2d(21, 16, 1), nn.Conv2d(21, 16, 3, padding=1)
+        self.bn = nn.BatchNorm2d(37)
+        self.odd = nn.Conv2d(37, 8, 3, padding=1)
+        self.scale = nn.Parameter(torch.rand(1, 8, 1, 1) + 0.5)
+        self.register_buffer("shuffle", torch.tensor([0, 4, 1, 5, 2, 6, 3, 7]))
+        self.fc = nn.Linear(8 * 2 * 2, 10)
+
+    def forward(self, x):
+        y = self.stem(x)
+        y = torch.relu(self.dw1(y)) + y
+        y = nn.functional.relu6(self.dw2(y))
+        y = self.pw(self.pool(y))
+        y = y * torch.sigmoid(self.se_expand(torch.relu(self.se_reduce(y.mean((2, 3), keepdim=True)))))
+        aligned = torch.cat([self.a(y), self.b(y)], 1)  # 16 + 16: whole blocks of 4, 8 and 16
+        z = torch.relu(self.bn(torch.cat([aligned, y[:, :5]], 1)))  # an odd offset
+        z = torch.div(self.odd(z), self.scale.exp())
+        z = torch.index_select(z, 1, self.shuffle)  # a channel shuffle, as a pruned ShuffleNet replays it
+        return self.fc(torch.flatten(nn.functional.avg_pool2d(z, 2), 1))
+
+
+def _build(gm, block, shape):
+    low = lower(gm, shape, bind_params=True, block=block)
+    return low, relax.VirtualMachine(relax.build(low.mod, target="llvm"), tvm.cpu())
+
+
+@pytest.mark.parametrize("block", [4, 8, 16])
+def test_a_blocked_model_computes_what_pytorch_computes(block):
+    torch.manual_seed(0)
+    model = randomised(Everything()).eval()
+    x = torch.randn(1, 3, 8, 8)
+    low, vm = _build(trace(model, x), block, x.shape)
+    got = vm["main"](tvm.runtime.tensor(x.numpy())).numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-4)
+    convs = [k for k in low.kernels.values() if k.kind in ("conv2d", "depthwise")]
+    assert convs and all(len(k.shapes[-1]) == 5 and k.shapes[-1][-1] == block for k in convs)  # every conv writes blocks
+
+
+def test_layout_changes_only_at_the_edges_of_a_resnet():
+    from hakd.models import resnet20
+
+    gm = trace(resnet20(in_channels=1), torch.zeros(1, 1, 28, 28))
+    low = lower(gm, block=16)
+    names = [k.name for k in low.kernels.values()]
+    assert not any("block_channels" in n and "unblock" not in n for n in names)  # the stem conv reads the plain input
+    assert sum("unblock_channels" in n for n in names) == 1  # and the classifier's input is unblocked once
+    assert lower(gm).kernels.keys() != low.kernels.keys()
+
+
+def test_a_width_between_multiples_of_the_block_runs_the_next_multiples_kernels():
+    """Padded inside its last block: 9 to 16 channels are one kernel, so its staircase steps at 16."""
+    def conv_kernels(width):
+        gm = trace(nn.Sequential(nn.Conv2d(16, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 16, 3, padding=1)).eval(),
+                   torch.zeros(1, 16, 8, 8))
+        return sorted(k.signature for k in lower(gm, block=16).kernels.values() if k.kind == "conv2d")
+
+    assert conv_kernels(9) == conv_kernels(13) == conv_kernels(16) != conv_kernels(17)
+
+
+@pytest.mark.parametrize("block", [8, 16])
+def test_every_blocked_template_computes_what_the_default_build_computes(block):
+    torch.manual_seed(0)
+    target = parse_target("host")
+    rng = np.random.default_rng(0)
+    templates = set()
+    for model, x in ((Convs().eval(), torch.zeros(1, 3, 8, 8)), (randomised(Everything()).eval(), torch.zeros(1, 3, 8, 8))):
+        for k in lower(trace(model, x), block=block).kernels.values():
+            if any(d != "float32" for d in k.dtypes):  # the shuffle's take reads indices
+                continue
+            args = [rng.standard_normal(s).astype("float32") for s in k.shapes]
+            expected = _run(k.func, args, target)
+            for cfg in candidates(k.func):
+                templates.add(cfg.template)
+                got = _run(apply_schedule(k.func, cfg), args, target)
+                np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=f"{k.name} {cfg.key()}")
+    assert {"nchwc", "dwc", "generic"} <= templates
+
+
+def test_register_tiles_follow_the_targets_registers():
+    """AVX-512 (16 floats, 32 registers) and AVX2 (8 floats, 16 registers) tile differently."""
+    gm = trace(nn.Sequential(nn.Conv2d(32, 32, 3, padding=1)).eval(), torch.zeros(1, 32, 28, 28))
+    keys = {block: [c.key() for k in lower(gm, block=block).kernels.values() if k.kind == "conv2d" for c in candidates(k.func)]
+            for block in (8, 16)}
+    assert keys[16] == ["nchwc/oc16/v28/r1", "nchwc/oc16/v14/r1", "nchwc/oc32/v14/r1"]
+    assert keys[8] == ["nchwc/oc8/v7/r1", "nchwc/oc8/v4/r1", "nchwc/oc16/v4/r1"]  # 12 and 6 accumulators: whole divisors of 28
