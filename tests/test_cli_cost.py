@@ -78,9 +78,11 @@ def test_prune_staircases_snap_and_budget(tmp_path, capsys):
         assert up.width(g) >= plan.width(g) and (up.width(g) in st.optimal or up.width(g) == plan.width(g))
     assert main(["snap", str(fisher), "--mode", "up", "--table", table, "--out", str(tmp_path / "up")]) == 2
     assert "not empty" in capsys.readouterr().err  # nothing a user made is overwritten
-    assert main(["snap", str(fisher), "--budget", "0.7", "--table", table, "--out", str(tmp_path / "b")]) == 0
+    # 0.95: on AVX-512 a 16-channel group runs 16-channel kernels at any width (one channel block), so ResNet-20's
+    # blocks reach only ~0.9 of its latency; more on AVX2's 8-channel blocks
+    assert main(["snap", str(fisher), "--budget", "0.95", "--table", table, "--out", str(tmp_path / "b")]) == 0
     summary = json.loads((tmp_path / "b" / "snap.json").read_text())
-    assert summary["after_s"] <= summary["budget_s"] == pytest.approx(0.7 * summary["unpruned_s"])
+    assert summary["after_s"] <= summary["budget_s"] == pytest.approx(0.95 * summary["unpruned_s"])
     assert main(["snap", str(fisher), "--budget", "0.001", "--table", table, "--out", str(tmp_path / "c")]) == 2
     assert "minimum reachable" in capsys.readouterr().err
     assert main(["snap", str(fisher), "--budget", "1.5", "--out", str(tmp_path / "d")]) == 2

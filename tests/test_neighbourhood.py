@@ -1,5 +1,6 @@
 """The part of a model around a group lowers to the kernels the whole model runs on the group's layers."""
 
+import functools
 import numpy as np
 import pytest
 import torch
@@ -98,15 +99,17 @@ def test_a_part_whose_input_shape_cannot_be_told_is_refused():
                                                 (tv.ShuffleNetV2Tiny, (1, 3, 32, 32), {"part", "part_of_whole"}),
                                                 (tv.RegNetTiny, (1, 3, 32, 32), {"part"}),
                                                 (tv.MobileNetV3Tiny, (1, 3, 32, 32), {"part"})])
-def test_every_group_lowers_from_its_part_to_the_whole_models_kernels(make, shape, paths):
+@pytest.mark.parametrize("block", [0, 16])  # plain NCHW; blocked channels (a cut input is read blocked)
+def test_every_group_lowers_from_its_part_to_the_whole_models_kernels(make, shape, paths, block):
+    low = functools.partial(lower, block=block)
     gm = trace(make().eval(), torch.zeros(shape))
     groups = find_groups(gm)
     widths = groups.widths()
-    at_plan = lower(rebuild(gm, groups, groups.plan(widths)))  # the whole model at the plan's widths
+    at_plan = low(rebuild(gm, groups, groups.plan(widths)))  # the whole model at the plan's widths
     for g in groups.prunable()[:6]:
-        at = _models_for(gm, groups, widths, g.name, at_plan)
+        at = _models_for(gm, groups, widths, g.name, at_plan, low)
         assert at.__name__ in paths, g.name  # rebuilt alone; a shuffle's groups from the whole model rebuilt
         width = max(g.slices, widths[g.name] - 3 * g.slices)  # another width than the one checked
         members = group_modules(groups, g.name)
-        whole = lower(_at_width(gm, groups, widths, g.name, width))
-        assert _member_calls(lower(at(width)), members) == _member_calls(whole, members)
+        whole = low(_at_width(gm, groups, widths, g.name, width))
+        assert _member_calls(low(at(width)), members) == _member_calls(whole, members)

@@ -2,7 +2,6 @@
 
 import pytest
 
-from hakd.cost.lower import lower
 from hakd.cost.profile import Profiler
 from hakd.sweep import group_latency, group_modules, group_staircase, lower_group
 from hakd.cost.staircase import grid_points
@@ -34,7 +33,7 @@ def test_adaptive_sweep_tries_only_the_grid_winners_between_grid_widths(tiny, mo
     assert all(len(only) <= 2 for only, *_ in restricted)
 
     every = Profiler("host", table=LatencyTable(":memory:"), measure=QUICK)  # every candidate at the same widths
-    context = every.context(lower(gm))
+    context = every.context(every.lower(gm))
     for w in sweep.latency:
         group_latency(every, gm, groups, "conv1.0", w, context)
     assert prof.compiles < every.compiles
@@ -47,7 +46,7 @@ def test_retime_keeps_the_lower_value_without_rebuilding(tiny):
     k = max(timing.kernels, key=lambda k: k.latency_s)
     key = (prof.target_key, k.signature, k.schedule, QUICK.threads)
     before, compiles = prof.table.lookup(*key, context=timing.context), prof.compiles
-    kept = prof.retime(lower(gm).kernels[k.kernel], k.schedule, timing.context)
+    kept = prof.retime(prof.lower(gm).kernels[k.kernel], k.schedule, timing.context)
     assert prof.compiles == compiles  # the library built for the first timing was kept
     assert kept.latency_s <= before.latency_s
     assert prof.table.lookup(*key, context=timing.context).latency_s == kept.latency_s

@@ -8,7 +8,9 @@ clip, sigmoid, residual adds, per-channel scale and shift), pooling, a spatial m
 (a flatten into the classifier, a channel shuffle's ``take``, a concat at an odd offset, a
 grouped conv) gets plain NCHW, unblocked once however many consumers read it; the model's
 input and output are plain NCHW. A stem conv of fewer than ``b`` input channels reads the
-plain input and writes blocked output, so nothing is padded 3 -> 16.
+model's plain input and writes blocked output, so nothing is padded 3 -> 16; every other conv
+reads blocked input, so a part of a model cut at an activation (:mod:`hakd.passes.neighbourhood`)
+lowers to the whole model's kernels.
 
 A width that is not a multiple of ``b`` is padded inside its last block (zero weights, zero
 bias): its kernels cost what the next multiple of ``b`` costs, so a staircase steps at
@@ -99,8 +101,8 @@ def _pack_depthwise(weight: te.Tensor, block: int):
 class _Blocker:
     """Rewrites one function's bindings; ``channels`` maps each blocked var to its true channel count."""
 
-    def __init__(self, bb: relax.BlockBuilder, block: int):
-        self.bb, self.block = bb, block
+    def __init__(self, bb: relax.BlockBuilder, block: int, model_inputs=()):
+        self.bb, self.block, self.model_inputs = bb, block, set(model_inputs)
         self.new: Dict[relax.Var, relax.Expr] = {}
         self.channels: Dict[relax.Var, int] = {}
         self._plain: Dict[relax.Var, relax.Var] = {}
@@ -166,7 +168,7 @@ class _Blocker:
                     dilation=[int(d) for d in a.dilation])
         x, w, groups = self.arg(data), self.arg(weight), int(a.groups)
         if groups == 1:
-            blocked_input = x in self.channels or data_shape[1] >= self.block
+            blocked_input = x not in self.model_inputs or data_shape[1] >= self.block
             x = self.blocked(x) if blocked_input else x
             packed = self.bb.emit_te(_pack_dense, w, self.block, blocked_input, primfunc_name_hint="weight_pack")
             out = self.bb.emit_te(conv2d_nchwc, x, packed, conv["strides"], conv["padding"], conv["dilation"],
@@ -241,11 +243,12 @@ class _Blocker:
         return self._mark(out, sum(self.channels[f] for f in fields))
 
 
-def block_channels(mod: tvm.IRModule, block: int) -> tvm.IRModule:
-    """``mod`` with ``main``'s convs and what follows them in ``NCHW{block}c`` (see the module's docstring)."""
+def block_channels(mod: tvm.IRModule, block: int, model_inputs=(0,)) -> tvm.IRModule:
+    """``mod`` with ``main``'s convs and what follows them in ``NCHW{block}c`` (see the module's
+    docstring); ``model_inputs``: positions of ``main``'s parameters that are the model's inputs."""
     func = mod["main"]
     bb = relax.BlockBuilder(tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint != "main"}))
-    blocker = _Blocker(bb, block)
+    blocker = _Blocker(bb, block, [func.params[i] for i in model_inputs])
     body = func.body
     with bb.function("main", list(func.params), attrs=dict(func.attrs or {}), pure=func.is_pure):
         with bb.dataflow():
@@ -264,8 +267,8 @@ def block_channels(mod: tvm.IRModule, block: int) -> tvm.IRModule:
 class BlockChannels:
     """Module pass: :func:`block_channels`."""
 
-    def __init__(self, block: int):
-        self.block = block
+    def __init__(self, block: int, model_inputs=(0,)):
+        self.block, self.model_inputs = block, tuple(model_inputs)
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
-        return block_channels(mod, self.block)
+        return block_channels(mod, self.block, self.model_inputs)

@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     reason="needs Debian's gcc-aarch64-linux-gnu, g++-aarch64-linux-gnu and qemu-user (scripts/setup.sh installs them)")]
 
 
-def test_aarch64_kernel_under_qemu_matches_host(tiny, tmp_path):
+@pytest.mark.parametrize("block", [0, 4])  # plain NCHW; NEON's blocked channels (what cortex-a57 deploys)
+def test_aarch64_kernel_under_qemu_matches_host(tiny, tmp_path, block):
     gm, _ = tiny
     include = Path(tvm_ffi.__file__).parent / "include"
     harness = tmp_path / "harness"
@@ -31,7 +32,7 @@ def test_aarch64_kernel_under_qemu_matches_host(tiny, tmp_path):
     a57, host = parse_target("llvm -mcpu=cortex-a57"), parse_target("host")
     rng = np.random.default_rng(0)
     checked = 0
-    for k in lower(gm).kernels.values():
+    for k in lower(gm, block=block).kernels.values():
         if k.kind == "generic":
             continue
         for cfg in [c for c in candidates(k.func) if c.template != "default"]:  # every hakd template, on NEON too
