@@ -26,7 +26,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from hakd import models  # noqa: E402
-from hakd.cost.lower import lower  # noqa: E402
 from hakd.cost.profile import Profiler  # noqa: E402
 from hakd.sweep import group_staircase  # noqa: E402
 from hakd.cost.staircase import grid_points  # noqa: E402
@@ -54,7 +53,7 @@ def retimed_prediction_s(gm, prof):
     """The prediction again, from the deployed schedules built and timed afresh (a new table)
     right after the model's measurement: the same cost model, taken in the same spell of the
     machine's load as the measurement, which the profile before export was not."""
-    low = lower(gm)
+    low = prof.lower(gm)
     deployed = {k.call_modules: {k.schedule} for k in prof.lowered(low).kernels}  # table hits: nothing timed
     with tempfile.TemporaryDirectory() as d:
         return Profiler("host", table=LatencyTable(Path(d) / "t.sqlite")).lowered(low, only=deployed).latency_s
@@ -178,7 +177,7 @@ def tune(name="resnet20", trials=32):
     rows = []
     with tempfile.TemporaryDirectory() as d:
         prof = Profiler("host", table=LatencyTable(Path(d) / "t.sqlite"), tune_trials=trials)
-        low = lower(gm)
+        low = prof.lower(gm)
         context = prof.context(low)
         convs = [k for k in low.kernels.values() if k.kind == "conv2d" and k.shapes[1][2:] == (3, 3)]
         for k in sorted(convs, key=lambda k: k.shapes[0][1] * k.shapes[-1][1])[::3]:
