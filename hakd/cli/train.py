@@ -1,22 +1,18 @@
-"""The ``hakd`` command line.
+"""``hakd`` subcommands that train: models (the zoo), train (a teacher), distill (a student).
 
-    hakd models                                        list the zoo
-    hakd train resnet20 --data fashion-mnist --epochs 1 --out runs/r20
-    hakd train resnet20 --out runs/r20 --epochs 1 --resume   # after an interruption
-    hakd groups | profile | staircase | export | table ...  (see hakd.cli_cost)
+    hakd models
+    hakd train resnet20 --data fashion-mnist --epochs 1 --out runs/r20     # --resume after an interruption
+    hakd distill --teacher runs/r20 --student runs/budget --epochs 30       # torchrun --nproc-per-node 2 -m hakd distill ...
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 import time
 
 from hakd.config import DATASETS, DataConfig, TrainConfig
-from hakd.errors import ConfigError, HakdError
+from hakd.errors import ConfigError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["add_train_commands"]
 
 
 def _train(args) -> None:
@@ -88,10 +84,7 @@ def _models(args) -> None:
         print(f"{name:14s} {n / 1e6:6.2f}M parameters")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hakd", description="Hardware Aware Knowledge Distillation")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_train_commands(sub) -> None:
     p = sub.add_parser("models", help="list the model zoo")
     p.set_defaults(handler=_models)
 
@@ -133,55 +126,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-test", type=int, default=None)
     p.add_argument("--resume", action="store_true")
     p.set_defaults(handler=_distill)
-
-    from hakd.cli_cost import add_commands
-
-    add_commands(sub)
-    return parser
-
-
-def _log_internal_error(argv) -> str:
-    """Write the current exception's traceback to a log file; returns its path."""
-    import tempfile
-    import traceback
-
-    folder = os.path.join(os.path.expanduser("~"), ".cache", "hakd", "logs")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError:
-        folder = tempfile.gettempdir()
-    path = os.path.join(folder, f"hakd-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
-    with open(path, "w") as f:
-        f.write(f"hakd {' '.join(argv if argv is not None else sys.argv[1:])}\n\n")
-        traceback.print_exc(file=f)
-    return path
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        args.handler(args)
-    except HakdError as e:
-        print(f"hakd: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("hakd: interrupted; what was finished is saved: rerun the same command (with --resume where it has "
-              "one) to continue", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # the reader (e.g. `| head`) stopped reading: like any Unix tool, stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except OSError as e:  # a file or folder the user named: missing, read-only, a file where a folder should be
-        where = f" {e.filename}" if e.filename else ""
-        print(f"hakd: error: cannot use{where}: {e.strerror or e}; check the path and its permissions", file=sys.stderr)
-        return 2
-    except Exception as e:  # a bug in hakd, not bad input: one line, the traceback in a file
-        log = _log_internal_error(argv)
-        print(f"hakd: internal error: {type(e).__name__}: {str(e)[:300]}; the traceback is in {log} "
-              "(please report it with that file)", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,89 +9,12 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
-from hakd.cli_cost import INPUTS
+from hakd.cli.inputs import INPUTS, fractions, names, user_model
 from hakd.config import TrialConfig
-from hakd.errors import ConfigError
 
-__all__ = ["add_optimize_commands", "user_model"]
-
-
-def _shape(text):
-    try:
-        dims = tuple(int(d) for d in text.split(","))
-    except ValueError:
-        dims = ()
-    if len(dims) != 3 or min(dims) < 1:
-        raise ConfigError(f"--input-shape is C,H,W (three positive integers, e.g. 3,32,32); got {text!r}")
-    return dims
-
-
-def _names(text):
-    """A comma-separated list: ``importance,params`` -> ('importance', 'params')."""
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
-def _fractions(text, option):
-    """Comma-separated numbers: ``0,0.5`` -> (0.0, 0.5)."""
-    try:
-        return tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise ConfigError(f"{option} takes numbers separated by commas (e.g. 0,0.25,0.5), got {text!r}") from None
-
-
-def user_model(args):
-    """(nn.Module in eval mode, input shape C,H,W, where it came from) from --run, --model or --model-file."""
-    import torch
-    from torch import nn
-
-    given = [a for a in ("run", "model", "model_file") if getattr(args, a, None)]
-    if len(given) != 1:
-        raise ConfigError("give the model one way: --run RUN (a `hakd train` folder), --model PACKAGE.MODULE:FACTORY, "
-                          "or --model-file FILE (a saved nn.Module)")
-    shape = _shape(args.input_shape) if args.input_shape else INPUTS[args.data][1:]
-    if args.run:
-        from hakd.train import load_trained, run_config
-
-        if not args.input_shape:  # the data set the run was trained on, not --data
-            shape = INPUTS[run_config(args.run)["data"]["name"]][1:]
-        return load_trained(args.run), shape, args.run
-    if args.model:
-        module_name, _, factory = args.model.partition(":")
-        if not factory:
-            raise ConfigError(f"--model is PACKAGE.MODULE:FACTORY (e.g. torchvision.models:resnet18); got {args.model!r}")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as e:
-            package = module_name.split(".")[0]
-            raise ConfigError(f"cannot import {module_name!r} for --model ({e}); install it in this environment "
-                              f"(pip install {package}) or save the model with torch.save and pass --model-file") from e
-        if not hasattr(module, factory):
-            raise ConfigError(f"{module_name} has no {factory!r}; check the name after the colon in --model")
-        kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
-        model = getattr(module, factory)(**kwargs)
-        if args.weights:
-            from hakd.checkpoint import load_checkpoint
-
-            state = load_checkpoint(args.weights)
-            model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
-        return model.eval(), shape, args.model
-    path = Path(args.model_file)
-    if not path.is_file():
-        raise ConfigError(f"--model-file {path} does not exist")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise ConfigError(f"{path} is not a torch file that holds a model ({type(e).__name__}: {str(e)[:200]})") from e
-    if isinstance(saved, dict) and isinstance(saved.get("model"), nn.Module):
-        shape = tuple(saved["input_shape"][1:]) if "input_shape" in saved and not args.input_shape else shape
-        saved = saved["model"]
-    if not isinstance(saved, nn.Module):
-        raise ConfigError(f"{path} holds a {type(saved).__name__}, not an nn.Module: save the whole model "
-                          "(torch.save(model, path)), or give a factory with --model and the weights with --weights")
-    return saved.eval(), shape, str(path)
+__all__ = ["add_optimize_commands"]
 
 
 def _optimize(args):
@@ -113,7 +36,7 @@ def _optimize(args):
     print(f"optimizing {what} for {args.target} into {args.out}")
     result = hakd.optimize(model, args.target, data, example_input=torch.zeros(1, *shape), prune=prune,
                            snap=args.snap, budget=args.budget, budget_s=args.budget_us * 1e-6 if args.budget_us else None,
-                           value=args.value, min_keep=_fractions(args.min_keep, "--min-keep"),
+                           value=args.value, min_keep=fractions(args.min_keep, "--min-keep"),
                            trial=TrialConfig(images=args.trial_images, held_out=args.held_out), distill=distill, device=args.device, table=args.table,
                            threads=args.threads, tune_trials=args.tune_trials, out=args.out)
     m = result.report["models"]
@@ -192,7 +115,7 @@ def add_optimize_commands(sub) -> None:
     how.add_argument("--snap", default="up", choices=["up", "down", "nearest"], help="default up: capacity for free")
     how.add_argument("--budget", type=float, help="latency budget as a fraction of the model's predicted latency")
     how.add_argument("--budget-us", type=float, help="latency budget in microseconds")
-    p.add_argument("--value", type=_names, default=("importance",),
+    p.add_argument("--value", type=names, default=("importance",),
                    help="with a budget: what it keeps most of, importance (default) or params; both, comma-separated: "
                         "try each way (see --trial-images)")
     p.add_argument("--min-keep", default="0",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hakd.cli.inputs import profiler, traced_model
 from hakd.errors import ConfigError
 from hakd.passes.trace import input_shape
 from hakd.prune_folder import MODEL, PLAN, STAIRS, load_prune_folder, write_prune_folder
@@ -23,13 +24,6 @@ from hakd.prune_folder import MODEL, PLAN, STAIRS, load_prune_folder, write_prun
 __all__ = ["add_prune_commands"]
 
 SUMMARY = "snap.json"
-
-
-def _profiler(args):
-    from hakd.cost.measure import MeasureConfig
-    from hakd.cost.profile import Profiler
-
-    return Profiler(args.hw_target, device=args.device, table=args.table, measure=MeasureConfig(threads=args.hw_threads))
 
 
 def _write(out: Path, base, groups, plan, importance, note: str) -> None:
@@ -46,7 +40,6 @@ def _write(out: Path, base, groups, plan, importance, note: str) -> None:
 def _prune(args):
     from hakd import data
     from hakd.baselines.widths import fit_fraction, l1_importance, l1_plan, round_to_multiple, uniform_plan
-    from hakd.cli_cost import _model
     from hakd.config import DataConfig, PruneConfig
     from hakd.passes.fisher import fisher_prune
     from hakd.passes.groups import find_groups
@@ -63,7 +56,7 @@ def _prune(args):
         raise ConfigError(f"--round is a multiple of channels (>= 1), or 0 for no rounding; got {args.round}")
     if args.method != "fisher":  # every method's amount is checked the same way
         PruneConfig(target=args.target, amount=args.amount)
-    gm, what = _model(args)
+    gm, what = traced_model(args)
     groups = find_groups(gm)
     if args.method == "fisher":
         if not args.run:
@@ -74,7 +67,7 @@ def _prune(args):
         if args.target == "latency" or args.penalty_on == "latency":
             from hakd import sweep
 
-            prof = _profiler(args)
+            prof = profiler(args, args.hw_threads)
             full_s = prof.model(gm).latency_s
             if args.target == "latency":
                 if not 0 < args.amount <= 1:
@@ -105,7 +98,7 @@ def _staircases(args):
     from hakd.staircases import Staircases
 
     gm, groups, plan, _ = load_prune_folder(args.folder)
-    prof = _profiler(args)
+    prof = profiler(args, args.hw_threads)
     only = args.groups.split(",") if args.groups else None
     path = Path(args.folder) / STAIRS
     previous = Staircases.load(path) if path.is_file() else None
@@ -137,7 +130,7 @@ def _snap(args):
     if args.budget is not None and not 0 < args.budget <= 1:
         raise ConfigError(f"--budget is a fraction of the unpruned model's predicted latency, in (0, 1]; got {args.budget}")
     gm, groups, plan, importance = load_prune_folder(args.folder)
-    prof = _profiler(args)
+    prof = profiler(args, args.hw_threads)
     stairs = sweep.load_or_measure(Path(args.folder) / STAIRS, prof, gm, groups, plan)
     before_s = sweep.predict(prof, gm, groups, plan)
     summary = {"from": str(args.folder), "target": prof.target_key, "threads": prof.measure.threads,

@@ -5,64 +5,21 @@
     hakd staircase resnet56 --group layers.9.conv1 --plot stairs.png
     hakd export --run runs/r20 --target host --out deploy/r20
     hakd table list | hakd table export rows.csv | hakd table merge other.sqlite
-    (prune, staircases, snap: hakd.cli_prune)
+    (prune, staircases, snap: hakd.cli.prune; optimize, diagnose: hakd.cli.optimize)
 """
 
 from __future__ import annotations
 
+from hakd.cli.inputs import INPUTS, profiler, traced_model
 from hakd.errors import ConfigError
 
-__all__ = ["add_commands"]
-
-INPUTS = {"fashion-mnist": (1, 1, 28, 28), "cifar10": (1, 3, 32, 32)}
-
-
-def _model(args):
-    """(traced GraphModule, description) from --run (a trained run folder) or a zoo name."""
-    import torch
-
-    from hakd import models
-    from hakd.passes.trace import trace
-    from hakd.train import load_trained, run_config
-
-    if getattr(args, "model_file", None):
-        from hakd.checkpoint import load_checkpoint
-
-        saved = load_checkpoint(args.model_file)
-        if "model" not in saved or "input_shape" not in saved:
-            raise ConfigError(f"{args.model_file} is not a model written by `hakd prune`")
-        return trace(saved["model"].eval(), torch.zeros(saved["input_shape"])), args.model_file
-    if args.run:
-        model = load_trained(args.run)
-        shape = (1, model_in_channels(model), *INPUTS[run_config(args.run)["data"]["name"]][2:])
-        what = f"{args.run}"
-    else:
-        if not args.model:
-            raise ConfigError("give a zoo model name or --run RUN_FOLDER")
-        shape = INPUTS[args.data]
-        model = models.create(args.model, in_channels=shape[1]).eval()
-        what = f"{args.model} (untrained)"
-    return trace(model.eval(), torch.zeros(shape)), what
-
-
-def model_in_channels(model) -> int:
-    from torch import nn
-
-    return next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
-
-
-def _profiler(args):
-    from hakd.cost.measure import MeasureConfig
-    from hakd.cost.profile import Profiler
-
-    return Profiler(args.hw_target, device=args.device, table=args.table, measure=MeasureConfig(threads=args.threads),
-                    tune_trials=getattr(args, "tune_trials", 0))
+__all__ = ["add_cost_commands"]
 
 
 def _groups(args):
     from hakd.passes.groups import find_groups
 
-    gm, what = _model(args)
+    gm, what = traced_model(args)
     groups = find_groups(gm)
     print(f"{what}: {len(groups)} channel groups, {len(groups.prunable())} prunable")
     if groups.gathers:
@@ -75,8 +32,8 @@ def _groups(args):
 
 
 def _profile(args):
-    gm, what = _model(args)
-    prof = _profiler(args)
+    gm, what = traced_model(args)
+    prof = profiler(args, args.threads)
     timing = prof.model(gm)
     print(f"{what} on {prof.target.key()} at {prof.device}, {args.threads} thread(s); table {prof.table.path}")
     for k in sorted(timing.kernels, key=lambda k: -k.latency_s * k.calls):
@@ -88,11 +45,11 @@ def _staircase(args):
     from hakd.sweep import group_staircase
     from hakd.passes.groups import find_groups
 
-    gm, what = _model(args)
+    gm, what = traced_model(args)
     groups = find_groups(gm)
     if args.group not in groups.by_name:
         raise ConfigError(f"no group {args.group!r}; prunable groups: {', '.join(g.name for g in groups.prunable())}")
-    prof = _profiler(args)
+    prof = profiler(args, args.threads)
     sweep = group_staircase(prof, gm, groups, args.group, adaptive=not args.full, tol=args.tol)
     print(f"{what}: group {args.group} on {prof.target.key()}: {sweep.evaluations} widths measured, {prof.compiles} compiles")
     curve, optimal = sweep.curve, set(sweep.optimal)
@@ -116,8 +73,8 @@ def _export(args):
     if (Path(args.out) / META).exists() and not args.overwrite:
         raise ConfigError(f"{args.out} already holds an export ({META}); choose another --out, or pass --overwrite")
 
-    gm, what = _model(args)
-    result = export(gm, args.out, _profiler(args))
+    gm, what = traced_model(args)
+    result = export(gm, args.out, profiler(args, args.threads))
     print(f"exported {what} to {result.library}: predicted {result.predicted_latency_s * 1e6:.1f} us"
           + (f", max |hakd - PyTorch| = {result.max_abs_error:.2e}" if result.max_abs_error is not None else ""))
 
@@ -137,7 +94,7 @@ def _table(args):
         print(f"merged {args.path}: {added} rows added, {kept} already present")
 
 
-def add_commands(sub) -> None:
+def add_cost_commands(sub) -> None:
     from hakd.cost.table import DEFAULT_TABLE
 
     def model_args(p, cost=True):
@@ -177,9 +134,3 @@ def add_commands(sub) -> None:
     p.add_argument("path", nargs="?", help="CSV to write (export) or table to merge in (merge)")
     p.add_argument("--table", default=str(DEFAULT_TABLE))
     p.set_defaults(handler=_table)
-    from hakd.cli_optimize import add_optimize_commands
-    from hakd.cli_prune import add_prune_commands
-
-    add_prune_commands(sub)
-    add_optimize_commands(sub)
-

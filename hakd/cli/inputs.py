@@ -1,0 +1,136 @@
+"""What the ``hakd`` commands share: the model a command works on (a zoo name, a `hakd train` run,
+a saved model or a factory), input shapes, the profiler, and option parsers. Every command
+family (train, cost, prune, optimize) reads its inputs here, so a bad input is checked once.
+
+>>> parse_shape("3,32,32"), names("importance, params"), fractions("0,0.5", "--min-keep")
+((3, 32, 32), ('importance', 'params'), (0.0, 0.5))
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from hakd.errors import ConfigError
+
+__all__ = ["INPUTS", "traced_model", "model_in_channels", "user_model", "profiler", "parse_shape", "names", "fractions"]
+
+INPUTS = {"fashion-mnist": (1, 1, 28, 28), "cifar10": (1, 3, 32, 32)}
+
+
+def traced_model(args):
+    """(traced GraphModule, description) from --run (a trained run folder) or a zoo name."""
+    import torch
+
+    from hakd import models
+    from hakd.passes.trace import trace
+    from hakd.train import load_trained, run_config
+
+    if getattr(args, "model_file", None):
+        from hakd.checkpoint import load_checkpoint
+
+        saved = load_checkpoint(args.model_file)
+        if "model" not in saved or "input_shape" not in saved:
+            raise ConfigError(f"{args.model_file} is not a model written by `hakd prune`")
+        return trace(saved["model"].eval(), torch.zeros(saved["input_shape"])), args.model_file
+    if args.run:
+        model = load_trained(args.run)
+        shape = (1, model_in_channels(model), *INPUTS[run_config(args.run)["data"]["name"]][2:])
+        what = f"{args.run}"
+    else:
+        if not args.model:
+            raise ConfigError("give a zoo model name or --run RUN_FOLDER")
+        shape = INPUTS[args.data]
+        model = models.create(args.model, in_channels=shape[1]).eval()
+        what = f"{args.model} (untrained)"
+    return trace(model.eval(), torch.zeros(shape)), what
+
+
+def model_in_channels(model) -> int:
+    from torch import nn
+
+    return next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+
+
+def profiler(args, threads: int):
+    """The Profiler of --target (``hw_target``), --device, --table, with ``threads`` and --tune-trials."""
+    from hakd.cost.measure import MeasureConfig
+    from hakd.cost.profile import Profiler
+
+    return Profiler(args.hw_target, device=args.device, table=args.table, measure=MeasureConfig(threads=threads),
+                    tune_trials=getattr(args, "tune_trials", 0))
+
+
+def parse_shape(text):
+    try:
+        dims = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        raise ConfigError(f"--input-shape is C,H,W (three positive integers, e.g. 3,32,32); got {text!r}")
+    return dims
+
+
+def names(text):
+    """A comma-separated list: ``importance,params`` -> ('importance', 'params')."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def fractions(text, option):
+    """Comma-separated numbers: ``0,0.5`` -> (0.0, 0.5)."""
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(f"{option} takes numbers separated by commas (e.g. 0,0.25,0.5), got {text!r}") from None
+
+
+def user_model(args):
+    """(nn.Module in eval mode, input shape C,H,W, where it came from) from --run, --model or --model-file."""
+    import torch
+    from torch import nn
+
+    given = [a for a in ("run", "model", "model_file") if getattr(args, a, None)]
+    if len(given) != 1:
+        raise ConfigError("give the model one way: --run RUN (a `hakd train` folder), --model PACKAGE.MODULE:FACTORY, "
+                          "or --model-file FILE (a saved nn.Module)")
+    shape = parse_shape(args.input_shape) if args.input_shape else INPUTS[args.data][1:]
+    if args.run:
+        from hakd.train import load_trained, run_config
+
+        if not args.input_shape:  # the data set the run was trained on, not --data
+            shape = INPUTS[run_config(args.run)["data"]["name"]][1:]
+        return load_trained(args.run), shape, args.run
+    if args.model:
+        module_name, _, factory = args.model.partition(":")
+        if not factory:
+            raise ConfigError(f"--model is PACKAGE.MODULE:FACTORY (e.g. torchvision.models:resnet18); got {args.model!r}")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            package = module_name.split(".")[0]
+            raise ConfigError(f"cannot import {module_name!r} for --model ({e}); install it in this environment "
+                              f"(pip install {package}) or save the model with torch.save and pass --model-file") from e
+        if not hasattr(module, factory):
+            raise ConfigError(f"{module_name} has no {factory!r}; check the name after the colon in --model")
+        kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
+        model = getattr(module, factory)(**kwargs)
+        if args.weights:
+            from hakd.checkpoint import load_checkpoint
+
+            state = load_checkpoint(args.weights)
+            model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+        return model.eval(), shape, args.model
+    path = Path(args.model_file)
+    if not path.is_file():
+        raise ConfigError(f"--model-file {path} does not exist")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ConfigError(f"{path} is not a torch file that holds a model ({type(e).__name__}: {str(e)[:200]})") from e
+    if isinstance(saved, dict) and isinstance(saved.get("model"), nn.Module):
+        shape = tuple(saved["input_shape"][1:]) if "input_shape" in saved and not args.input_shape else shape
+        saved = saved["model"]
+    if not isinstance(saved, nn.Module):
+        raise ConfigError(f"{path} holds a {type(saved).__name__}, not an nn.Module: save the whole model "
+                          "(torch.save(model, path)), or give a factory with --model and the weights with --weights")
+    return saved.eval(), shape, str(path)
