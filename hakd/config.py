@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any, Optional, Tuple
 
 from hakd.errors import ConfigError
@@ -22,6 +23,16 @@ from hakd.errors import ConfigError
 __all__ = ["DataConfig", "TrainConfig", "PruneConfig", "DistillConfig", "TrialConfig", "DATASETS", "PRUNE_TARGETS", "DISTILL_LOSSES", "INITS"]
 
 DATASETS = ("fashion-mnist", "cifar10")
+
+
+def _finite(cfg) -> None:
+    """Every number of ``cfg`` (and in its tuples) is finite: ``nan < low`` is False, so a NaN
+    passes every range check after it (a NaN learning rate trains a NaN model)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{type(cfg).__name__}.{f.name} must be a finite number, got {value!r}")
 
 
 def _at_least(cfg, name: str, low, allow_none: bool = False) -> None:
@@ -104,6 +115,7 @@ class DataConfig(_JsonConfig):
     limit_test: Optional[int] = None
 
     def __post_init__(self):
+        _finite(self)
         _one_of(self, "name", DATASETS)
         _at_least(self, "limit_train", 1, allow_none=True)
         _at_least(self, "limit_test", 1, allow_none=True)
@@ -130,6 +142,7 @@ class TrainConfig(_JsonConfig):
     threads: Optional[int] = None
 
     def __post_init__(self):
+        _finite(self)
         _at_least(self, "epochs", 1)
         _at_least(self, "batch_size", 1)
         _at_least(self, "lr", 0.0)
@@ -181,6 +194,7 @@ class PruneConfig(_JsonConfig):
     max_steps: Optional[int] = None
 
     def __post_init__(self):
+        _finite(self)
         _one_of(self, "target", PRUNE_TARGETS)
         _one_of(self, "penalty_on", PENALTIES)
         if isinstance(self.amount, bool) or not isinstance(self.amount, (int, float)) or self.amount != self.amount:
@@ -220,6 +234,7 @@ class DistillConfig(TrainConfig):
     init: str = "inherit"
 
     def __post_init__(self):
+        _finite(self)
         super().__post_init__()
         _one_of(self, "loss", DISTILL_LOSSES)
         _one_of(self, "init", INITS)
@@ -244,5 +259,6 @@ class TrialConfig(_JsonConfig):
     held_out: int = 5000
 
     def __post_init__(self):
+        _finite(self)
         _at_least(self, "images", 1)
         _at_least(self, "held_out", 1)

@@ -209,12 +209,18 @@ def predict(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan:
 
 def load_or_measure(path, profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan,
                     **kwargs) -> Staircases:
-    """The staircases at ``path`` brought up to date for ``plan``: its groups measured again where
-    stale; every prunable group measured when there is no file yet."""
+    """The staircase of every prunable group around ``plan``, saved at ``path``: the groups the file
+    holds are kept where still fresh, stale ones are measured again, and groups it lacks (a sweep
+    that was interrupted, or `hakd staircases --groups` of a few) are measured, so a decision never
+    rests on part of the model."""
     path = Path(path)
     previous = Staircases.load(path) if path.is_file() else None
-    only = list(previous.groups) if previous is not None else None
-    return model_staircases(profiler, gm, groups, plan, only=only, previous=previous, save_to=path, **kwargs)
+    if previous is not None:
+        missing = [g.name for g in groups.prunable() if g.name not in previous]
+        if missing:
+            kwargs.get("log", print)(f"{path} holds {len(previous.groups)} of {len(groups.prunable())} groups' staircases "
+                                     f"(an interrupted sweep, or a few groups asked for): measuring the other {len(missing)}")
+    return model_staircases(profiler, gm, groups, plan, previous=previous, save_to=path, **kwargs)
 
 
 def latency_of(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups) -> Callable[[Dict[str, int]], float]:

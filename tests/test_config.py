@@ -45,3 +45,24 @@ def test_milestones_scale_with_epochs():
     assert TrainConfig(epochs=200).milestone_epochs() == [60, 120, 160]
     assert TrainConfig(epochs=10).milestone_epochs() == [3, 6, 8]
     assert TrainConfig(epochs=1).milestone_epochs() == []
+
+
+def _float_options():
+    """(config class, option) for every float option of every config (NaN and inf pass a `value < low` test)."""
+    import dataclasses
+
+    from hakd.config import DistillConfig, PruneConfig, TrialConfig
+
+    for cls in (TrainConfig, PruneConfig, DistillConfig, TrialConfig, DataConfig):
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else None
+            if isinstance(default, float) or (isinstance(default, tuple) and default and isinstance(default[0], float)):
+                yield cls, f.name, default
+
+
+@pytest.mark.parametrize("cls, name, default", list(_float_options()), ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_no_option_takes_nan_or_inf(cls, name, default, bad):
+    value = (bad,) * len(default) if isinstance(default, tuple) else bad
+    with pytest.raises(ConfigError, match=f"{cls.__name__}.{name} must be a finite number"):
+        cls(**{name: value})

@@ -205,3 +205,21 @@ def test_a_pruned_shufflenet_replays_its_shuffles_as_gathers_and_exports_exactly
         expected = student(x).numpy()
     assert result.max_abs_error < 1e-5
     np.testing.assert_allclose(load(tmp_path / "e")(x.numpy()), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_a_partial_staircases_file_is_finished_before_any_decision(tiny, tmp_path):
+    """An interrupted sweep (or `hakd staircases --groups` of one group) leaves a file with some
+    groups: the reader measures the others instead of deciding on part of the model."""
+    from hakd.staircases import Staircases
+    from hakd.sweep import load_or_measure, model_staircases
+
+    gm, groups = tiny
+    prof = Profiler("host", table=LatencyTable(tmp_path / "t.sqlite"), measure=QUICK)
+    path, first = tmp_path / "staircases.json", groups.prunable()[0].name
+    model_staircases(prof, gm, groups, None, only=[first], save_to=path, log=lambda s: None)
+    assert list(Staircases.load(path).groups) == [first]
+    said = []
+    stairs = load_or_measure(path, prof, gm, groups, groups.plan(), log=said.append)
+    assert set(stairs.groups) == {g.name for g in groups.prunable()} == set(Staircases.load(path).groups)
+    assert any(f"holds 1 of {len(groups.prunable())}" in s for s in said)
+    assert stairs[first] == Staircases.load(path)[first]  # the group measured before is kept
