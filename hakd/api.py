@@ -59,8 +59,8 @@ def _check(snap: Optional[str], budget: Optional[float], budget_s: Optional[floa
         raise ConfigError("optimize: give the budget as a fraction (budget) or in seconds (budget_s), not both")
     if budget is not None and (isinstance(budget, bool) or not 0 < budget <= 1):
         raise ConfigError(f"optimize: budget is a fraction of the teacher's predicted latency, in (0, 1]; got {budget!r}")
-    if budget_s is not None and not budget_s > 0:
-        raise ConfigError(f"optimize: budget_s is a latency in seconds (> 0); got {budget_s!r}")
+    if budget_s is not None and (isinstance(budget_s, bool) or not 0 < budget_s < float("inf")):
+        raise ConfigError(f"optimize: budget_s is a latency in seconds (> 0, finite); got {budget_s!r}")
     if snap is None and budget is None and budget_s is None:
         raise ConfigError("optimize: say how to use the staircases: snap='up'|'down'|'nearest', or a budget")
 

@@ -84,6 +84,14 @@ CASES = [  # (argv, words the message must hold); T is the test's folder
     (["optimize", "--model", "tests.cli_models:tiny", "--budget", "0.5", "--held-out", "0", "--out", "T/o"],
      ["held_out", ">= 1"]),
     (["diagnose", "--model-file", "T/none.pt"], ["T/none.pt", "does not exist"]),
+    # NaN, inf and zero are numbers to argparse: each is refused, not taken as "no budget" or "no limit"
+    (["snap", "T/prune", "--budget-us", "inf", "--out", "T/s"], ["--budget-us", "finite"]),
+    (["snap", "T/prune", "--budget-us", "nan", "--out", "T/s"], ["--budget-us", "finite"]),
+    (["optimize", "--model", "tests.cli_models:tiny", "--budget-us", "0", "--out", "T/o"], ["budget_s", "> 0"]),
+    (["optimize", "--model", "tests.cli_models:tiny", "--budget-us", "inf", "--out", "T/o"], ["budget_s", "finite"]),
+    (["optimize", "--model", "tests.cli_models:tiny", "--budget", "0.5", "--lr", "nan", "--out", "T/o"],
+     ["lr", "finite"]),
+    (["distill", "--teacher", "T/nowhere", "--student", "T/prune", "--beta", "nan"], ["beta", "finite"]),
 ]
 
 

@@ -35,7 +35,7 @@ def _optimize(args):
 
     print(f"optimizing {what} for {args.target} into {args.out}")
     result = hakd.optimize(model, args.target, data, example_input=torch.zeros(1, *shape), prune=prune,
-                           snap=args.snap, budget=args.budget, budget_s=args.budget_us * 1e-6 if args.budget_us else None,
+                           snap=args.snap, budget=args.budget, budget_s=args.budget_us * 1e-6 if args.budget_us is not None else None,
                            value=args.value, min_keep=fractions(args.min_keep, "--min-keep"),
                            trial=TrialConfig(images=args.trial_images, held_out=args.held_out), distill=distill, device=args.device, table=args.table,
                            threads=args.threads, tune_trials=args.tune_trials, out=args.out)

@@ -122,8 +122,8 @@ def _snap(args):
         raise ConfigError("give the budget once: --budget F (a fraction) or --budget-us N (microseconds)")
     if args.mode is None and args.budget is None and args.budget_us is None:
         raise ConfigError("say what to do: --mode up|down|nearest, or a latency budget (--budget F or --budget-us N)")
-    if args.budget_us is not None and not args.budget_us > 0:
-        raise ConfigError(f"--budget-us is a latency in microseconds (> 0); got {args.budget_us}")
+    if args.budget_us is not None and not 0 < args.budget_us < float("inf"):
+        raise ConfigError(f"--budget-us is a latency in microseconds (> 0, finite); got {args.budget_us}")
     if args.mode and (args.budget is not None or args.budget_us is not None):
         raise ConfigError("--mode snaps each width; --budget allocates them all: give one of the two")
     check_min_keep(args.min_keep)

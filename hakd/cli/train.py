@@ -50,6 +50,9 @@ def _distill(args) -> None:
     from hakd.passes.trace import trace
     from hakd.train import load_trained, run_config
 
+    # the options first: a bad one is refused before any file is read
+    config = DistillConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+                           init=args.init, loss=args.loss, alpha=args.alpha, beta=args.beta, temperature=args.temperature)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # started by torchrun
         dist.init_process_group("gloo")
     run = run_config(args.teacher)
@@ -59,8 +62,6 @@ def _distill(args) -> None:
     if "model" not in saved or "input_shape" not in saved:
         raise ConfigError(f"{student_file} is not a pruned model written by `hakd prune` or `hakd snap`")
     shape = saved["input_shape"]
-    config = DistillConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
-                           init=args.init, loss=args.loss, alpha=args.alpha, beta=args.beta, temperature=args.temperature)
     d = run["data"]
     train, test = data.load(DataConfig(d["name"], root=args.data_root or d.get("root"), limit_train=args.limit_train,
                                        limit_test=args.limit_test))
