@@ -1,20 +1,26 @@
 """Carry activations between kernels in the channel-blocked layout ``NCHW{b}c``.
 
 A Relax pass run before legalisation (:data:`hakd.cost.lower.FUSION_PIPELINE`): every dense
-and depthwise float32 conv computes in the blocked layout (:mod:`hakd.cost.blocked_conv`),
-and its output stays blocked through what works per channel: elementwise ops (bias, ReLU,
-clip, sigmoid, residual adds, per-channel scale and shift), pooling, a spatial mean kept
-4-D (an SE gate), and channel concatenations whose parts fill whole blocks. Anything else
-(a flatten into the classifier, a channel shuffle's ``take``, a concat at an odd offset, a
-grouped conv) gets plain NCHW, unblocked once however many consumers read it; the model's
-input and output are plain NCHW. A stem conv of fewer than ``b`` input channels reads the
-model's plain input and writes blocked output, so nothing is padded 3 -> 16; every other conv
-reads blocked input, so a part of a model cut at an activation (:mod:`hakd.passes.neighbourhood`)
-lowers to the whole model's kernels.
+and depthwise float32 conv with at least ``b`` output channels computes in the blocked layout
+(:mod:`hakd.cost.blocked_conv`), and its output stays blocked through what works per channel:
+elementwise ops (bias, ReLU, clip, sigmoid, residual adds, per-channel scale and shift),
+pooling, a spatial mean kept 4-D (an SE gate), and channel concatenations whose parts fill
+whole blocks. Anything else (a flatten into the classifier, a channel shuffle's ``take``, a
+concat at an odd offset, a grouped conv) gets plain NCHW, unblocked once however many
+consumers read it; the model's input and output are plain NCHW.
 
-A width that is not a multiple of ``b`` is padded inside its last block (zero weights, zero
-bias): its kernels cost what the next multiple of ``b`` costs, so a staircase steps at
-multiples of ``b``: the very kernels that deploy.
+Narrow activations (fewer than ``b`` channels) stay plain NCHW, where hakd's NCHW kernels fill
+the vector with output pixels instead (:mod:`hakd.cost.packed_conv`): a blocked kernel would
+spend a whole vector on each pixel's few channels (measured: a Torch-Pruning ResNet-56 with
+8-channel layers ran 1.4x slower blocked by 16). A conv from a narrow input to a wide output
+(the stem: 1 or 3 channels) reads the plain input and writes blocks. Whether a tensor is
+blocked depends on its channel count alone, so a part of a model cut at an activation
+(:mod:`hakd.passes.neighbourhood`) lowers to the whole model's kernels.
+
+A width of ``b`` or more that is not a multiple of ``b`` is padded inside its last block (zero
+weights, zero bias): its kernels cost what the next multiple of ``b`` costs, so a staircase
+steps at multiples of ``b`` there, at the NCHW kernels' steps below ``b``: the very kernels
+that deploy.
 
 >>> import torch
 >>> from tvm import relax
@@ -101,8 +107,8 @@ def _pack_depthwise(weight: te.Tensor, block: int):
 class _Blocker:
     """Rewrites one function's bindings; ``channels`` maps each blocked var to its true channel count."""
 
-    def __init__(self, bb: relax.BlockBuilder, block: int, model_inputs=()):
-        self.bb, self.block, self.model_inputs = bb, block, set(model_inputs)
+    def __init__(self, bb: relax.BlockBuilder, block: int):
+        self.bb, self.block = bb, block
         self.new: Dict[relax.Var, relax.Expr] = {}
         self.channels: Dict[relax.Var, int] = {}
         self._plain: Dict[relax.Var, relax.Var] = {}
@@ -167,8 +173,10 @@ class _Blocker:
         conv = dict(strides=[int(s) for s in a.strides], padding=[int(p) for p in a.padding],
                     dilation=[int(d) for d in a.dilation])
         x, w, groups = self.arg(data), self.arg(weight), int(a.groups)
+        if weight_shape[0] < self.block:  # a narrow output: NCHW kernels (the plain path)
+            return None
         if groups == 1:
-            blocked_input = x not in self.model_inputs or data_shape[1] >= self.block
+            blocked_input = x in self.channels or data_shape[1] >= self.block  # a narrow input is read plain
             x = self.blocked(x) if blocked_input else x
             packed = self.bb.emit_te(_pack_dense, w, self.block, blocked_input, primfunc_name_hint="weight_pack")
             out = self.bb.emit_te(conv2d_nchwc, x, packed, conv["strides"], conv["padding"], conv["dilation"],
@@ -243,12 +251,11 @@ class _Blocker:
         return self._mark(out, sum(self.channels[f] for f in fields))
 
 
-def block_channels(mod: tvm.IRModule, block: int, model_inputs=(0,)) -> tvm.IRModule:
-    """``mod`` with ``main``'s convs and what follows them in ``NCHW{block}c`` (see the module's
-    docstring); ``model_inputs``: positions of ``main``'s parameters that are the model's inputs."""
+def block_channels(mod: tvm.IRModule, block: int) -> tvm.IRModule:
+    """``mod`` with ``main``'s convs and what follows them in ``NCHW{block}c`` (see the module's docstring)."""
     func = mod["main"]
     bb = relax.BlockBuilder(tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint != "main"}))
-    blocker = _Blocker(bb, block, [func.params[i] for i in model_inputs])
+    blocker = _Blocker(bb, block)
     body = func.body
     with bb.function("main", list(func.params), attrs=dict(func.attrs or {}), pure=func.is_pure):
         with bb.dataflow():
@@ -267,8 +274,8 @@ def block_channels(mod: tvm.IRModule, block: int, model_inputs=(0,)) -> tvm.IRMo
 class BlockChannels:
     """Module pass: :func:`block_channels`."""
 
-    def __init__(self, block: int, model_inputs=(0,)):
-        self.block, self.model_inputs = block, tuple(model_inputs)
+    def __init__(self, block: int):
+        self.block = block
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
-        return block_channels(mod, self.block, self.model_inputs)
+        return block_channels(mod, self.block)

@@ -96,14 +96,13 @@ class Lowered:
         return [k for k in self.kernels.values() if module in k.modules]
 
 
-def FUSION_PIPELINE(block: int = 0, model_inputs=(0,)) -> tvm.transform.Pass:
+def FUSION_PIPELINE(block: int = 0) -> tvm.transform.Pass:
     """The Relax passes hakd runs on every model, for measuring and for export alike: with a
-    channel ``block``, activations in ``NCHW{block}c`` between kernels (:mod:`hakd.cost.layout`;
-    ``model_inputs``: the positions of ``main``'s inputs that are the model's own, not values cut
-    from inside it); with 0, plain NCHW and dense convs legalised with packed weights
-    (:mod:`hakd.cost.packed_conv`)."""
+    channel ``block``, activations of ``block`` channels or more in ``NCHW{block}c`` between
+    kernels (:mod:`hakd.cost.layout`); otherwise, and with 0, plain NCHW with dense convs
+    legalised with packed weights (:mod:`hakd.cost.packed_conv`)."""
     t = relax.transform
-    layout = [BlockChannels(block, model_inputs), t.CanonicalizeBindings()] if block else []
+    layout = [BlockChannels(block), t.CanonicalizeBindings()] if block else []
     return tvm.transform.Sequential([
         t.DecomposeOpsForInference(), t.CanonicalizeBindings(), t.DeadCodeElimination(), *layout, t.LegalizeOps(LEGALIZE),
         t.AnnotateTIROpPattern(), t.FoldConstant(), t.FuseOps(), t.FuseTIR(), t.DeadCodeElimination(),
@@ -186,7 +185,7 @@ def lower(gm: fx.GraphModule, input_shape=None, bind_params: bool = False, block
             mod = from_fx(folded, [(s, "float32") for s in shapes], keep_params_as_input=not bind_params)
         if not bind_params:
             mod, _ = relax.frontend.detach_params(mod)
-        mod = FUSION_PIPELINE(block, tuple(i for i, n in enumerate(placeholders) if not n.meta.get("hakd.cut")))(mod)
+        mod = FUSION_PIPELINE(block)(mod)
     except Exception as e:
         raise LowerError(f"TVM cannot lower {type(gm).__name__} at input {input_shape}: {type(e).__name__}: {str(e)[:500]}") from e
     return Lowered(mod, _kernels(mod, folded), input_shape)

@@ -59,7 +59,6 @@ def neighbourhood(gm: fx.GraphModule, modules: Iterable[str], hops: int = 4) -> 
             return None
         env[a] = graph.placeholder(a.name)
         env[a].meta.update(a.meta)  # its shape, and its channel labels (hakd.passes.rebuild.rebuild_part)
-        env[a].meta["hakd.cut"] = a.op != "placeholder"  # computed inside the model, not one of its inputs
     for n in nodes:
         if n not in near:
             continue

@@ -64,7 +64,9 @@ def test_a_blocked_model_computes_what_pytorch_computes(block):
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-4)
     convs = [k for k in low.kernels.values() if k.kind in ("conv2d", "depthwise")]
-    assert convs and all(len(k.shapes[-1]) == 5 and k.shapes[-1][-1] == block for k in convs)  # every conv writes blocks
+    blocked = [k for k in convs if len(k.shapes[-1]) == 5]
+    assert blocked and all(k.shapes[-1][-1] == block for k in blocked)  # wide convs write blocks of the target's
+    assert all(k.shapes[-1][1] < block for k in convs if k not in blocked)  # narrow ones NCHW
 
 
 def test_layout_changes_only_at_the_edges_of_a_resnet():
@@ -78,14 +80,25 @@ def test_layout_changes_only_at_the_edges_of_a_resnet():
     assert lower(gm).kernels.keys() != low.kernels.keys()
 
 
-def test_a_width_between_multiples_of_the_block_runs_the_next_multiples_kernels():
-    """Padded inside its last block: 9 to 16 channels are one kernel, so its staircase steps at 16."""
-    def conv_kernels(width):
-        gm = trace(nn.Sequential(nn.Conv2d(16, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 16, 3, padding=1)).eval(),
-                   torch.zeros(1, 16, 8, 8))
-        return sorted(k.signature for k in lower(gm, block=16).kernels.values() if k.kind == "conv2d")
+def conv_kernels(width, block=16):
+    gm = trace(nn.Sequential(nn.Conv2d(16, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 16, 3, padding=1)).eval(),
+               torch.zeros(1, 16, 8, 8))
+    return sorted(k.signature for k in lower(gm, block=block).kernels.values() if k.kind == "conv2d")
 
-    assert conv_kernels(9) == conv_kernels(13) == conv_kernels(16) != conv_kernels(17)
+
+def test_a_width_between_multiples_of_the_block_runs_the_next_multiples_kernels():
+    """Padded inside its last block: 17 to 32 channels are one kernel, so its staircase steps at 32."""
+    assert conv_kernels(17) == conv_kernels(25) == conv_kernels(32) != conv_kernels(33)
+
+
+def test_narrow_activations_stay_plain():
+    """Fewer channels than a block: NCHW kernels, which fill the vector with pixels (no block of 16 for 8 channels)."""
+    gm = trace(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(8, 32, 3, padding=1)).eval(), torch.zeros(1, 3, 8, 8))
+    kernels = list(lower(gm, block=16).kernels.values())
+    assert sorted(len(k.shapes[-1]) for k in kernels if k.kind == "conv2d") == [4, 4, 5]  # 3->8, 8->8 plain; 8->32 writes blocks
+    assert not any("block_channels" in k.name.replace("unblock", "") for k in kernels)  # the wide conv reads the narrow input as it is
+    assert conv_kernels(9) != conv_kernels(13)  # below a block, NCHW kernels: steps of their own (tiles of 8)
 
 
 @pytest.mark.parametrize("block", [8, 16])
@@ -104,7 +117,7 @@ def test_every_blocked_template_computes_what_the_default_build_computes(block):
                 templates.add(cfg.template)
                 got = _run(apply_schedule(k.func, cfg), args, target)
                 np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=f"{k.name} {cfg.key()}")
-    assert {"nchwc", "dwc", "generic"} <= templates
+    assert {"nchwc", "generic"} | ({"dwc"} if block == 8 else set()) <= templates  # 13-channel depthwise: narrow at 16
 
 
 def test_register_tiles_follow_the_targets_registers():
