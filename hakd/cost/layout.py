@@ -9,13 +9,16 @@ whole blocks. Anything else (a flatten into the classifier, a channel shuffle's 
 concat at an odd offset, a grouped conv) gets plain NCHW, unblocked once however many
 consumers read it; the model's input and output are plain NCHW.
 
-Narrow activations (fewer than ``b`` channels) stay plain NCHW, where hakd's NCHW kernels fill
-the vector with output pixels instead (:mod:`hakd.cost.packed_conv`): a blocked kernel would
-spend a whole vector on each pixel's few channels (measured: a Torch-Pruning ResNet-56 with
-8-channel layers ran 1.4x slower blocked by 16). A conv from a narrow input to a wide output
-(the stem: 1 or 3 channels) reads the plain input and writes blocks. Whether a tensor is
-blocked depends on its channel count alone, so a part of a model cut at an activation
-(:mod:`hakd.passes.neighbourhood`) lowers to the whole model's kernels.
+Narrow activations (fewer than ``b`` channels) computed from plain ones stay plain NCHW, where
+hakd's NCHW kernels fill the vector with output pixels instead (:mod:`hakd.cost.packed_conv`): a
+blocked kernel would spend a whole vector on each pixel's few channels (measured: a
+Torch-Pruning ResNet-56 with 8-channel layers ran 1.4x slower blocked by 16). A narrow conv
+that reads a blocked input writes blocks (DenseNet's 12-channel growth after its 48-channel
+bottleneck: unblocking the input for an NCHW kernel cost more than the padding), and a conv
+from a narrow plain input to a wide output (the stem: 1 or 3 channels) reads the plain input
+and writes blocks. A part of a model cut at an activation (:mod:`hakd.passes.neighbourhood`)
+reads its inputs plain: where that changes a group's kernels, the sweep lowers the whole model
+(it checks the kernels of each part against the whole model's).
 
 A width of ``b`` or more that is not a multiple of ``b`` is padded inside its last block (zero
 weights, zero bias): its kernels cost what the next multiple of ``b`` costs, so a staircase
@@ -173,7 +176,7 @@ class _Blocker:
         conv = dict(strides=[int(s) for s in a.strides], padding=[int(p) for p in a.padding],
                     dilation=[int(d) for d in a.dilation])
         x, w, groups = self.arg(data), self.arg(weight), int(a.groups)
-        if weight_shape[0] < self.block:  # a narrow output: NCHW kernels (the plain path)
+        if weight_shape[0] < self.block and x not in self.channels:  # narrow from plain: NCHW kernels (the plain path)
             return None
         if groups == 1:
             blocked_input = x in self.channels or data_shape[1] >= self.block  # a narrow input is read plain
