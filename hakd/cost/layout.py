@@ -116,6 +116,9 @@ class _Blocker:
         self.channels: Dict[relax.Var, int] = {}
         self._plain: Dict[relax.Var, relax.Var] = {}
         self._blocked: Dict[tuple, relax.Var] = {}
+        self._handlers = {"relax.nn.conv2d": self._conv2d, "relax.concat": self._concat, "relax.mean": self._mean,
+                          **{op: self._unary for op in UNARY}, **{op: self._binary for op in BINARY},
+                          **{op: self._pool for op in POOLS}}
 
     # conversions (memoised: one per value, however many consumers)
     def plain(self, expr):
@@ -149,9 +152,7 @@ class _Blocker:
     def rewrite(self, value):
         """The new value of a binding: blocked where its op works per channel, else on plain inputs."""
         if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op):
-            handler = {"relax.nn.conv2d": self._conv2d, "relax.concat": self._concat, "relax.mean": self._mean,
-                       **{op: self._unary for op in UNARY}, **{op: self._binary for op in BINARY},
-                       **{op: self._pool for op in POOLS}}.get(value.op.name)
+            handler = self._handlers.get(value.op.name)
             if handler is not None:
                 out = handler(value)
                 if out is not None:

@@ -171,17 +171,12 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
     return configs
 
 
-def _blocked_layout(func: tirx.PrimFunc) -> bool:
-    names = _block_names(s_tir.Schedule(func))
-    return "conv2d_NCHWc" in names or "depthwise_conv2d_NCHWc" in names
-
-
 def candidates(func: tirx.PrimFunc) -> List[ScheduleConfig]:
     """The configurations hakd tries for a kernel (a few per kernel: compiling is the cost)."""
     kind = kernel_kind(func)
     if kind == "generic":
         return [ScheduleConfig("generic"), ScheduleConfig("default")]
-    if _blocked_layout(func):
+    if len(func.params[-1].ty.shape) == 5:  # a conv writing blocked channels (hakd.cost.blocked_conv)
         return _nchwc(kind, func.params[-1].ty.shape)
     out_channels, out_height, out_width = (int(x) for x in func.params[-1].ty.shape[1:])
     vector = _vectors(out_width)[0]

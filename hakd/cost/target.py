@@ -19,6 +19,7 @@ DeviceSpec(kind='rpc', host='127.0.0.1', port=9190, key='rk3399')
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 import re
 import shlex
@@ -84,7 +85,7 @@ class TargetSpec:
         """The CPU architecture of the triple (``aarch64``, ``x86_64`` ...), host's if no triple."""
         return self.mtriple.split("-")[0] if self.mtriple else host_arch()
 
-    @property
+    @functools.cached_property  # an LLVM query (~150 us): Profiler.target_key reads it at every table lookup
     def channel_block(self) -> int:
         """Floats in one vector register of this target: the channel block of hakd's activation
         layout (:mod:`hakd.cost.layout`): 16 with AVX-512, 8 with AVX or AVX2, 4 otherwise (NEON, SSE).
