@@ -79,7 +79,10 @@ def test_a_sweep_times_each_kernel_it_measured_a_third_time(tiny, monkeypatch):
 
     monkeypatch.setattr(Profiler, "kernel", spy)
     sweep = group_staircase(prof, gm, groups, "conv1.0")
-    assert len(chosen) >= len(sweep.latency)
+    for w in sweep.latency:  # every measured width's kernels were chosen (widths padded into one block share them)
+        low, members = lower_group(gm, groups, "conv1.0", w, block=prof.channel_block)
+        sigs = {k.signature for k in low.kernels.values() if any(members & set(call) for call in k.call_modules)}
+        assert sigs and sigs <= {c[0] for c in chosen}, w
     assert {prof._timings[c] for c in chosen} == {3}  # twice back to back, once more apart
     assert sweep.confirmed | sweep.remeasured == set(sweep.latency)
 
