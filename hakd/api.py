@@ -28,7 +28,7 @@ from hakd.config import DataConfig, DistillConfig, PruneConfig, TrialConfig
 from hakd.data import Split
 from hakd.errors import BudgetError, ConfigError
 from hakd.passes.snap import MODES
-from hakd.trials import Way, spending_ways
+from hakd.trials import DEFAULT_WAYS, Way, parse_ways, spending_ways
 
 __all__ = ["optimize", "OptimizeResult"]
 
@@ -88,9 +88,9 @@ def _spend(profiler, fisher, groups, stairs, budget_s: float, ways, teacher, tra
     """(plan, fit summary): the budget fitted each way; with several ways, each student tried
     (:mod:`hakd.trials`) and the most accurate on held-out training images kept. Each way's fit
     is saved in ``folder/<way>/`` (a rerun after an interruption keeps it)."""
-    from hakd.budget import fit_budget
+    from hakd.budget import fit_budget, fit_uniform
     from hakd.plan import PrunePlan
-    from hakd.trials import chosen, try_plans
+    from hakd.trials import chosen, trial_splits, try_plans
 
     fitted, unreachable = {}, {}
     if len(ways) > 1:
@@ -104,8 +104,11 @@ def _spend(profiler, fisher, groups, stairs, budget_s: float, ways, teacher, tra
             continue
         log(f"budget, keeping {way.label}:" if len(ways) > 1 else "budget:")
         try:
-            r = fit_budget(profiler, fisher.model, groups, fisher.plan, stairs, fisher.importance, budget_s,
-                           value=way.value, min_keep=way.min_keep, log=log)
+            if way.value == "uniform":
+                r = fit_uniform(profiler, fisher.model, groups, fisher.plan, fisher.importance, budget_s, log=log)
+            else:
+                r = fit_budget(profiler, fisher.model, groups, fisher.plan, stairs, fisher.importance, budget_s,
+                               value=way.value, min_keep=way.min_keep, log=log)
         except BudgetError as e:
             if len(ways) == 1:
                 raise
@@ -113,7 +116,7 @@ def _spend(profiler, fisher, groups, stairs, budget_s: float, ways, teacher, tra
             log(f"budget, keeping {way.label}: {e}")
             continue
         fit = {"predicted_s": r.predicted_s, "rounds": [
-            {k: x[k] for k in ("round", "allocated_s", "predicted_s", "held_back_s")} for x in r.rounds]}
+            {k: x[k] for k in ("round", "allocated_s", "predicted_s", "held_back_s", "fraction") if k in x} for x in r.rounds]}
         if len(ways) > 1:
             saved.mkdir(exist_ok=True)
             atomic_write_text(saved / BUDGET_FIT, json.dumps(fit, indent=1))
@@ -124,12 +127,14 @@ def _spend(profiler, fisher, groups, stairs, budget_s: float, ways, teacher, tra
     if not fitted:
         raise BudgetError(f"no way of spending a budget of {budget_s * 1e6:.1f} us reaches it: "
                           + "; ".join(f"{label}: {e}" for label, e in unreachable.items()))
+    start = time.time()
     trials = try_plans(teacher, fisher.model, groups, {w: p for w, (p, _) in fitted.items()}, train, distill, trial,
                        folder, log=log)
     best = chosen(trials)
     log(f"kept the student that keeps {best.label} (held-out accuracy {best.held_out_accuracy:.4f})")
     plan, fit = fitted[next(w for w in ways if w.label == best.label)]
-    return plan, dict(fit, way=best.label, unreachable=unreachable, trials=[
+    images = len(trial_splits(train, trial)[0])
+    return plan, dict(fit, way=best.label, unreachable=unreachable, trial_seconds=time.time() - start, trial_images=images, trials=[
         dict(t.row(), predicted_s=fit_s["predicted_s"]) for t, (_, fit_s) in zip(trials, fitted.values())])
 
 
@@ -141,6 +146,59 @@ def _ways_decided(ways, trial: TrialConfig) -> dict:
             **({"value": ways[0].value} if ways[0].value != "importance" else {})}
 
 
+def _resolve_ways(ways, value, min_keep):
+    """The ways to spend a budget: ``ways`` (specs, :func:`hakd.trials.parse_ways`), or every
+    combination of ``value`` and ``min_keep`` (the older form), or by default importance, params
+    with a floor of half, and the uniform simple answer."""
+    if ways is not None and (value is not None or min_keep is not None):
+        raise ConfigError("optimize: give the ways to spend a budget as ways=[...] or as value/min_keep, not both")
+    if ways is not None:
+        return parse_ways(ways)
+    if value is None and min_keep is None:
+        return parse_ways(DEFAULT_WAYS)
+    return spending_ways("importance" if value is None else value, 0.0 if min_keep is None else min_keep)
+
+
+def _simple_answer(profiler, fisher, groups, plan, budget_s: Optional[float], fit: Optional[dict], teacher, train, test,
+                   distill: DistillConfig, folder: Path, decision: dict, trials_folder: Path, log):
+    """The uniform student (one keep ratio, widths rounded to the target's channel block) at the
+    student's budget (in snap mode: at the student's predicted latency), distilled with the same
+    recipe in ``folder``: {"plan", "student", "history", "trial" (its trial's row, or None)}; or
+    {"kept": True} when the kept student is the uniform one (or the same student); or
+    {"unreachable": why}. Its plan is the trial's when the uniform way was tried."""
+    from hakd.budget import fit_uniform
+    from hakd.distill import distill as distil
+    from hakd.passes.rebuild import rebuild
+    from hakd.plan import PrunePlan
+    from hakd.sweep import predict
+    from hakd.trials import same_student
+
+    if (fit or {}).get("way") == "uniform":
+        return {"kept": True}
+    tried = next((t for t in (fit or {}).get("trials", ()) if t["way"] == "uniform"), None)
+    uniform = _decided(folder, decision, groups)
+    if uniform is None and tried is not None:
+        uniform = PrunePlan.load(trials_folder / Way("uniform").folder_name / PLAN)
+    if uniform is None:
+        target_s = budget_s if budget_s is not None else predict(profiler, fisher.model, groups, plan)
+        log(f"the simple answer, one keep ratio for every group, at {target_s * 1e6:.1f} us:")
+        try:
+            uniform = fit_uniform(profiler, fisher.model, groups, fisher.plan, fisher.importance, target_s, log=log).plan
+        except BudgetError as e:
+            log(f"the simple answer: {e}")
+            return {"unreachable": str(e)}
+    if same_student(uniform) == same_student(plan):
+        return {"kept": True}
+    if not (folder / DECISION).is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        uniform.save(folder / PLAN)
+        atomic_write_text(folder / DECISION, json.dumps(decision, sort_keys=True))  # written last
+    student = rebuild(fisher.model, groups, uniform)
+    history = distil(teacher, student, train, test, distill, folder / "distill", resume=True,
+                     run_info={"plan": uniform.to_dict()})
+    return {"plan": uniform, "student": student, "history": history, "trial": tried}
+
+
 def _way_kept(ways, fit: Optional[dict]) -> Way:
     """The way the student's widths were chosen: the only one, or the trials' choice."""
     label = (fit or {}).get("way")
@@ -149,20 +207,22 @@ def _way_kept(ways, fit: Optional[dict]) -> Way:
 
 def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataConfig("fashion-mnist"), *,
              example_input: Optional[torch.Tensor] = None, prune: PruneConfig = PruneConfig(), snap: Optional[str] = "up",
-             budget: Optional[float] = None, budget_s: Optional[float] = None,
-             value: Union[str, Sequence[str]] = "importance", min_keep: Union[float, Sequence[float]] = 0.0,
-             trial: TrialConfig = TrialConfig(), distill: DistillConfig = DistillConfig(), device=None, table=None,
-             threads: int = 1, tune_trials: int = 0, out="hakd-out", log=print) -> OptimizeResult:
+             budget: Optional[float] = None, budget_s: Optional[float] = None, ways: Optional[Sequence] = None,
+             value: Union[None, str, Sequence[str]] = None, min_keep: Union[None, float, Sequence[float]] = None,
+             trial: TrialConfig = TrialConfig(), distill: DistillConfig = DistillConfig(), simple_answer: bool = True,
+             device=None, table=None, threads: int = 1, tune_trials: int = 0, out="hakd-out", log=print) -> OptimizeResult:
     """Make ``model`` (a trained teacher) fast on ``target`` while keeping its accuracy.
 
     ``prune``: Fisher pruning (how wide each layer needs to be); ``snap``: move each width to an
     optimal point of its staircase (``up``, ``down``, ``nearest``), or, with ``budget`` (a fraction
     of the teacher's predicted latency) or ``budget_s``, choose every width at once so that the
-    student's predicted latency is within it (``snap`` is then ignored), keeping the most ``value``
-    (``importance``: the channels' Fisher importance; ``params``), no group keeping less than
-    ``min_keep`` of its channels. Several values or min_keeps: the budget is spent every way, each
-    student distilled briefly and the most accurate on held-out training images kept (``trial``,
-    :mod:`hakd.trials`); ``distill``: retrain the student from the teacher;
+    student's predicted latency is within it (``snap`` is then ignored), each of ``ways``
+    (default: ``importance``, the channels' Fisher importance kept; ``params:0.5``, parameters kept,
+    no group below half its channels; ``uniform``, one keep ratio for every group: the simple
+    answer): each student distilled briefly and the most accurate on held-out training images kept
+    (``trial``, :mod:`hakd.trials`); one way: no trial (``value``/``min_keep``: ways as every
+    combination of them); ``distill``: retrain the student from the teacher; ``simple_answer``:
+    also distil the uniform student at the same latency and report the student's lead over it;
     ``device``/``table``/``threads``/``tune_trials``: where and how kernels are measured (:class:`hakd.cost.profile.Profiler`)."""
     from hakd import sweep
     from hakd.cost.measure import MeasureConfig
@@ -178,9 +238,14 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     from hakd.report_data import build_report
 
     _check(None if budget is not None or budget_s is not None else snap, budget, budget_s)
-    ways = spending_ways(value, min_keep)
+    ways = _resolve_ways(ways, value, min_keep)
+    if not isinstance(simple_answer, bool):
+        raise ConfigError(f"optimize: simple_answer is True or False, got {simple_answer!r}")
     out, seconds = Path(out), {}
     train, test = _splits(data)
+    if trial == TrialConfig() and len(ways) > 1 and trial.held_out > len(train) // 4:  # the default, on few images
+        trial = TrialConfig(images=trial.images, held_out=max(1, len(train) // 4))
+        log(f"trials: {len(train)} training images, so {trial.held_out} (a quarter) are held out to rank the ways")
     x = example_input if example_input is not None else torch.zeros(1, *train.images.shape[1:])
     profiler = Profiler(target, device=device, table=table, measure=MeasureConfig(threads=threads), tune_trials=tune_trials)
 
@@ -222,6 +287,12 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
                      run_info={"plan": plan.to_dict()})
     seconds["distill"] = time.time() - t
 
+    t = time.time()  # 6b. the simple answer at the same latency, distilled the same way, to compare with
+    simple = _simple_answer(profiler, fisher, groups, plan, budget_s, fit, teacher, train, test, distill, out / "uniform",
+                            decision, out / "trials", log) if simple_answer else None
+    if simple_answer:
+        seconds["simple answer"] = time.time() - t
+
     t = time.time()  # 7. the compiled artefact for the target (with its measured schedules) and ONNX
     artefact = export(student.eval(), out / "export", profiler)
     export_onnx(student, out / "export" / "model.onnx", x)
@@ -229,7 +300,7 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
 
     t = time.time()  # 8. what was done, measured, in numbers and plots
     report = build_report(out / "report", profiler, teacher, fisher, plan, student, history, groups, stairs, test,
-                          teacher_s, budget_s, seconds, student_export=artefact.folder,
+                          teacher_s, budget_s, seconds, student_export=artefact.folder, simple=simple,
                           decision=dict(decision, **dataclasses.asdict(_way_kept(ways, fit)), fit=fit) if budget_s is not None
                           else decision)
     seconds["report"] = time.time() - t

@@ -22,7 +22,7 @@ latency as rebuilt* is within the budget::
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, List, Mapping
+from typing import Callable, List, Mapping, Optional
 
 import numpy as np
 from torch import fx
@@ -35,11 +35,12 @@ from hakd.passes.groups import ChannelGroups
 from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import with_widths
 from hakd.passes.trace import input_shape
+from hakd.passes.uniform import uniform_steps, uniform_widths
 from hakd.plan import PrunePlan
 from hakd.staircases import Staircases
 from hakd.sweep import predict, refresh
 
-__all__ = ["BudgetResult", "fit_budget", "fastest_plan", "allocate_holding_back", "next_slack"]
+__all__ = ["BudgetResult", "fit_budget", "fit_uniform", "fastest_plan", "allocate_holding_back", "next_slack"]
 
 
 @dataclasses.dataclass
@@ -47,7 +48,7 @@ class BudgetResult:
     plan: PrunePlan
     predicted_s: float  # the rebuilt student's predicted latency
     budget_s: float
-    staircases: Staircases  # as last measured (around the last plan tried)
+    staircases: Optional[Staircases]  # as last measured (around the last plan tried); None for the uniform fit
     rounds: List[dict]  # per round: what was allocated and what the rebuilt student measured
 
 
@@ -191,3 +192,43 @@ def fit_budget(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, pl
     log(f"budget: no allocation within {budget_s * 1e6:.1f} us after {len(rounds)} round(s); "
         f"every group at its fastest width ({fastest_s * 1e6:.1f} us)")
     return BudgetResult(fastest, fastest_s, budget_s, stairs, rounds)
+
+
+def fit_uniform(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, plan: PrunePlan,
+                importance: Mapping[str, np.ndarray], budget_s: float, multiple: int = 0,
+                log: Callable[[str], None] = print) -> BudgetResult:
+    """The simple answer fitted to ``budget_s``: the largest single keep ratio whose student
+    (:func:`hakd.passes.uniform.uniform_widths`, rounded up to ``multiple``; 0: the profiler's channel
+    block, else the target's vector width) is predicted, rebuilt, within the budget. A bisection over
+    the ratios where some width changes; ``plan``'s kept channels are resized by ``importance``.
+    Raises BudgetError when even one multiple per group is over the budget."""
+    if not budget_s > 0:
+        raise BudgetError(f"a latency budget must be > 0 seconds, got {budget_s}")
+    multiple = multiple or profiler.channel_block or profiler.target.channel_block
+    steps, rounds, tried = uniform_steps(groups, multiple), [], {}
+
+    def student(i: int):
+        if i not in tried:
+            p = with_widths(plan, uniform_widths(groups, steps[i], multiple), importance,
+                            f"uniform x{multiple} keep {steps[i]:.4f} budget {budget_s * 1e6:.1f} us")
+            tried[i] = p, predict(profiler, gm, groups, p)
+            rounds.append({"round": len(rounds) + 1, "fraction": steps[i], "predicted_s": tried[i][1]})
+            log(f"uniform x{multiple}: keep {steps[i]:.3f} of every group, predicted {tried[i][1] * 1e6:.1f} us "
+                f"(budget {budget_s * 1e6:.1f} us)")
+        return tried[i]
+
+    if student(0)[1] > budget_s:
+        raise BudgetError(f"a budget of {budget_s * 1e6:.1f} us cannot be met by one keep ratio: with every group at "
+                          f"{multiple} channels the student is predicted at {student(0)[1] * 1e6:.1f} us on "
+                          f"{profiler.target_key}")
+    low, high = 0, len(steps)  # steps[low] fits; steps[high] (if any) does not
+    if student(high - 1)[1] <= budget_s:
+        low = high - 1
+    while high - low > 1:
+        mid = (low + high) // 2
+        if student(mid)[1] <= budget_s:
+            low = mid
+        else:
+            high = mid
+    best, best_s = student(low)
+    return BudgetResult(best, best_s, budget_s, None, rounds)

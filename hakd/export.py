@@ -25,7 +25,7 @@ from torch import fx
 from hakd.checkpoint import atomic_write_text
 from hakd.cost.deploy import DeployError, VmModel, compile_scheduled, write_library
 
-__all__ = ["export", "export_onnx", "load", "ExportResult", "META"]
+__all__ = ["export", "export_onnx", "load", "ExportResult", "META", "OnnxRuntimeModel"]
 
 META = "hakd-export.json"
 
@@ -92,3 +92,47 @@ def export_onnx(gm: fx.GraphModule, path, example_input: torch.Tensor, opset: in
     finally:
         gm.train(was_training)
     return path
+
+
+class OnnxRuntimeModel:
+    """An ONNX file run by ONNX Runtime on the CPU, ``threads`` threads, every graph optimisation on:
+    the runtime a user of another pruning library deploys with, timed the way :class:`VmModel` is.
+    Needs onnxruntime (the bench extra); :meth:`available` says whether it is installed::
+
+        model = OnnxRuntimeModel("out/export/model.onnx", threads=1)
+        seconds = model.time(number=10, repeat=5)
+    """
+
+    def __init__(self, path, threads: int = 1):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        shape = self.session.get_inputs()[0].shape
+        self.input_shape = [1 if not isinstance(d, int) else d for d in shape]
+
+    @staticmethod
+    def available() -> bool:
+        import importlib.util
+
+        return importlib.util.find_spec("onnxruntime") is not None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def time(self, number: int = 10, repeat: int = 5, min_repeat_ms: int = 50) -> np.ndarray:
+        """Seconds per inference, one value per repeat (each repeat at least ``min_repeat_ms``)."""
+        import time
+
+        x = np.zeros(self.input_shape, dtype=np.float32)
+        self(x)
+        out = []
+        for _ in range(repeat):
+            n, start = 0, time.perf_counter()
+            while n < number or time.perf_counter() - start < min_repeat_ms / 1e3:
+                self(x)
+                n += 1
+            out.append((time.perf_counter() - start) / n)
+        return np.asarray(out)

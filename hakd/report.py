@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from hakd.checkpoint import atomic_write_text
 
 __all__ = ["measured_on", "plot_staircase", "plot_sweeps", "plot_layer_latency", "plot_accuracy_latency", "pareto_front",
-           "write_report", "REPORT"]
+           "write_report", "widths_chosen", "simple_answer", "REPORT"]
 
 REPORT = "report.json"
 
@@ -178,14 +178,17 @@ def widths_chosen(report: dict) -> str:
         return ""
     text = (f"Widths: a latency budget of {budget_s * 1e6:.1f} us ({budget_s / teacher_s:.2f} of the teacher's predicted "
             f"{teacher_s * 1e6:.1f} us) spent across the groups")
-    if decision.get("value", "importance") != "importance":
+    if decision.get("value") == "uniform":
+        text += ", one keep ratio for every group (the simple answer)"
+    elif decision.get("value", "importance") != "importance":
         text += f", keeping the most {decision['value']}"
     if decision.get("min_keep"):
         text += f", no group below {decision['min_keep']:g} of its channels"
     fit = decision.get("fit")
     if fit and fit.get("trials"):
         trial = decision.get("trial") or {}
-        text += (f"; each way of spending it fitted and its student distilled one epoch over {trial.get('images', '?')} "
+        text += (f"; each way of spending it fitted and its student distilled one epoch over "
+                 f"{fit.get('trial_images', trial.get('images', '?'))} "
                  f"training images, then ranked on {trial.get('held_out', '?')} held-out training images: "
                  + ", ".join(f"{t['way']} " + (f"(the same student as {t['same_as']})" if t.get("same_as") else
                                                f"{t['held_out_accuracy']:.4f} ({t['params']:,} parameters, "
@@ -194,10 +197,50 @@ def widths_chosen(report: dict) -> str:
         if fit.get("unreachable"):
             text += f" (not within the budget, so not tried: {', '.join(fit['unreachable'])})"
         text += _lead(fit["trials"], fit["way"], trial.get("held_out"))
+        if fit.get("trial_seconds") is not None:
+            trained = sum(1 for t in fit["trials"] if not t.get("same_as"))
+            text += (f"; the trials cost {trained} x {fit.get('trial_images', '?')} training images and "
+                     f"{fit['trial_seconds']:.0f} s")
     if fit:
-        text += ("; the allocator's rounds rebuilt students predicted at "
-                 + ", ".join(f"{r['predicted_s'] * 1e6:.1f}" for r in fit["rounds"])
-                 + f" us; the one kept: {fit['predicted_s'] * 1e6:.1f} us")
+        text += ("; the uniform fit's rebuilt students were predicted at " if decision.get("value") == "uniform" else
+                 "; the allocator's rounds rebuilt students predicted at ")
+        text += ", ".join(f"{r['predicted_s'] * 1e6:.1f}" for r in fit["rounds"]) + f" us; the one kept: {fit['predicted_s'] * 1e6:.1f} us"
+    return text + "."
+
+
+def simple_answer(report: dict) -> str:
+    """What HAKD's student bought over the simple answer (one keep ratio for every group, at the
+    same latency, distilled the same way), in one sentence (empty when the report has none)::
+
+        >>> print(simple_answer({"models": {"HAKD student": {"params": 160000, "measured_s": 1.2e-3},
+        ...     "uniform student": {"params": 150000, "measured_s": 1.25e-3}}, "simple_answer": {
+        ...     "multiple": 8, "fraction": 0.5, "test_lead": 0.0123, "test_lead_se": 0.0031, "test_images": 10000,
+        ...     "held_out_lead": 0.004, "measured_ratio": 0.96}}))   # doctest: +NORMALIZE_WHITESPACE
+        The simple answer (one keep ratio for every group, 0.50 here, widths rounded up to a multiple of 8), fitted to the same latency and distilled the same way: HAKD's student leads it by 1.23 points of test
+        accuracy (paired standard error 0.31 points over 10000 test images), 0.40 points on the held-out images of
+        the trial, with 1.07x its parameters and 0.96x its measured latency.
+        >>> simple_answer({"simple_answer": {"kept": True}})
+        'The kept student is the simple answer itself (one keep ratio for every group), or the same student.'
+    """
+    s = report.get("simple_answer")
+    if not s:
+        return ""
+    if s.get("kept"):
+        return "The kept student is the simple answer itself (one keep ratio for every group), or the same student."
+    if s.get("unreachable"):
+        return f"The simple answer (one keep ratio for every group) was not fitted: {s['unreachable']}."
+    m = report["models"]
+    lead, se = s["test_lead"] * 100, s["test_lead_se"] * 100
+    fraction = f"{s['fraction']:.2f}" if s.get("fraction") is not None else "?"
+    text = (f"The simple answer (one keep ratio for every group, {fraction} here, widths rounded up to a multiple "
+            f"of {s['multiple']}), fitted to the same latency and distilled the same way: HAKD's student "
+            f"{'leads it by' if lead >= 0 else 'trails it by'} {abs(lead):.2f} points of test accuracy (paired standard "
+            f"error {se:.2f} points over {s['test_images']} test images{'; within the noise' if abs(lead) < se else ''})")
+    if s.get("held_out_lead") is not None:
+        text += f", {s['held_out_lead'] * 100:.2f} points on the held-out images of the trial"
+    text += f", with {m['HAKD student']['params'] / m['uniform student']['params']:.2f}x its parameters"
+    if s.get("measured_ratio"):
+        text += f" and {s['measured_ratio']:.2f}x its measured latency"
     return text + "."
 
 
@@ -225,13 +268,22 @@ def _lead(trials: List[dict], kept: str, held_out: Optional[int]) -> str:
 def _markdown(report: dict, images: List[str]) -> str:
     m = report["models"]
     lines = [f"# hakd report: {report['model']}", "", report["measured_on"], "",
-             "| model | parameters | predicted latency (us) | measured latency (us) | test accuracy |", "|---|---|---|---|---|"]
+             "| model | parameters | predicted latency (us) | measured latency (us) | ONNX Runtime (us) | "
+             "held-out accuracy (trial) | test accuracy |", "|---|---|---|---|---|---|---|"]
+
+    def fmt(v, f):
+        return f.format(v) if v is not None else "-"
+
     for name, row in m.items():
-        fmt = (lambda v, f: f.format(v) if v is not None else "-")
-        lines.append(f"| {name} | {row['params']:,} | {fmt(row.get('predicted_s') and row['predicted_s'] * 1e6, '{:.1f}')} | "
-                     f"{fmt(row.get('measured_s') and row['measured_s'] * 1e6, '{:.1f}')} | {fmt(row.get('accuracy'), '{:.4f}')} |")
-    chosen = widths_chosen(report)
+        us = {k: row.get(k) and row[k] * 1e6 for k in ("predicted_s", "measured_s", "onnxruntime_s")}
+        lines.append(f"| {name} | {row['params']:,} | {fmt(us['predicted_s'], '{:.1f}')} | {fmt(us['measured_s'], '{:.1f}')} | "
+                     f"{fmt(us['onnxruntime_s'], '{:.1f}')} | {fmt(row.get('held_out_accuracy'), '{:.4f}')} | "
+                     f"{fmt(row.get('accuracy'), '{:.4f}')} |")
+    lines += ["", "ONNX Runtime: the same model exported to ONNX, run by ONNX Runtime on the CPU with as many threads, "
+              "timed in the same interleaved rounds."] if any(r.get("onnxruntime_s") for r in m.values()) else []
+    chosen, simple = widths_chosen(report), simple_answer(report)
     lines += ["", chosen] if chosen else []
+    lines += ["", simple] if simple else []
     lines += ["", "Per group: the teacher's width, Fisher's, the final one, the latency of the group's kernels at "
               "Fisher's width and at the final one, and where Fisher's width sat on its staircase.", "",
               "| group | teacher | Fisher | final | latency at Fisher (us) | latency final (us) | Fisher's width on its staircase |",

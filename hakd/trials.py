@@ -2,7 +2,9 @@
 
 What a budget buys depends on what the allocator keeps: Fisher importance values the
 high-resolution channels, which are expensive; parameters value the cheap low-resolution ones;
-``min_keep`` puts a floor under every group. Which student learns best is not known before it
+``min_keep`` puts a floor under every group; ``uniform`` is the simple answer (one keep ratio
+for every group, widths rounded to the target's vector width: :mod:`hakd.passes.uniform`), tried
+by default so that the student kept is never worse than it beyond the trial's noise. Which student learns best is not known before it
 is trained (on ResNet-20 at Torch-Pruning round-to-8's parameter count, parameters kept with
 ``min_keep=0.5`` matched its accuracy at 0.85x its latency, and ``0.25`` lost 9 points:
 benchmarks/README.md). So each way is fitted to the same budget, each student is distilled
@@ -17,6 +19,8 @@ is never used to choose::
 
 >>> [w.label for w in spending_ways(("importance", "params"), (0, 0.5))]
 ['importance', 'importance,min_keep=0.5', 'params', 'params,min_keep=0.5']
+>>> [w.label for w in parse_ways(DEFAULT_WAYS)]
+['importance', 'params,min_keep=0.5', 'uniform']
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ from hakd.passes.rebuild import rebuild
 from hakd.passes.trace import input_shape
 from hakd.plan import PrunePlan
 
-__all__ = ["Way", "Trial", "spending_ways", "same_student", "trial_splits", "try_plans", "chosen"]
+__all__ = ["Way", "Trial", "spending_ways", "parse_ways", "DEFAULT_WAYS", "WAY_VALUES", "same_student", "trial_splits",
+           "try_plans", "chosen"]
+
+WAY_VALUES = VALUES + ("uniform",)  # what the allocator keeps, or one keep ratio for every group
+DEFAULT_WAYS = ("importance", "params:0.5", "uniform")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +54,13 @@ class Way:
 
     value: str
     min_keep: float = 0.0
+
+    def __post_init__(self):
+        if self.value not in WAY_VALUES:
+            raise ConfigError(f"a way of spending a budget keeps one of {', '.join(WAY_VALUES)}; got {self.value!r}")
+        check_min_keep(self.min_keep)
+        if self.value == "uniform" and self.min_keep:
+            raise ConfigError("the uniform way keeps one ratio of every group: a min_keep floor does not apply to it")
 
     @property
     def label(self) -> str:
@@ -77,6 +92,38 @@ def spending_ways(values: Union[str, Sequence[str]], min_keeps: Union[float, Seq
     for m in min_keeps:
         check_min_keep(m)
     return list(dict.fromkeys(Way(v, float(m)) for v in values for m in min_keeps))
+
+
+def parse_ways(specs: Sequence[Union[str, Way]]) -> List[Way]:
+    """Ways from short specs: ``importance``, ``params``, ``uniform``, a floor as ``params:0.5``
+    (or a way's label, ``params,min_keep=0.5``), in order, without repeats::
+
+        >>> [w.label for w in parse_ways(["uniform", "importance:0.25", "params,min_keep=0.5", "uniform"])]
+        ['uniform', 'importance,min_keep=0.25', 'params,min_keep=0.5']
+        >>> parse_ways(["params:half"])
+        Traceback (most recent call last):
+        ...
+        hakd.errors.ConfigError: a way is importance, params or uniform, with a floor as params:0.5; got 'params:half'
+    """
+    if isinstance(specs, (str, Way)):
+        specs = (specs,)
+    ways = []
+    for spec in specs:
+        if isinstance(spec, Way):
+            ways.append(spec)
+            continue
+        if not isinstance(spec, str):
+            raise ConfigError(f"a way is a str such as 'params:0.5' or a hakd.trials.Way; got {type(spec).__name__}")
+        value, _, floor = spec.replace(",min_keep=", ":").partition(":")
+        try:
+            ways.append(Way(value.strip(), float(floor) if floor else 0.0))
+        except (ValueError, ConfigError) as e:
+            detail = f" ({e})" if isinstance(e, ConfigError) and value.strip() in WAY_VALUES else ""
+            raise ConfigError(f"a way is {', '.join(WAY_VALUES[:-1])} or {WAY_VALUES[-1]}, with a floor as params:0.5; "
+                              f"got {spec!r}{detail}") from None
+    if not ways:
+        raise ConfigError("give at least one way of spending the budget (importance, params, uniform)")
+    return list(dict.fromkeys(ways))
 
 
 def trial_splits(train: Split, config: TrialConfig) -> Tuple[Split, Split]:

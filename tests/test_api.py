@@ -24,6 +24,16 @@ class Wider(Small):
         super().__init__()
         self.conv1, self.conv2 = torch.nn.Conv2d(1, 20, 3, padding=1), torch.nn.Conv2d(20, 24, 3, padding=1)
         self.bn, self.fc = torch.nn.BatchNorm2d(24), torch.nn.Linear(24, 4)
+class Widest(Small):
+    """Wide enough (40 and 48 channels) that one keep ratio rounded to a channel block has a few
+    students to choose from, and the budget's allocation can differ from it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = torch.nn.Conv2d(1, 40, 3, padding=1), torch.nn.Conv2d(40, 48, 3, padding=1)
+        self.bn, self.fc = torch.nn.BatchNorm2d(48), torch.nn.Linear(48, 4)
+
+
 DISTIL = DistillConfig(epochs=1, batch_size=16, lr=0.01, threads=1)
 
 
@@ -82,16 +92,37 @@ def test_optimize_within_a_budget_records_the_fit_and_reports_it(tmp_path):
     table, out = LatencyTable(tmp_path / "t.sqlite"), tmp_path / "run"
 
     def run():
-        return hakd.optimize(Wider(), "host", data, prune=PRUNE, budget=0.9, distill=DISTIL, table=table, out=out,
+        return hakd.optimize(Widest(), "host", data, prune=PRUNE, budget=0.7, distill=DISTIL, table=table, out=out,
                              log=lambda s: None)
 
     result = run()
     report = json.loads((out / "report" / "report.json").read_text())
-    fit = report["decision"]["fit"]
-    assert report["budget_s"] == pytest.approx(0.9 * report["teacher_predicted_s"])
+    decision, fit = report["decision"], report["decision"]["fit"]
+    assert report["budget_s"] == pytest.approx(0.7 * report["teacher_predicted_s"])
     assert fit["rounds"] and fit["predicted_s"] <= report["budget_s"]  # the rebuilt student's prediction, within it
     assert fit["predicted_s"] in [r["predicted_s"] for r in fit["rounds"]]
     assert fit == json.loads((out / "student" / "budget_fit.json").read_text())
+    # by default three ways are tried, the simple answer (one keep ratio) among them, on a quarter of 96 images held out
+    assert decision["ways"] == ["importance", "params,min_keep=0.5", "uniform"] and decision["trial"]["held_out"] == 24
+    uniform = next(t for t in fit["trials"] if t["way"] == "uniform")
+    assert uniform["predicted_s"] <= report["budget_s"]
+    kept = next(t for t in fit["trials"] if t["way"] == fit["way"])
+    assert kept["held_out_accuracy"] >= uniform["held_out_accuracy"]
+    text = (out / "report" / "report.md").read_text()
+    assert "the trials cost" in text and "ONNX Runtime" in text
+    if fit["way"] == "uniform" or uniform.get("same_as") == fit["way"]:  # the kept student is the uniform one
+        assert report["simple_answer"] == {"kept": True} and "the simple answer itself" in text
+    else:  # the uniform student, distilled the same way, is a row of the report, with HAKD's lead over it
+        row, simple = report["models"]["uniform student"], report["simple_answer"]
+        uniform_plan = PrunePlan.load(out / "uniform" / "plan.json")
+        assert uniform_plan == PrunePlan.load(out / "trials" / "uniform" / "plan.json")
+        assert (out / "uniform" / "distill" / "model.pt").is_file()  # distilled with the student's recipe
+        assert row["held_out_accuracy"] == uniform["held_out_accuracy"] and row["onnxruntime_s"] > 0
+        assert simple["test_images"] == 32 and simple["held_out_lead"] == pytest.approx(
+            kept["held_out_accuracy"] - uniform["held_out_accuracy"])
+        assert "HAKD's student leads it by" in text or "HAKD's student trails it by" in text
+        assert simple["measured_ratio"] == pytest.approx(
+            report["models"]["HAKD student"]["measured_s"] / row["measured_s"])
     text = (out / "report" / "report.md").read_text()
     assert "Widths: a latency budget of" in text and f"the one kept: {fit['predicted_s'] * 1e6:.1f} us" in text
     again = run()  # the widths and the fit that chose them are read back, not chosen again

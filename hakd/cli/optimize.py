@@ -1,7 +1,7 @@
 """``hakd optimize`` (the whole pipeline, through :func:`hakd.optimize`) and ``hakd diagnose``.
 
-    hakd optimize --run runs/r20 --target host --budget 0.6 --epochs 30 --out runs/hakd
-    hakd optimize --run runs/r20 --budget 0.6 --value importance,params --min-keep 0,0.5 ...  # try 4 ways, keep the best
+    hakd optimize --run runs/r20 --target host --budget 0.6 --epochs 30 --out runs/hakd   # 3 ways tried, the best kept
+    hakd optimize --run runs/r20 --budget 0.6 --ways importance uniform ...   # try 2 ways; one way: no trial
     hakd optimize --model torchvision.models:resnet18 --num-classes 10 --input-shape 3,32,32 --data cifar10 ...
     hakd optimize --model-file my_model.pt --data fashion-mnist --snap up --out runs/hakd
     hakd diagnose --model-file pruned.pt --target host     # which layers sit just past a step
@@ -36,16 +36,20 @@ def _optimize(args):
     print(f"optimizing {what} for {args.target} into {args.out}")
     result = hakd.optimize(model, args.target, data, example_input=torch.zeros(1, *shape), prune=prune,
                            snap=args.snap, budget=args.budget, budget_s=args.budget_us * 1e-6 if args.budget_us is not None else None,
-                           value=args.value, min_keep=fractions(args.min_keep, "--min-keep"),
-                           trial=TrialConfig(images=args.trial_images, held_out=args.held_out), distill=distill, device=args.device, table=args.table,
+                           ways=args.ways, value=args.value,
+                           min_keep=fractions(args.min_keep, "--min-keep") if args.min_keep is not None else None,
+                           trial=TrialConfig(images=args.trial_images, held_out=args.held_out), distill=distill,
+                           simple_answer=args.simple_answer, device=args.device, table=args.table,
                            threads=args.threads, tune_trials=args.tune_trials, out=args.out)
     m = result.report["models"]
     for name, row in m.items():
         lat = row["measured_s"] or row["predicted_s"]
         print(f"  {name:15s} {row['params']:>10,} parameters  {lat * 1e6:9.1f} us  accuracy {row['accuracy']:.4f}")
-    from hakd.report import widths_chosen
+    from hakd.report import simple_answer, widths_chosen
 
     print(widths_chosen(result.report))
+    if simple_answer(result.report):
+        print(simple_answer(result.report))
     print(f"report: {Path(args.out) / 'report' / 'report.md'}; compiled student: {result.export.library}; "
           f"ONNX: {Path(args.out) / 'export' / 'model.onnx'}")
 
@@ -115,12 +119,20 @@ def add_optimize_commands(sub) -> None:
     how.add_argument("--snap", default="up", choices=["up", "down", "nearest"], help="default up: capacity for free")
     how.add_argument("--budget", type=float, help="latency budget as a fraction of the model's predicted latency")
     how.add_argument("--budget-us", type=float, help="latency budget in microseconds")
-    p.add_argument("--value", type=names, default=("importance",),
-                   help="with a budget: what it keeps most of, importance (default) or params; both, comma-separated: "
-                        "try each way (see --trial-images)")
-    p.add_argument("--min-keep", default="0",
-                   help="with a budget: no group keeps less than this fraction of its channels (default 0); several, "
+    p.add_argument("--ways", nargs="+", default=None, metavar="WAY",
+                   help="with a budget: the ways to spend it, each student tried (see --trial-images) and the best "
+                        "kept: importance (the channels' Fisher importance), params (parameters), a floor under every "
+                        "group as params:0.5, uniform (one keep ratio for every group, the simple answer); default: "
+                        "importance params:0.5 uniform; one way: no trial")
+    p.add_argument("--value", type=names, default=None,
+                   help="(instead of --ways) what the budget keeps most of, importance or params; both, comma-separated: "
+                        "try each way")
+    p.add_argument("--min-keep", default=None,
+                   help="(instead of --ways) no group keeps less than this fraction of its channels; several, "
                         "comma-separated: try each way")
+    p.add_argument("--no-simple-answer", dest="simple_answer", action="store_false",
+                   help="do not distil the uniform student (one keep ratio, the simple answer) at the same latency "
+                        "to report HAKD's lead over it (saves one distillation)")
     p.add_argument("--trial-images", type=int, default=TrialConfig.images,
                    help="ways tried: each student is distilled one epoch over this many training images ...")
     p.add_argument("--held-out", type=int, default=TrialConfig.held_out,
