@@ -238,6 +238,9 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     from hakd.report_data import build_report
 
     _check(None if budget is not None or budget_s is not None else snap, budget, budget_s)
+    if budget is None and budget_s is None and (ways, value, min_keep) != (None, None, None):
+        raise ConfigError("optimize: ways (or value/min_keep) are ways of spending a latency budget: give a budget, "
+                          f"or leave them out to snap {snap!r}")
     ways = _resolve_ways(ways, value, min_keep)
     if not isinstance(simple_answer, bool):
         raise ConfigError(f"optimize: simple_answer is True or False, got {simple_answer!r}")

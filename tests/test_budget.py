@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from hakd.budget import fastest_plan, fit_budget
+from hakd.budget import fastest_plan, fit_budget, fit_uniform
 from hakd.cost.profile import Profiler
 from hakd.cost.table import LatencyTable
 from hakd.errors import BudgetError, StaircaseError
 from hakd.passes.snap import snap
+from hakd.passes.uniform import uniform_steps, uniform_widths
 from hakd.plan import PrunePlan
 from hakd.staircases import Staircases
 from hakd.sweep import model_staircases, neighbours, predict
@@ -76,3 +77,22 @@ def test_the_rebuilt_students_predicted_latency_is_within_the_budget(tiny, tmp_p
     assert by_params.predicted_s <= budget_s
     with pytest.raises(BudgetError, match="minimum reachable"):
         fit_budget(prof, gm, groups, plan, stairs, scores, 0.01 * teacher_s, log=lambda s: None)
+
+
+def test_the_uniform_answer_is_the_widest_single_ratio_within_the_budget(tiny, tmp_path):
+    gm, groups = tiny
+    prof = Profiler("host", table=LatencyTable(tmp_path / "t.sqlite"), measure=QUICK)
+    plan, scores = PrunePlan({}, groups.widths()), importance(groups)
+    teacher_s = predict(prof, gm, groups, plan)
+    result = fit_uniform(prof, gm, groups, plan, scores, 0.7 * teacher_s, multiple=4, log=lambda s: None)
+    assert result.predicted_s <= 0.7 * teacher_s and result.staircases is None
+    assert result.predicted_s == pytest.approx(predict(prof, gm, groups, result.plan))
+    fraction = max(r["fraction"] for r in result.rounds if r["predicted_s"] <= 0.7 * teacher_s)
+    expected = uniform_widths(groups, fraction, 4)  # one ratio, every width a multiple of 4 (or the whole group)
+    assert {g: result.plan.width(g) for g in expected} == expected
+    assert all(w % 4 == 0 or w == groups[g].width for g, w in expected.items())
+    wider = [s for s in uniform_steps(groups, 4) if s > fraction]  # the next ratio up is over the budget
+    assert not wider or predict(prof, gm, groups, PrunePlan.from_widths(uniform_widths(groups, wider[0], 4),
+                                                                         groups.widths())) > 0.7 * teacher_s
+    with pytest.raises(BudgetError, match="cannot be met by one keep ratio"):
+        fit_uniform(prof, gm, groups, plan, scores, 0.01 * teacher_s, multiple=4, log=lambda s: None)

@@ -5,11 +5,12 @@ import json
 import pytest
 import torch
 
-from hakd.config import DistillConfig, TrialConfig
+from hakd.config import DistillConfig, TrainConfig, TrialConfig
 from hakd.errors import ConfigError
 from hakd.plan import PrunePlan
-from hakd.train import evaluate
-from hakd.trials import Trial, Way, chosen, spending_ways, trial_splits, try_plans
+from hakd.train import evaluate, fit
+from hakd.passes.uniform import uniform_widths
+from hakd.trials import DEFAULT_WAYS, Trial, Way, chosen, parse_ways, spending_ways, trial_splits, try_plans
 from tests.conftest import band_split
 from tests.passes.test_fisher import traced
 
@@ -71,3 +72,32 @@ def test_each_way_trains_on_the_trial_images_and_is_scored_on_the_held_out_ones(
         assert trial.params == sum(p.numel() for p in student.parameters())
     again = try_plans(teacher, teacher, groups, plans, train, recipe, config, tmp_path, log=lambda s: None)
     assert again == trials  # resumed from the trials' folders, not trained again
+
+
+def test_ways_parse_from_short_specs_and_the_uniform_way_takes_no_floor():
+    assert parse_ways(DEFAULT_WAYS) == [Way("importance"), Way("params", 0.5), Way("uniform")]
+    assert parse_ways("params:0.25") == [Way("params", 0.25)] and parse_ways([Way("uniform")]) == [Way("uniform")]
+    with pytest.raises(ConfigError, match="a min_keep floor does not apply"):
+        Way("uniform", 0.5)
+    for bad, match in ((["fisher"], "got 'fisher'"), (["params:2"], r"min_keep .*\[0, 1\]"), ([], "at least one way"),
+                       ([3], "got int")):
+        with pytest.raises(ConfigError, match=match):
+            parse_ways(bad)
+
+
+@pytest.mark.slow
+def test_a_way_clearly_worse_than_the_simple_answer_is_not_kept(tmp_path):
+    """Parameters kept with no floor can leave a group one channel: the trial then keeps the uniform student."""
+    teacher, groups = traced()
+    train = band_split(640, seed=2)
+    fit(teacher, train, band_split(32, seed=3), TrainConfig(epochs=10, batch_size=16, lr=0.05, threads=1), tmp_path / "teacher",
+        progress=False)
+    crippled = PrunePlan.from_widths({g.name: 1 for g in groups.prunable()}, groups.widths(), note="params")
+    uniform = PrunePlan.from_widths(uniform_widths(groups, 0.5, 2), groups.widths(), note="uniform")
+    config, recipe = TrialConfig(images=576, held_out=64), DistillConfig(batch_size=16, lr=0.05, threads=1)
+    torch.manual_seed(0)
+    trials = try_plans(teacher, teacher, groups, {Way("params"): crippled, Way("uniform"): uniform}, train, recipe,
+                       config, tmp_path / "trials", log=lambda s: None)
+    worse, simple = trials
+    assert simple.held_out_accuracy - worse.held_out_accuracy >= 0.25  # clearly: 16 of 64 held-out images, not a tie
+    assert chosen(trials).label == "uniform"
