@@ -35,7 +35,7 @@ from hakd.passes.groups import ChannelGroups
 from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import with_widths
 from hakd.passes.trace import input_shape
-from hakd.passes.uniform import uniform_steps, uniform_widths
+from hakd.passes.uniform import uniform_note, uniform_steps, uniform_widths
 from hakd.plan import PrunePlan
 from hakd.staircases import Staircases
 from hakd.sweep import predict, refresh
@@ -210,7 +210,7 @@ def fit_uniform(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, p
     def student(i: int):
         if i not in tried:
             p = with_widths(plan, uniform_widths(groups, steps[i], multiple), importance,
-                            f"uniform x{multiple} keep {steps[i]:.4f} budget {budget_s * 1e6:.1f} us")
+                            uniform_note(multiple, steps[i], budget_s))
             tried[i] = p, predict(profiler, gm, groups, p)
             rounds.append({"round": len(rounds) + 1, "fraction": steps[i], "predicted_s": tried[i][1]})
             log(f"uniform x{multiple}: keep {steps[i]:.3f} of every group, predicted {tried[i][1] * 1e6:.1f} us "

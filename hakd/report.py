@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from hakd.checkpoint import atomic_write_text
 
 __all__ = ["measured_on", "plot_staircase", "plot_sweeps", "plot_layer_latency", "plot_accuracy_latency", "pareto_front",
-           "write_report", "widths_chosen", "simple_answer", "REPORT"]
+           "write_report", "widths_chosen", "simple_answer", "uniform_at_latency", "REPORT"]
 
 REPORT = "report.json"
 
@@ -242,6 +242,24 @@ def simple_answer(report: dict) -> str:
     if s.get("measured_ratio"):
         text += f" and {s['measured_ratio']:.2f}x its measured latency"
     return text + "."
+
+
+def uniform_at_latency(uniform: dict, params: int, latency_s: float) -> str:
+    """What the simple answer would keep at a pruned model's latency (:func:`hakd.diagnose.uniform_at`)::
+
+        >>> print(uniform_at_latency({"multiple": 16, "fraction": 0.5, "params": 90000, "predicted_s": 1.1e-3,
+        ...     "widths": {"a": 16, "b": 32}}, 80000, 1.2e-3))   # doctest: +NORMALIZE_WHITESPACE
+        the simple answer at this latency (one keep ratio of the unpruned model, 0.50, widths rounded up to a
+        multiple of 16): 90,000 parameters (1.12x this model's), predicted 1100.0 us (0.92x)
+        >>> uniform_at_latency({"unreachable": "too tight"}, 1, 1.0)
+        'the simple answer (one keep ratio of the unpruned model) cannot reach this latency: too tight'
+    """
+    if "unreachable" in uniform:
+        return f"the simple answer (one keep ratio of the unpruned model) cannot reach this latency: {uniform['unreachable']}"
+    return (f"the simple answer at this latency (one keep ratio of the unpruned model, {uniform['fraction']:.2f}, widths "
+            f"rounded up to a multiple of {uniform['multiple']}): {uniform['params']:,} parameters "
+            f"({uniform['params'] / params:.2f}x this model's), predicted {uniform['predicted_s'] * 1e6:.1f} us "
+            f"({uniform['predicted_s'] / latency_s:.2f}x)")
 
 
 def _lead(trials: List[dict], kept: str, held_out: Optional[int]) -> str:

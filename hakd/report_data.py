@@ -13,7 +13,6 @@ and the final student, and where Fisher's width sat on its staircase. Rendering 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from hakd.passes.counts import count
 from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import diagnose_width
 from hakd.passes.trace import input_shape
+from hakd.passes.uniform import uniform_choice
 from hakd.report import measured_on, write_report
 from hakd.sweep import group_modules
 from hakd.train import evaluate
@@ -81,8 +81,8 @@ def _simple_row(simple: dict, fit: dict, student, test, measured: dict) -> dict:
     lead, se = paired_lead(_correct(student, test), _correct(simple["student"], test))
     trials = {t["way"]: t for t in (fit or {}).get("trials", ())}
     kept = trials.get((fit or {}).get("way"))
-    match = re.match(r"uniform x(\d+) keep ([0-9.]+)", simple["plan"].note)  # hakd.budget.fit_uniform's note
-    out = {"multiple": int(match[1]) if match else None, "fraction": float(match[2]) if match else None, "test_lead": lead, "test_lead_se": se, "test_images": len(test),
+    multiple, fraction = uniform_choice(simple["plan"].note) or (None, None)
+    out = {"multiple": multiple, "fraction": fraction, "test_lead": lead, "test_lead_se": se, "test_images": len(test),
            "held_out_lead": (kept["held_out_accuracy"] - simple["trial"]["held_out_accuracy"])
            if kept and simple.get("trial") else None}
     if "uniform student" in measured and "HAKD student" in measured:

@@ -67,3 +67,38 @@ def test_diagnose_names_a_layer_just_past_a_step(tmp_path, capsys):
     line = next(line for line in out.splitlines() if line.strip().startswith("layers.3.conv1"))
     assert "just past a step; 1 fewer save" in line
     assert "every group snapped down" in out and (tmp_path / "plots" / "layers_3_conv1.png").is_file()
+
+
+class _Wide(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 32, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(32, 48, 3, padding=1)
+        self.fc = torch.nn.Linear(48, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv2(torch.relu(self.conv1(x)))).mean((2, 3)))
+
+
+def test_diagnose_says_what_the_simple_answer_would_keep_at_the_models_latency(tmp_path, capsys):
+    from hakd.passes.groups import find_groups
+    from hakd.passes.rebuild import rebuild
+    from hakd.passes.trace import trace
+    from hakd.plan import PrunePlan
+
+    torch.manual_seed(0)
+    gm = trace(_Wide().eval(), torch.zeros(1, 1, 12, 12))
+    groups = find_groups(gm)
+    torch.save(rebuild(gm, groups, PrunePlan.from_widths({"conv1": 13, "conv2": 29}, groups.widths())), tmp_path / "p.pt")
+    torch.save(_Wide(), tmp_path / "unpruned.pt")
+    argv = ["diagnose", "--model-file", str(tmp_path / "p.pt"), "--input-shape", "1,12,12", "--headroom", "4",
+            "--table", str(tmp_path / "t.sqlite")]
+    assert main(argv + ["--unpruned", str(tmp_path / "unpruned.pt")]) == 0
+    out = capsys.readouterr().out
+    model_us = float(next(x for x in out.splitlines() if " thread(s): predicted " in x).split("predicted ")[1].split(" us")[0])
+    line = next(x for x in out.splitlines() if x.startswith("the simple answer at this latency"))
+    assert "one keep ratio of the unpruned model" in line and "parameters" in line
+    assert float(line.split("predicted ")[1].split(" us")[0]) <= model_us * 1.001  # within the model's latency
+    torch.save(tiny(), tmp_path / "other.pt")  # not the model it was pruned from: refused before anything is measured
+    assert main(argv + ["--unpruned", str(tmp_path / "other.pt")]) == 2
+    assert "give the model it was pruned from" in capsys.readouterr().err

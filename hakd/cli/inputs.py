@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hakd.errors import ConfigError
 
-__all__ = ["INPUTS", "traced_model", "model_in_channels", "user_model", "profiler", "parse_shape", "names", "fractions"]
+__all__ = ["INPUTS", "traced_model", "model_in_channels", "user_model", "unpruned_model", "profiler", "parse_shape", "names", "fractions"]
 
 INPUTS = {"fashion-mnist": (1, 1, 28, 28), "cifar10": (1, 3, 32, 32)}
 
@@ -134,3 +134,11 @@ def user_model(args):
         raise ConfigError(f"{path} holds a {type(saved).__name__}, not an nn.Module: save the whole model "
                           "(torch.save(model, path)), or give a factory with --model and the weights with --weights")
     return saved.eval(), shape, str(path)
+
+
+def unpruned_model(path: str, data: str):
+    """The model before pruning, for ``--unpruned``: a `hakd train` run folder or a saved nn.Module."""
+    import argparse
+
+    source = {"run": path, "model_file": None} if Path(path).is_dir() else {"run": None, "model_file": path}
+    return user_model(argparse.Namespace(model=None, input_shape=None, data=data, **source))[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hakd.cli.inputs import INPUTS, fractions, names, user_model
+from hakd.cli.inputs import INPUTS, fractions, names, unpruned_model, user_model
 from hakd.config import TrialConfig
 
 __all__ = ["add_optimize_commands"]
@@ -62,9 +62,10 @@ def _diagnose(args):
     from hakd.diagnose import diagnose
 
     model, shape, what = user_model(args)
+    unpruned = unpruned_model(args.unpruned, args.data) if args.unpruned else None
     prof = Profiler(args.target, device=args.device, table=args.table, measure=MeasureConfig(threads=args.threads))
     only = args.groups.split(",") if args.groups else None
-    d = diagnose(model, torch.zeros(1, *shape), prof, headroom=args.headroom, only=only)
+    d = diagnose(model, torch.zeros(1, *shape), prof, headroom=args.headroom, only=only, unpruned=unpruned)
     print(f"{what} on {prof.target_key}, {args.threads} thread(s): predicted {d.latency_s * 1e6:.1f} us, "
           f"{d.params:,} parameters")
     print(f"  {'group':32s} {'width':>5s} {'latency us':>10s}  verdict")
@@ -79,6 +80,10 @@ def _diagnose(args):
           f"{d.up_s * 1e6:.1f} us ({d.up_s / d.latency_s:.3f}x) with {d.up_params:,} parameters ({d.up_params / d.params:.2f}x)")
     if d.not_widened:
         print(f"measured only up to their own width (cannot be widened): {', '.join(d.not_widened)}")
+    if d.uniform is not None:
+        from hakd.report import uniform_at_latency
+
+        print(uniform_at_latency(d.uniform, d.params, d.latency_s))
     if args.plot_dir:
         from hakd.report import measured_on, plot_staircase
 
@@ -160,6 +165,9 @@ def add_optimize_commands(sub) -> None:
     p.add_argument("--groups", help="comma-separated groups to diagnose (default: every prunable group)")
     p.add_argument("--headroom", type=int, default=16, help="channels measured past each width (default 16)")
     p.add_argument("--plot-dir", help="write a staircase PNG per group here")
+    p.add_argument("--unpruned", help="the model before pruning (a `hakd train` run folder or a saved nn.Module): "
+                                      "also say what one keep ratio of it, rounded to the target's vector width (the "
+                                      "simple answer), would keep at this model's latency")
     p.add_argument("--target", default="host")
     p.add_argument("--device", default=None)
     p.add_argument("--table", default=str(DEFAULT_TABLE))

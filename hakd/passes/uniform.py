@@ -19,12 +19,13 @@ its student is never worse than the simple answer beyond the trial's noise::
 from __future__ import annotations
 
 import math
-from typing import Dict, List
+import re
+from typing import Dict, List, Optional, Tuple
 
 from hakd.errors import ConfigError
 from hakd.passes.groups import ChannelGroups
 
-__all__ = ["uniform_widths", "uniform_steps"]
+__all__ = ["uniform_widths", "uniform_steps", "uniform_note", "uniform_choice"]
 
 
 def _step(multiple: int, slices: int) -> int:
@@ -58,3 +59,20 @@ def uniform_steps(groups: ChannelGroups, multiple: int) -> List[float]:
         step = _step(multiple, g.slices)
         fractions.update(min(1.0, k * step / g.width) for k in range(1, math.ceil(g.width / step) + 1))
     return sorted(fractions)
+
+
+def uniform_note(multiple: int, fraction: float, budget_s: float) -> str:
+    """The note of a uniform plan fitted to a budget, which :func:`uniform_choice` reads back::
+
+        >>> uniform_note(8, 0.5, 1.25e-3)
+        'uniform x8 keep 0.5000 budget 1250.0 us'
+        >>> uniform_choice(uniform_note(8, 0.5, 1.25e-3)), uniform_choice("importance budget 1250.0 us")
+        ((8, 0.5), None)
+    """
+    return f"uniform x{multiple} keep {fraction:.4f} budget {budget_s * 1e6:.1f} us"
+
+
+def uniform_choice(note: str) -> Optional[Tuple[int, float]]:
+    """(multiple, keep fraction) of a plan whose note :func:`uniform_note` wrote; None for any other."""
+    match = re.match(r"uniform x(\d+) keep ([0-9.]+) ", note)
+    return (int(match[1]), float(match[2])) if match else None
