@@ -3,9 +3,10 @@
 #   1. train a ResNet-20 teacher (EPOCHS, default 1)
 #   2. hakd optimize: Fisher-prune it to KEEP (default 0.6) of its parameters (a channel every 5 steps),
 #      measure every channel group's latency staircase with TVM on this host (1 thread), spend a latency
-#      budget of BUDGET (default 0.6) of the teacher's predicted latency across the groups, distil the
-#      student from the teacher for STUDENT_EPOCHS (default 1), compile it with its measured schedules
-#      (and write ONNX), and write a report with plots.
+#      budget of BUDGET (default 0.6) of the teacher's predicted latency across the groups three ways
+#      (each student tried one epoch, the best on held-out images kept), distil the student from the
+#      teacher for STUDENT_EPOCHS (default 1) and the uniform student (the simple answer) beside it,
+#      compile the student with its measured schedules (and write ONNX), and write a report with plots.
 # A short schedule (the paper trains for 200 epochs); every step resumes after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
