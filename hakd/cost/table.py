@@ -15,6 +15,7 @@ was timing, and a rerun reuses every finished row.
 from __future__ import annotations
 
 import csv
+import math
 import socket
 import sqlite3
 import time
@@ -51,6 +52,30 @@ COLUMNS = ("target", "signature", "schedule", "schedule_version", "threads", "co
            "compile_s", "device", "host", "measured_at")
 FIRST_COLUMNS = COLUMNS[:5] + COLUMNS[6:]  # hakd 0.1 tables: no context, every row timed warm
 INSERT = f"INTO latency VALUES ({','.join('?' * len(COLUMNS))})"
+
+
+def _invalid(row: dict) -> Optional[str]:
+    """Why a table row is not a measurement hakd could have written, or None::
+
+        >>> ok = dict(target="llvm", signature="s", schedule="c", schedule_version=1, threads=1, context="warm",
+        ...           latency_s=2e-5, noise=0.01, error=None)
+        >>> _invalid(ok), _invalid(dict(ok, latency_s=-5.0)), _invalid(dict(ok, latency_s=None, error="failed"))
+        (None, 'latency_s is -5.0, not a positive finite number of seconds', None)
+    """
+    for key in ("target", "signature", "schedule", "context"):
+        if not isinstance(row[key], str) or not row[key]:
+            return f"{key} is {row[key]!r}, not a name"
+    for key in ("schedule_version", "threads"):
+        if isinstance(row[key], bool) or not isinstance(row[key], int) or row[key] < 1:
+            return f"{key} is {row[key]!r}, not an integer >= 1"
+    if row["error"] is not None:
+        return None if isinstance(row["error"], str) and row["error"] else f"error is {row['error']!r}, not a message"
+    latency = row["latency_s"]
+    if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not 0 < latency < math.inf:
+        return f"latency_s is {latency!r}, not a positive finite number of seconds"
+    if row["noise"] is not None and (not isinstance(row["noise"], (int, float)) or not 0 <= row["noise"] < math.inf):
+        return f"noise is {row['noise']!r}, not a finite number >= 0"
+    return None
 
 
 class TableError(HakdError):
@@ -94,6 +119,7 @@ class LatencyTable:
         if cols != COLUMNS and not (readonly and cols == FIRST_COLUMNS):
             raise TableError(f"{self.path} has a latency table with other columns {list(cols)}; give hakd a table "
                              "file of its own (--table)")
+        self._select = ",".join("'warm'" if c == "context" and cols == FIRST_COLUMNS else c for c in COLUMNS)
 
     def _add_context_column(self) -> None:
         """Upgrade a table written before cache contexts: its rows were timed warm. One transaction."""
@@ -134,7 +160,7 @@ class LatencyTable:
         return None if row is None else (row[0], Measurement(*row[1:]))
 
     def rows(self) -> Iterator[dict]:
-        for row in self.db.execute(f"SELECT {','.join(COLUMNS)} FROM latency ORDER BY target, signature, schedule"):
+        for row in self.db.execute(f"SELECT {self._select} FROM latency ORDER BY target, signature, schedule"):
             yield dict(zip(COLUMNS, row))
 
     def __len__(self) -> int:
@@ -157,16 +183,25 @@ class LatencyTable:
         return len(rows)
 
     def merge(self, other: Union[str, Path]) -> tuple:
-        """Add the rows of another table file; existing rows win. Returns (added, already present)."""
+        """Add the rows of another table file (often from another machine); existing rows win.
+        Every row is checked first (:func:`_invalid`): one bad row and nothing is merged.
+        Returns (added, already present)."""
         if not Path(other).is_file():
             raise TableError(f"no latency table at {other}")
-        src = LatencyTable(other)
+        src = LatencyTable(other, readonly=True)
+        rows = list(src.rows())
+        src.close()
+        bad = [(row, why) for row in rows for why in [_invalid(row)] if why]
+        if bad:
+            row, why = bad[0]
+            raise TableError(f"{other}: {len(bad)} of its {len(rows)} rows are not valid measurements (e.g. "
+                             f"{row['signature']!r} {row['schedule']!r}: {why}); nothing was merged: merge a table "
+                             "hakd wrote, or delete those rows from it first")
         added = kept = 0
-        for row in src.rows():
+        for row in rows:
             cur = self.db.execute("INSERT OR IGNORE " + INSERT, tuple(row[c] for c in COLUMNS))
             added += cur.rowcount
             kept += 1 - cur.rowcount
-        src.close()
         return added, kept
 
     def close(self) -> None:

@@ -132,3 +132,33 @@ def test_sigkill_keeps_every_committed_row(tmp_path):
     t = LatencyTable(path)
     assert len(t) >= last + 1  # every row reported written is there
     assert t.lookup("llvm", f"sig{last}", "default", 1).latency_s == pytest.approx(1e-6 * (last + 1))
+
+
+@pytest.mark.parametrize("column, value, why", [("latency_s", -5.0, "latency_s is -5.0"), ("latency_s", None, "latency_s is None"),
+                                                ("threads", 0, "threads is 0"), ("signature", "", "signature is ''"),
+                                                ("noise", -1.0, "noise is -1.0")])
+def test_a_merged_table_with_a_bad_row_merges_nothing_and_is_left_as_it_was(tmp_path, column, value, why):
+    a, b = LatencyTable(tmp_path / "a.sqlite"), LatencyTable(tmp_path / "b.sqlite")
+    a.record("llvm", "s1", "default", 1, Measurement(1e-5, 0.0))
+    b.record("llvm", "s2", "default", 1, Measurement(2e-5, 0.0))
+    b.record("llvm", "s3", "default", 1, Measurement(3e-5, 0.0))
+    b.db.execute(f"UPDATE latency SET {column} = ? WHERE signature = 's3'", (value,))  # as a hand edit or another tool
+    b.close()
+    before = (tmp_path / "b.sqlite").read_bytes()
+    with pytest.raises(TableError, match=rf"b.sqlite: 1 of its 2 rows are not valid measurements .*{why}.*nothing was merged"):
+        a.merge(tmp_path / "b.sqlite")
+    assert len(a) == 1 and (tmp_path / "b.sqlite").read_bytes() == before
+
+
+def test_a_table_written_before_cache_contexts_merges_as_warm_rows_without_being_changed(tmp_path):
+    old = sqlite3.connect(tmp_path / "old.sqlite")
+    old.execute("CREATE TABLE latency (target TEXT, signature TEXT, schedule TEXT, schedule_version INTEGER, threads "
+                "INTEGER, latency_s REAL, noise REAL, error TEXT, compile_s REAL, device TEXT, host TEXT, measured_at REAL)")
+    old.execute("INSERT INTO latency VALUES ('llvm', 's1', 'default', 1, 1, 1e-5, 0.0, NULL, 0.1, 'local', 'h', 0)")
+    old.commit()
+    old.close()
+    before = (tmp_path / "old.sqlite").read_bytes()
+    a = LatencyTable(tmp_path / "a.sqlite")
+    assert a.merge(tmp_path / "old.sqlite") == (1, 0)
+    assert a.lookup("llvm", "s1", "default", 1, version=1).latency_s == 1e-5
+    assert (tmp_path / "old.sqlite").read_bytes() == before
