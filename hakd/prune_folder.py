@@ -59,9 +59,31 @@ def load_prune_folder(folder):
     plan = PrunePlan.load(folder / PLAN)
     plan.validate(groups)
     if (folder / IMPORTANCE).is_file():
-        importance = {g: np.asarray(v, dtype=float) for g, v in json.loads((folder / IMPORTANCE).read_text()).items()}
+        importance = _read_importance(folder / IMPORTANCE, groups)
     else:
         from hakd.baselines.widths import l1_importance
 
         importance = l1_importance(gm, groups)
     return gm, groups, plan, importance
+
+
+def _read_importance(path: Path, groups) -> dict:
+    """{group: a finite score per channel} from ``path``, checked against the base model's groups."""
+    fix = "fix it, or delete it to rank channels by their L1 norms"
+    try:
+        saved = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not JSON ({e}); {fix}") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path} holds a {type(saved).__name__}, not {{group: [a score per channel]}}; {fix}")
+    widths, importance = groups.widths(), {}
+    for g, scores in saved.items():
+        if g not in widths:
+            raise ConfigError(f"{path} scores a group {g!r} that the base model does not have; {fix}")
+        ok = isinstance(scores, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores)
+        values = np.asarray(scores, dtype=float) if ok else None
+        if values is None or len(values) != widths[g] or not np.isfinite(values).all():
+            raise ConfigError(f"{path}: group {g!r} needs {widths[g]} finite scores (one per channel), got "
+                              f"{str(scores)[:80]}; {fix}")
+        importance[g] = values
+    return importance
