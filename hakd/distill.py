@@ -29,7 +29,7 @@ from hakd.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from hakd.config import DistillConfig
 from hakd.data import Split
 from hakd.errors import CheckpointError, ConfigError
-from hakd.loop import is_writer, train_loop
+from hakd.loop import is_writer, train_loop, use_threads
 from hakd.passes.trace import input_shape
 from hakd.train import CHECKPOINT, Supervised
 
@@ -140,8 +140,7 @@ def distill(teacher: fx.GraphModule, student: fx.GraphModule, train: Split, test
     out.mkdir(parents=True, exist_ok=True)
     if (out / CHECKPOINT).exists() and not resume:
         raise CheckpointError(f"{out} already holds a distillation; pass --resume to continue it, or choose another --out")
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    use_threads(config.threads)
     _check_pair(teacher, student)
     resolutions = match_stages(teacher, student) if config.loss == "kd+at" and config.beta > 0 else []
     if config.init == "reset" and not (out / CHECKPOINT).exists():

@@ -30,7 +30,26 @@ from tqdm import tqdm
 from hakd.checkpoint import load_checkpoint, save_checkpoint
 from hakd.errors import CheckpointError, TrainingError
 
-__all__ = ["Task", "Position", "train_loop", "rank", "is_writer"]
+__all__ = ["Task", "Position", "train_loop", "rank", "is_writer", "use_threads"]
+
+
+def use_threads(threads: Optional[int], log=print) -> int:
+    """Set torch's threads for training to ``threads`` (None: leave torch's default), capped at
+    the cores this process may run on, with a word when capped: more threads than cores only
+    make every step wait on the others. Returns the threads in use::
+
+        >>> use_threads(None) == torch.get_num_threads()   # None: torch's default, unchanged
+        True
+    """
+    import os
+
+    if threads:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if threads > cores:
+            log(f"{threads} threads asked for, but this process may run on {cores} core(s): training with {cores}")
+            threads = cores
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def rank() -> int:

@@ -24,7 +24,7 @@ from hakd.checkpoint import atomic_write_text, load_checkpoint
 from hakd.config import TrainConfig
 from hakd.data import Split
 from hakd.errors import CheckpointError
-from hakd.loop import Position, Task, is_writer, train_loop
+from hakd.loop import Position, Task, is_writer, train_loop, use_threads
 
 __all__ = ["fit", "evaluate", "load_trained", "run_config", "write_metrics", "Supervised", "CHECKPOINT", "METRICS"]
 
@@ -126,8 +126,7 @@ def fit(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    use_threads(config.threads)
     run_id = {"config": config.identity(), "train_data": train.fingerprint(), **(run_info or {})}
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestone_epochs(), config.lr_gamma)

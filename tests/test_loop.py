@@ -26,3 +26,18 @@ def test_a_task_stops_the_run_and_a_stateless_run_writes_nothing(tmp_path):
     pos = train_loop(model, opt, band_split(64).loader(16), Three(), None, progress=False)
     assert (pos.step, pos.epoch, pos.batch) == (3, 0, 3)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_more_training_threads_than_cores_are_capped_with_a_word():
+    import os
+
+    from hakd.loop import use_threads
+
+    before, lines = torch.get_num_threads(), []
+    try:
+        cores = len(os.sched_getaffinity(0))
+        assert use_threads(1000, log=lines.append) == cores
+        assert lines == [f"1000 threads asked for, but this process may run on {cores} core(s): training with {cores}"]
+        assert use_threads(None, log=lines.append) == cores and len(lines) == 1  # None: left as it is
+    finally:
+        torch.set_num_threads(before)

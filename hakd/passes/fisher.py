@@ -29,7 +29,7 @@ from hakd.checkpoint import atomic_write_text, load_checkpoint
 from hakd.config import PruneConfig
 from hakd.data import Split
 from hakd.errors import CheckpointError, ConfigError, TrainingError
-from hakd.loop import Task, train_loop
+from hakd.loop import Task, train_loop, use_threads
 from hakd.passes.counts import count, params_per_channel
 from hakd.passes.groups import ChannelGroups
 from hakd.passes.probes import ProbedModel, insert_probes
@@ -140,8 +140,7 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
     :mod:`hakd.sweep`: this pass never imports it)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    use_threads(config.threads)
     input_shape = (1, *train.images.shape[1:])
     target = _Target(gm, groups, config, input_shape, latency_of)
     torch.manual_seed(config.seed)
