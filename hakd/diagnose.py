@@ -59,6 +59,9 @@ def diagnose(model: nn.Module, example_input: torch.Tensor, profiler: Profiler, 
     """Diagnose ``model`` (or the groups in ``only``) on ``profiler``'s target; staircases reach
     ``headroom`` channels past each width. With ``unpruned`` (``model`` before pruning), also
     :func:`uniform_at` the model's predicted latency."""
+    if isinstance(headroom, bool) or not isinstance(headroom, int) or headroom < 1:
+        raise ConfigError(f"diagnose: headroom is how many channels past each width to measure, an integer >= 1; "
+                          f"got {headroom!r}")
     gm = trace(model.eval(), example_input)
     groups = find_groups(gm)
     origin = None if unpruned is None else _origin(unpruned, example_input, groups.widths())  # checked before measuring

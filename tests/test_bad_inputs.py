@@ -91,6 +91,9 @@ CASES = [  # (argv, words the message must hold); T is the test's folder
     (["optimize", "--model", "tests.cli_models:tiny", "--budget", "0.5", "--held-out", "0", "--out", "T/o"],
      ["held_out", ">= 1"]),
     (["diagnose", "--model-file", "T/none.pt"], ["T/none.pt", "does not exist"]),
+    (["diagnose", "--model", "tests.cli_models:tiny", "--headroom", "0"], ["headroom", ">= 1"]),
+    (["optimize", "--model", "tests.cli_models:tiny", "--snap", "down", "--budget", "0.5", "--out", "T/o"],
+     ["--snap down and --budget", "give one"]),
     # NaN, inf and zero are numbers to argparse: each is refused, not taken as "no budget" or "no limit"
     (["snap", "T/prune", "--budget-us", "inf", "--out", "T/s"], ["--budget-us", "finite"]),
     (["snap", "T/prune", "--budget-us", "nan", "--out", "T/s"], ["--budget-us", "finite"]),

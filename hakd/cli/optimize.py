@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hakd.cli.inputs import INPUTS, fractions, names, unpruned_model, user_model
 from hakd.config import TrialConfig
+from hakd.errors import ConfigError
 
 __all__ = ["add_optimize_commands"]
 
@@ -22,6 +23,10 @@ def _optimize(args):
     from hakd.config import DataConfig, DistillConfig, PruneConfig
     from hakd.train import run_config
 
+    budgeted = args.budget is not None or args.budget_us is not None
+    if args.snap and budgeted:
+        raise ConfigError(f"--snap {args.snap} and {'--budget' if args.budget is not None else '--budget-us'} are two ways "
+                          "to choose the widths: give one (a budget chooses every width at once)")
     model, shape, what = user_model(args)
     if args.run:
         run = run_config(args.run)["data"]
@@ -35,7 +40,7 @@ def _optimize(args):
 
     print(f"optimizing {what} for {args.target} into {args.out}")
     result = hakd.optimize(model, args.target, data, example_input=torch.zeros(1, *shape), prune=prune,
-                           snap=args.snap, budget=args.budget, budget_s=args.budget_us * 1e-6 if args.budget_us is not None else None,
+                           snap=args.snap or ("up" if not budgeted else None), budget=args.budget, budget_s=args.budget_us * 1e-6 if args.budget_us is not None else None,
                            ways=args.ways, value=args.value,
                            min_keep=fractions(args.min_keep, "--min-keep") if args.min_keep is not None else None,
                            trial=TrialConfig(images=args.trial_images, held_out=args.held_out), distill=distill,
@@ -121,7 +126,8 @@ def add_optimize_commands(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="threads the target runs with")
     p.add_argument("--tune-trials", type=int, default=0, help="also tune convs with meta_schedule (slow)")
     how = p.add_argument_group("how to use the staircases (one of)")
-    how.add_argument("--snap", default="up", choices=["up", "down", "nearest"], help="default up: capacity for free")
+    how.add_argument("--snap", default=None, choices=["up", "down", "nearest"], help="default (without a budget) up: "
+                                                                                       "capacity for free")
     how.add_argument("--budget", type=float, help="latency budget as a fraction of the model's predicted latency")
     how.add_argument("--budget-us", type=float, help="latency budget in microseconds")
     p.add_argument("--ways", nargs="+", default=None, metavar="WAY",
