@@ -1,11 +1,15 @@
 """hakd.optimize killed with SIGKILL at several points, then run again with the same command: the
-same student as an uninterrupted run (which reads the same latency table, so that both see the
-same measurements)."""
+same student as an uninterrupted run.
+
+Both read copies of one latency table that a first run filled, so that they see the same
+measurements: a run that builds kernels times its winners again and keeps the lower value, so
+two runs on a table that is still filling see different numbers by design. A kill while kernels
+are being timed is tests/cost/test_sweep_resume.py's."""
 
 import json
 import os
+import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -31,14 +35,6 @@ hakd.optimize(model, "host", (band_split(96), band_split(32, seed=1)), prune=PRU
 """
 
 
-def _rows(path) -> int:
-    try:
-        with sqlite3.connect(path, timeout=30) as db:
-            return db.execute("SELECT COUNT(*) FROM latency").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
 def _start(table, out):
     return subprocess.Popen([sys.executable, "-c", RUN, str(table), str(out)], cwd=REPO, stdout=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": str(REPO), "TVM_NUM_THREADS": "1"})
@@ -60,31 +56,32 @@ def _kill_when(proc, reached, timeout=300) -> bool:
 
 
 def test_killed_at_several_points_then_rerun_gives_the_uninterrupted_student(tmp_path):
-    table, out = tmp_path / "t.sqlite", tmp_path / "killed"
+    assert _start(tmp_path / "t.sqlite", tmp_path / "first").wait(timeout=600) == 0  # fills the table
+    for copy in ("whole.sqlite", "killed.sqlite"):
+        shutil.copy(tmp_path / "t.sqlite", tmp_path / copy)
+    assert _start(tmp_path / "whole.sqlite", tmp_path / "whole").wait(timeout=600) == 0  # uninterrupted
+    out = tmp_path / "killed"
     points = {  # in pipeline order; each kill lands after the point, the rerun resumes from what was kept
         "Fisher, mid-run": lambda: (out / "fisher" / "checkpoint.pt").is_file(),
-        "staircases, a few kernels timed": lambda: _rows(table) >= 5,
-        "staircases, more timed": lambda: _rows(table) >= 25,
+        "staircases, part written": lambda: (out / "fisher" / "staircases.json").is_file(),
         "trials, the first student training": lambda: any((out / "trials").glob("*/config.json")),
+        "trials, a later student": lambda: len(list((out / "trials").glob("*/model.pt"))) >= 1,
         "distillation of the kept student": lambda: (out / "distill" / "config.json").is_file(),
         "the uniform student's distillation": lambda: (out / "uniform" / "distill" / "config.json").is_file(),
     }
-    killed = []
-    for name, reached in points.items():
-        if _kill_when(_start(table, out), reached):
-            killed.append(name)
+    killed = [name for name, reached in points.items() if _kill_when(_start(tmp_path / "killed.sqlite", out), reached)]
     assert len(killed) >= 4, f"too few kills landed before the run ended: {killed}"
-    finish = _start(table, out)
-    assert finish.wait(timeout=600) == 0
-    reference = _start(table, tmp_path / "whole")  # uninterrupted, on the same measurements
-    assert reference.wait(timeout=600) == 0
+    assert _start(tmp_path / "killed.sqlite", out).wait(timeout=600) == 0  # the same command, to the end
+    whole = tmp_path / "whole"
     for folder in ("student", "uniform"):
-        assert PrunePlan.load(out / folder / "plan.json") == PrunePlan.load(tmp_path / "whole" / folder / "plan.json"), folder
+        if (whole / folder / "plan.json").is_file() or (out / folder / "plan.json").is_file():
+            assert PrunePlan.load(out / folder / "plan.json") == PrunePlan.load(whole / folder / "plan.json"), folder
     for run in ("distill", "uniform/distill"):
-        a = torch.load(out / run / "model.pt", weights_only=False)["model"].state_dict()
-        b = torch.load(tmp_path / "whole" / run / "model.pt", weights_only=False)["model"].state_dict()
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), run
-    decisions = [json.loads((run / "report" / "report.json").read_text())["decision"] for run in (out, tmp_path / "whole")]
+        if (whole / run).is_dir() or (out / run).is_dir():
+            a = torch.load(out / run / "model.pt", weights_only=False)["model"].state_dict()
+            b = torch.load(whole / run / "model.pt", weights_only=False)["model"].state_dict()
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), run
+    decisions = [json.loads((run / "report" / "report.json").read_text())["decision"] for run in (out, whole)]
     for d in decisions:
         d["fit"].pop("trial_seconds")  # the one thing that differs: how long the trials took
     assert decisions[0] == decisions[1]
