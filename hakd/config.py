@@ -20,7 +20,7 @@ from typing import Any, Optional, Tuple
 
 from hakd.errors import ConfigError
 
-__all__ = ["DataConfig", "TrainConfig", "PruneConfig", "DistillConfig", "TrialConfig", "DATASETS", "PRUNE_TARGETS", "DISTILL_LOSSES", "INITS"]
+__all__ = ["run_identity", "DataConfig", "TrainConfig", "PruneConfig", "DistillConfig", "TrialConfig", "DATASETS", "PRUNE_TARGETS", "DISTILL_LOSSES", "INITS"]
 
 DATASETS = ("fashion-mnist", "cifar10")
 
@@ -59,12 +59,35 @@ def _threads(cfg, name: str = "threads", allow_none: bool = False) -> None:
 _INTEGERS = {"epochs", "batch_size", "seed", "threads", "prune_every", "max_steps", "limit_train", "limit_test", "images", "held_out"}
 
 
+def _training_device(cfg) -> None:
+    """``device`` names a training device (present or not: checked when training starts) and
+    ``precision`` one of fp32, bf16, fp16."""
+    from hakd.device import PRECISIONS, check_device
+
+    try:
+        check_device(cfg.device)
+    except ConfigError as e:
+        raise ConfigError(f"{type(cfg).__name__}.device: {e}") from None
+    _one_of(cfg, "precision", PRECISIONS)
+
+
 def _one_of(cfg, name: str, choices) -> None:
     value = getattr(cfg, name)
     if value not in choices:
         raise ConfigError(
             f"{type(cfg).__name__}.{name} is {value!r}; valid values: {', '.join(map(str, choices))}"
         )
+
+
+def run_identity(options: dict) -> dict:
+    """Of a config's options, those a run's results depend on: every option but ``threads`` and
+    the training ``device`` (a run resumes with any), and ``precision`` unless it is mixed (so
+    runs saved before it existed resume)::
+
+        >>> run_identity({"lr": 0.1, "threads": 2, "device": "cuda", "precision": "fp32"})
+        {'lr': 0.1}
+    """
+    return {k: v for k, v in options.items() if k not in ("threads", "device") and not (k == "precision" and v == "fp32")}
 
 
 class _JsonConfig:
@@ -77,8 +100,8 @@ class _JsonConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def identity(self) -> dict:
-        """What a run's results depend on: every option but ``threads`` (a run resumes with any)."""
-        return {k: v for k, v in self.to_dict().items() if k != "threads"}
+        """What a run's results depend on (:func:`run_identity` of its options)."""
+        return run_identity(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
@@ -126,9 +149,11 @@ class TrainConfig(_JsonConfig):
     """SGD training, the HAKD authors' recipe scaled to ``epochs``.
 
     The published schedule is 200 epochs with the learning rate times 0.2 at epochs
-    60, 120 and 160; ``lr_milestones`` holds those as fractions of ``epochs``.
+    60, 120 and 160; ``lr_milestones`` holds those as fractions of ``epochs``. ``device``: where
+    it trains (``auto``: an accelerator when one is present, :mod:`hakd.device`); ``precision``:
+    ``fp32``, or mixed ``bf16`` / ``fp16`` (CUDA). A run resumes on any device.
 
-    Example: ``TrainConfig(epochs=10, threads=2)``.
+    Example: ``TrainConfig(epochs=10, threads=2)``, ``TrainConfig(epochs=200, device="cuda", precision="bf16")``.
     """
 
     epochs: int = 200
@@ -140,9 +165,12 @@ class TrainConfig(_JsonConfig):
     lr_gamma: float = 0.2
     seed: int = 0
     threads: Optional[int] = None
+    device: str = "auto"
+    precision: str = "fp32"
 
     def __post_init__(self):
         _finite(self)
+        _training_device(self)
         _at_least(self, "epochs", 1)
         _at_least(self, "batch_size", 1)
         _at_least(self, "lr", 0.0)
@@ -175,7 +203,8 @@ class PruneConfig(_JsonConfig):
     stops at ``amount`` seconds predicted by the cost model. ``penalty`` > 0 is the penalised
     variant: a channel's score is its saliency minus ``penalty`` times the share of the
     model's parameters (``penalty_on="params"``) or of its latency, read from the groups'
-    staircases (``penalty_on="latency"``), that removing it saves.
+    staircases (``penalty_on="latency"``), that removing it saves. ``device``/``precision``: where
+    the fine-tuning trains, as in :class:`TrainConfig`.
 
     Example: ``PruneConfig(target="params", amount=0.5, prune_every=100)``.
     """
@@ -192,6 +221,8 @@ class PruneConfig(_JsonConfig):
     seed: int = 0
     threads: Optional[int] = None
     max_steps: Optional[int] = None
+    device: str = "auto"
+    precision: str = "fp32"
 
     def __post_init__(self):
         _finite(self)
@@ -210,6 +241,7 @@ class PruneConfig(_JsonConfig):
             _at_least(self, name, low)
         _threads(self, allow_none=True)
         _at_least(self, "max_steps", 1, allow_none=True)
+        _training_device(self)
 
 
 DISTILL_LOSSES = ("ce", "kd", "kd+at")

@@ -80,16 +80,17 @@ class Split:
         return {"images": len(self), "shape": list(self.images.shape[1:]), "augment": self.augment,
                 "digest": digest.hexdigest()}
 
-    def loader(self, batch_size: int, seed: int = 0, shuffle: Optional[bool] = None) -> "Loader":
-        """Batches of this split; shuffled and augmented when the split is a training split."""
-        return Loader(self, batch_size, seed, self.augment if shuffle is None else shuffle)
+    def loader(self, batch_size: int, seed: int = 0, shuffle: Optional[bool] = None, pin: bool = False) -> "Loader":
+        """Batches of this split; shuffled and augmented when the split is a training split.
+        ``pin``: in page-locked memory, so that copies to a CUDA device overlap the step."""
+        return Loader(self, batch_size, seed, self.augment if shuffle is None else shuffle, pin)
 
 
 class Loader:
     """Iterates (images, labels) float batches; the order depends only on ``seed`` and ``epoch``."""
 
-    def __init__(self, split: Split, batch_size: int, seed: int, train: bool):
-        self.split, self.batch_size, self.seed, self.train = split, batch_size, seed, train
+    def __init__(self, split: Split, batch_size: int, seed: int, train: bool, pin: bool = False):
+        self.split, self.batch_size, self.seed, self.train, self.pin = split, batch_size, seed, train, pin
         self.epoch = 0
         self._mean = torch.tensor(split.mean).view(1, -1, 1, 1)
         self._std = torch.tensor(split.std).view(1, -1, 1, 1)
@@ -110,7 +111,8 @@ class Loader:
             x = self.split.images[idx].float()
             if self.train and self.split.augment:
                 x = _pad_crop_flip(x, gen)
-            yield (x - self._mean) / self._std, self.split.labels[idx]
+            x, y = (x - self._mean) / self._std, self.split.labels[idx]
+            yield (x.pin_memory(), y.pin_memory()) if self.pin else (x, y)
 
 
 def _pad_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:

@@ -28,6 +28,7 @@ from torch import fx, nn
 from hakd.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from hakd.config import DistillConfig
 from hakd.data import Split
+from hakd.device import training_device
 from hakd.errors import CheckpointError, ConfigError
 from hakd.loop import is_writer, train_loop, use_threads
 from hakd.passes.trace import input_shape
@@ -135,7 +136,9 @@ def distill(teacher: fx.GraphModule, student: fx.GraphModule, train: Split, test
             resume: bool = False, run_info: Optional[dict] = None, progress: Optional[bool] = None) -> list:
     """Train ``student`` (in place; ``config.init="reset"`` reinitialises it first) from ``teacher``
     on ``train``; returns the per-epoch history. ``out`` holds checkpoint.pt, metrics.csv,
-    config.json and, at the end, model.pt (the student, for export)."""
+    config.json and, at the end, model.pt (the student, for export). Both models train on
+    ``config.device`` (the teacher in eval mode, without gradients) and are on the CPU again after."""
+    device = training_device(config.device, config.precision)  # an accelerator that is not here: refused before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if (out / CHECKPOINT).exists() and not resume:
@@ -145,8 +148,8 @@ def distill(teacher: fx.GraphModule, student: fx.GraphModule, train: Split, test
     resolutions = match_stages(teacher, student) if config.loss == "kd+at" and config.beta > 0 else []
     if config.init == "reset" and not (out / CHECKPOINT).exists():
         reset_parameters(student, config.seed)
-    teacher = with_stages(teacher, resolutions).eval()
-    model = with_stages(student, resolutions)
+    teacher = with_stages(teacher, resolutions).eval().to(device)  # shares the teacher's and student's parameters
+    model = with_stages(student, resolutions).to(device)
     run_id = {"config": config.identity(), "stages": [list(r) for r in resolutions], "train_data": train.fingerprint(),
               **(run_info or {})}
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -159,8 +162,12 @@ def distill(teacher: fx.GraphModule, student: fx.GraphModule, train: Split, test
         torch.manual_seed(config.seed)
     if is_writer():
         atomic_write_text(out / "config.json", json.dumps(run_id, indent=2, sort_keys=True))
-    train_loop(model, optimizer, train.loader(config.batch_size, seed=config.seed), task, out / CHECKPOINT,
-               epochs=config.epochs, scheduler=scheduler, resume=True, progress=progress)
+    try:
+        train_loop(model, optimizer, train.loader(config.batch_size, seed=config.seed, pin=device.type == "cuda"), task,
+                   out / CHECKPOINT, epochs=config.epochs, scheduler=scheduler, resume=True, progress=progress,
+                   precision=config.precision)
+    finally:  # back where compiling, measuring and the caller's teacher live
+        model.to("cpu"), teacher.to("cpu")
     if is_writer():
         save_checkpoint({"model": student, "input_shape": list(input_shape(student))}, out / STUDENT)
     return task.history

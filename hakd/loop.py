@@ -164,17 +164,23 @@ def _reduce(pos: Position, loss_sum: float, correct: int, seen: int) -> Tuple[fl
 
 def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loader, task: Task, checkpoint: Optional[Path], *,
                epochs: Optional[int] = None, scheduler=None, resume: bool = False, progress: Optional[bool] = None,
-               report_s: float = 30.0) -> Position:
+               report_s: float = 30.0, precision: str = "fp32") -> Position:
     """Run ``task`` until ``epochs`` are done or ``task.finished``; returns the final position.
 
     ``checkpoint``: the file the run's state lives in (None: a run that keeps no state). Without
     ``resume`` it must not exist yet (the run writes it at once, so a failure leaves it behind);
-    with ``resume`` the run continues from it (or starts, when there is none yet)."""
+    with ``resume`` the run continues from it (or starts, when there is none yet). The run trains
+    on the device ``model`` is on (batches follow it), in ``precision`` (:mod:`hakd.device`); its
+    checkpoint loads on any device."""
+    from hakd.device import autocast, grad_scaler
+
     checkpoint = Path(checkpoint) if checkpoint is not None else None
+    device = next(model.parameters()).device
+    scaler = grad_scaler(device, precision)
     pos = Position()
     net = model
     if world() > 1:
-        net = nn.parallel.DistributedDataParallel(model)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if checkpoint is not None and checkpoint.exists() and not resume:
         raise CheckpointError(f"{checkpoint.parent} already holds a checkpoint ({checkpoint.name}); pass --resume "
                               "(resume=True) to continue it, or choose another output folder")
@@ -187,6 +193,10 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loader, task:
             if scheduler is not None:
                 scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"])
+            if device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
             pos = Position(epoch=state["epoch"], batch=state.get("batch", 0), step=state.get("step", 0))
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"checkpoint {checkpoint} does not fit this model: {e}") from e
@@ -195,7 +205,9 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loader, task:
         if is_writer() and checkpoint is not None:
             save_checkpoint({**task.state(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                             "rng": torch.get_rng_state(), "epoch": pos.epoch, "batch": pos.batch, "step": pos.step},
+                             "rng": torch.get_rng_state(), "epoch": pos.epoch, "batch": pos.batch, "step": pos.step,
+                             **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
+                             **({"scaler": scaler.state_dict()} if scaler is not None else {})},
                             checkpoint)
 
     if checkpoint is not None and not checkpoint.exists():
@@ -213,14 +225,21 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, loader, task:
             if i < pos.batch:
                 continue
             x, y = _shard(x, y)
-            loss, logits = task.loss(net, x, y)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast(device, precision):
+                loss, logits = task.loss(net, x, y)
             if not math.isfinite(loss.item()):
                 raise TrainingError(f"{task.name} loss became {loss.item()} at epoch {pos.epoch + 1}, step {pos.step}; "
                                     f"the last checkpoint ({checkpoint or 'none: this run keeps no state'}) is kept: lower the learning rate "
                                     f"(now {optimizer.param_groups[0]['lr']}) and --resume")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:  # fp16: the loss scaled up so that small gradients do not underflow, steps skipped on inf
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             pos.step, pos.batch, pos.last_loss = pos.step + 1, i + 1, loss.item()
             loss_sum, correct, seen = _reduce(pos, loss.item() * len(y), int((logits.argmax(1) == y).sum()), len(y))
             pos.loss_sum, pos.correct, pos.seen = pos.loss_sum + loss_sum, pos.correct + correct, pos.seen + seen

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from hakd.checkpoint import atomic_write_text, load_checkpoint
-from hakd.config import TrainConfig
+from hakd.config import TrainConfig, run_identity
 from hakd.data import Split
+from hakd.device import training_device
 from hakd.errors import CheckpointError
 from hakd.loop import Position, Task, is_writer, train_loop, use_threads
 
@@ -35,11 +36,14 @@ COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "s
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int = 256) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` on ``split``, in eval mode."""
+    """(mean cross-entropy, accuracy) of ``model`` on ``split``, in eval mode, on the device the
+    model is on."""
     was_training = model.training
     model.eval()
     loss, correct = 0.0, 0
+    device = next(model.parameters()).device
     for x, y in split.loader(batch_size, shuffle=False):
+        x, y = x.to(device), y.to(device)
         out = model(x)
         loss += F.cross_entropy(out, y, reduction="sum").item()
         correct += (out.argmax(1) == y).sum().item()
@@ -94,7 +98,7 @@ class Supervised(Task):
     def load_state(self, state: dict) -> None:
         saved = dict(state.get("run") or {})
         if isinstance(saved.get("config"), dict):  # runs saved before threads left a run's identity still resume
-            saved["config"] = {k: v for k, v in saved["config"].items() if k != "threads"}
+            saved["config"] = run_identity(saved["config"])
         current = dict(self.run_id)
         if "train_data" not in saved:  # runs saved before their data was fingerprinted still resume
             current.pop("train_data", None)
@@ -118,15 +122,18 @@ def fit(
     run_info: Optional[dict] = None,
     progress: Optional[bool] = None,
 ) -> list[dict]:
-    """Train ``model`` in place for ``config.epochs``; returns the per-epoch history.
+    """Train ``model`` in place for ``config.epochs`` on ``config.device`` (the model is on the
+    CPU again after); returns the per-epoch history.
 
     ``run_info`` (e.g. the model name and data set) is stored with the checkpoint and
     must match on ``resume``, as must the config and the training data (its fingerprint).
     ``progress=None`` shows a bar only on a terminal (and a line every 30 s otherwise).
     """
+    device = training_device(config.device, config.precision)  # an accelerator that is not here: refused before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     use_threads(config.threads)
+    model.to(device)
     run_id = {"config": config.identity(), "train_data": train.fingerprint(), **(run_info or {})}
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestone_epochs(), config.lr_gamma)
@@ -142,8 +149,12 @@ def fit(
         torch.manual_seed(config.seed)
     if is_writer():
         atomic_write_text(out / "config.json", json.dumps(run_id, indent=2, sort_keys=True))
-    train_loop(model, optimizer, train.loader(config.batch_size, seed=config.seed), task, out / CHECKPOINT,
-               epochs=config.epochs, scheduler=scheduler, resume=resume, progress=progress)
+    try:
+        train_loop(model, optimizer, train.loader(config.batch_size, seed=config.seed, pin=device.type == "cuda"), task,
+                   out / CHECKPOINT, epochs=config.epochs, scheduler=scheduler, resume=resume, progress=progress,
+                   precision=config.precision)
+    finally:
+        model.to("cpu")  # where compiling and measuring happen
     return task.history
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hakd.errors import ConfigError
 
-__all__ = ["INPUTS", "traced_model", "model_in_channels", "user_model", "unpruned_model", "profiler", "parse_shape", "names", "fractions"]
+__all__ = ["add_training_device", "INPUTS", "traced_model", "model_in_channels", "user_model", "unpruned_model", "profiler", "parse_shape", "names", "fractions"]
 
 INPUTS = {"fashion-mnist": (1, 1, 28, 28), "cifar10": (1, 3, 32, 32)}
 
@@ -142,3 +142,14 @@ def unpruned_model(path: str, data: str):
 
     source = {"run": path, "model_file": None} if Path(path).is_dir() else {"run": None, "model_file": path}
     return user_model(argparse.Namespace(model=None, input_shape=None, data=data, **source))[0]
+
+
+def add_training_device(parser) -> None:
+    """``--train-device`` and ``--precision``: where training runs (teacher, Fisher's fine-tuning,
+    distillation), kept apart from ``--device``, the board that times kernels."""
+    parser.add_argument("--train-device", default="auto", metavar="DEVICE",
+                        help="where training runs: auto (default: CUDA, then MPS, when present; else the CPU), cpu, "
+                             "cuda, cuda:N, mps. Not --device, which is the board kernels are timed on")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                        help="training precision: fp32 (default), bf16 autocast (CPU or CUDA), fp16 autocast with a "
+                             "gradient scaler (CUDA)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hakd.cli.inputs import INPUTS, fractions, names, unpruned_model, user_model
+from hakd.cli.inputs import INPUTS, add_training_device, fractions, names, unpruned_model, user_model
 from hakd.config import TrialConfig
 from hakd.errors import ConfigError
 
@@ -34,8 +34,9 @@ def _optimize(args):
                           limit_test=args.limit_test)
     else:
         data = DataConfig(args.data, root=args.data_root, limit_train=args.limit_train, limit_test=args.limit_test)
-    prune = PruneConfig(target="params", amount=args.amount, prune_every=args.prune_every, threads=args.torch_threads)
-    distill = DistillConfig(epochs=args.epochs, init=args.init, lr=args.lr, threads=args.torch_threads)
+    trains_on = dict(threads=args.torch_threads, device=args.train_device, precision=args.precision)
+    prune = PruneConfig(target="params", amount=args.amount, prune_every=args.prune_every, **trains_on)
+    distill = DistillConfig(epochs=args.epochs, init=args.init, lr=args.lr, **trains_on)
     import torch
 
     print(f"optimizing {what} for {args.target} into {args.out}")
@@ -154,6 +155,7 @@ def add_optimize_commands(sub) -> None:
     p.add_argument("--init", default="inherit", choices=["inherit", "reset"], help="student initialisation")
     p.add_argument("--lr", type=float, default=0.1, help="distillation learning rate")
     p.add_argument("--torch-threads", type=int, default=None, help="torch threads for training")
+    add_training_device(p)
     p.add_argument("--out", required=True, help="run folder (every stage resumes from it)")
     p.set_defaults(handler=_optimize)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hakd.cli.inputs import profiler, traced_model
+from hakd.cli.inputs import add_training_device, profiler, traced_model
 from hakd.errors import ConfigError
 from hakd.passes.trace import input_shape
 from hakd.prune_folder import MODEL, PLAN, STAIRS, load_prune_folder, write_prune_folder
@@ -79,7 +79,8 @@ def _prune(args):
                 stairs = sweep.load_or_measure(out / "unpruned-staircases.json", prof, gm, groups, None)
                 latency_saved = sweep.latency_saved(stairs, full_s, groups.slices())
         config = PruneConfig(target=args.target, amount=amount, prune_every=args.prune_every, penalty=args.penalty,
-                             penalty_on=args.penalty_on, threads=args.threads)
+                             penalty_on=args.penalty_on, threads=args.threads, device=args.train_device,
+                             precision=args.precision)
         result = fisher_prune(gm, groups, train, config, out, resume=args.resume, latency_of=latency_of,
                               latency_saved=latency_saved)
         gm, plan, importance = result.model, result.plan, result.importance
@@ -186,6 +187,7 @@ def add_prune_commands(sub) -> None:
     p.add_argument("--round-mode", default="down", choices=["down", "up"])
     p.add_argument("--limit-train", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads for fine-tuning")
+    add_training_device(p)
     p.add_argument("--out", required=True)
     p.add_argument("--resume", action="store_true", help="continue the Fisher run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace the prune run --out holds")

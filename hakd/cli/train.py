@@ -3,12 +3,14 @@
     hakd models
     hakd train resnet20 --data fashion-mnist --epochs 1 --out runs/r20     # --resume after an interruption
     hakd distill --teacher runs/r20 --student runs/budget --epochs 30       # torchrun --nproc-per-node 2 -m hakd distill ...
+    hakd train resnet20 --epochs 200 --train-device cuda --precision bf16 --out runs/r20   # on a GPU
 """
 
 from __future__ import annotations
 
 import time
 
+from hakd.cli.inputs import add_training_device
 from hakd.config import DATASETS, DataConfig, TrainConfig
 from hakd.errors import ConfigError
 
@@ -21,7 +23,8 @@ def _train(args) -> None:
     from hakd import data, models
     from hakd.train import fit
 
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+                         device=args.train_device, precision=args.precision)
     data_config = DataConfig(args.data, root=args.data_root, limit_train=args.limit_train, limit_test=args.limit_test)
     models.create(args.model)  # fail on a bad name before reading any data
     train, test = data.load(data_config)
@@ -52,9 +55,13 @@ def _distill(args) -> None:
 
     # the options first: a bad one is refused before any file is read
     config = DistillConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
-                           init=args.init, loss=args.loss, alpha=args.alpha, beta=args.beta, temperature=args.temperature)
+                           init=args.init, loss=args.loss, alpha=args.alpha, beta=args.beta, temperature=args.temperature,
+                           device=args.train_device, precision=args.precision)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # started by torchrun
-        dist.init_process_group("gloo")
+        from hakd.device import training_device
+
+        on_cuda = training_device(config.device).type == "cuda"  # each process its own GPU (LOCAL_RANK)
+        dist.init_process_group("nccl" if on_cuda else "gloo")
     run = run_config(args.teacher)
     teacher = load_trained(args.teacher)
     student_file = os.path.join(args.student, "model.pt")
@@ -98,6 +105,7 @@ def add_train_commands(sub) -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    add_training_device(p)
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
     p.add_argument("--limit-test", type=int, default=None, help="use only the first N test images")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, metrics.csv, config.json")
@@ -122,6 +130,7 @@ def add_train_commands(sub) -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    add_training_device(p)
     p.add_argument("--data-root", default=None)
     p.add_argument("--limit-train", type=int, default=None)
     p.add_argument("--limit-test", type=int, default=None)

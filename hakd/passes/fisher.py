@@ -26,8 +26,9 @@ import torch
 from torch import fx
 
 from hakd.checkpoint import atomic_write_text, load_checkpoint
-from hakd.config import PruneConfig
+from hakd.config import PruneConfig, run_identity
 from hakd.data import Split
+from hakd.device import training_device
 from hakd.errors import CheckpointError, ConfigError, TrainingError
 from hakd.loop import Task, train_loop, use_threads
 from hakd.passes.counts import count, params_per_channel
@@ -138,13 +139,14 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
     ``target="latency"``; ``latency_saved(group, width)``: the share of the model's latency
     one channel less saves there, for ``penalty_on="latency"`` (both from the cost model,
     :mod:`hakd.sweep`: this pass never imports it)."""
+    device = training_device(config.device, config.precision)  # an accelerator that is not here: refused before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     use_threads(config.threads)
     input_shape = (1, *train.images.shape[1:])
     target = _Target(gm, groups, config, input_shape, latency_of)
     torch.manual_seed(config.seed)
-    probed = insert_probes(gm, groups)
+    probed = insert_probes(gm, groups).to(device)
     params = [p for p in probed.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     task = _FisherTask(probed, groups, config, target, _penalty_share(gm, groups, config, input_shape, latency_saved), out,
@@ -159,7 +161,11 @@ def fisher_prune(gm: fx.GraphModule, groups: ChannelGroups, train: Split, config
     task.done = target.met(target.measure(groups.plan(keep=probed.keep()), probed.widths()))
     task.write()
     probed.record(True)
-    pos = train_loop(probed, optimizer, train.loader(config.batch_size, seed=config.seed), task, out / STATE, resume=True)
+    try:
+        pos = train_loop(probed, optimizer, train.loader(config.batch_size, seed=config.seed, pin=device.type == "cuda"),
+                         task, out / STATE, resume=True, precision=config.precision)
+    finally:
+        probed.to("cpu")  # the fine-tuned model goes on to be measured and compiled
     probed.record(False)
     plan = groups.plan(keep=probed.keep(), note=f"fisher {config.target}={config.amount} after {pos.step} steps")
     plan.save(out / PLAN)
@@ -224,7 +230,7 @@ class _FisherTask(Task):
                 "importance": {g: v.tolist() for g, v in self.importance.items()}}
 
     def load_state(self, state: dict) -> None:
-        saved = {k: v for k, v in (state.get("config") or {}).items() if k != "threads"}
+        saved = run_identity(state.get("config") or {})
         data = state.get("train_data", self.train_data)  # runs saved before data was fingerprinted still resume
         if saved != self.config.identity() or state.get("widths") != self.groups.widths() or data != self.train_data:
             differ = [k for k, v in self.config.identity().items() if saved.get(k) != v]

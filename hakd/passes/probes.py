@@ -52,9 +52,13 @@ class ChannelProbe(nn.Module):
         return out
 
     def _accumulate(self, a: torch.Tensor, g: torch.Tensor):
-        prod = (a * g).reshape(a.shape[0], -1)
-        for group, (elements, positions, width) in self.index.items():
-            per_channel = torch.zeros(a.shape[0], width, dtype=prod.dtype).index_add_(1, positions, prod[:, elements])
+        prod = (a * g).float().reshape(a.shape[0], -1)  # float: under bf16 autocast too
+        for group, (elements, positions, width) in list(self.index.items()):
+            if elements.device != prod.device:  # the model moved to a training device: its indices follow once
+                elements, positions = elements.to(prod.device), positions.to(prod.device)
+                self.index[group] = (elements, positions, width)
+            per_channel = torch.zeros(a.shape[0], width, dtype=prod.dtype, device=prod.device).index_add_(
+                1, positions, prod[:, elements])
             add = 0.5 * per_channel.pow(2).sum(0)
             self.saliency[group] = self.saliency.get(group, 0) + add
         return None
@@ -84,7 +88,7 @@ class ProbedModel(nn.Module):
                 elements, positions, _ = p.index[group]
                 hit = elements[positions == position]
                 with torch.no_grad():
-                    p.scale.view(-1)[hit] = 0.0
+                    p.scale.view(-1)[hit.to(p.scale.device)] = 0.0
 
     def widths(self) -> Dict[str, int]:
         return {g: int(a.sum()) for g, a in self.alive.items()}
@@ -106,7 +110,7 @@ class ProbedModel(nn.Module):
         for p in self.probes:
             for g, s in p.saliency.items():
                 if g in out:
-                    out[g] += s.detach().double().numpy()
+                    out[g] += s.detach().double().cpu().numpy()
         n = max(self.samples, 1)
         return {g: v / n for g, v in out.items()}
 
