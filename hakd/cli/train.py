@@ -60,8 +60,10 @@ def _distill(args) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # started by torchrun
         from hakd.device import training_device
 
-        on_cuda = training_device(config.device).type == "cuda"  # each process its own GPU (LOCAL_RANK)
-        dist.init_process_group("nccl" if on_cuda else "gloo")
+        device = training_device(config.device, config.precision)  # on CUDA: each process its own GPU (LOCAL_RANK)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     run = run_config(args.teacher)
     teacher = load_trained(args.teacher)
     student_file = os.path.join(args.student, "model.pt")
