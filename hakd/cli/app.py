@@ -13,7 +13,7 @@ from hakd.cli.cost import add_cost_commands
 from hakd.cli.optimize import add_optimize_commands
 from hakd.cli.prune import add_prune_commands
 from hakd.cli.train import add_train_commands
-from hakd.errors import HakdError
+from hakd.errors import ConfigError, HakdError
 
 __all__ = ["main", "build_parser"]
 
@@ -46,6 +46,10 @@ def _log_internal_error(argv) -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        for option in ("out", "table", "plot_dir"):  # '' would scatter a command's files into the current folder
+            if getattr(args, option, None) is not None and not str(getattr(args, option)).strip():
+                raise ConfigError(f"--{option.replace('_', '-')} is empty; give a folder or file path "
+                                  "(e.g. runs/NAME), or leave the option out")
         args.handler(args)
     except HakdError as e:
         print(f"hakd: error: {e}", file=sys.stderr)

@@ -169,7 +169,12 @@ def parse_target(target: Union[str, dict, "tvm.target.Target", TargetSpec]) -> T
     text = target.strip()
     if text == "host":
         return TargetSpec(mcpu=tvm.target.codegen.llvm_get_system_cpu())
-    words = shlex.split(text)
+    try:
+        words = shlex.split(text)
+    except ValueError as e:  # an unclosed quote
+        raise _bad(target, f"it does not read as options ({e})") from None
+    if not words:
+        raise _bad(target, "it holds no target kind")
     options = {"kind": words[0]}
     for word in words[1:]:
         m = re.fullmatch(r"--?([A-Za-z][\w-]*)=(.+)", word)
