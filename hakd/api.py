@@ -65,8 +65,30 @@ def _check(snap: Optional[str], budget: Optional[float], budget_s: Optional[floa
         raise ConfigError("optimize: say how to use the staircases: snap='up'|'down'|'nearest', or a budget")
 
 
+RUN_PARTS = {"fisher", "student", "distill", "trials", "uniform", "export", "report"}  # what optimize writes in out
+
+
+def _check_out(out: Path, target_key: str) -> None:
+    """Refuse, before any stage writes, an ``out`` that is a file, that holds files of something else
+    (a `hakd train` run, a prune folder), or a run whose widths were chosen for another target."""
+    if out.is_file():
+        raise ConfigError(f"optimize: out {out} is a file; give a folder")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if entries and not RUN_PARTS & set(entries):
+        raise ConfigError(f"optimize: {out} holds other files ({', '.join(entries[:4])}) and no optimize run; "
+                          "optimize writes a folder of its own: give another out folder")
+    saved = out / "student" / DECISION
+    before = json.loads(saved.read_text()).get("target") if saved.is_file() else None
+    if before is not None and before != target_key:
+        raise ConfigError(f"optimize: {out} holds a run whose widths were chosen for {before!r}, not {target_key!r}; "
+                          "give another out folder for this target")
+
+
 def _same_options(folder: Path, decision: dict) -> None:
-    if (folder / DECISION).is_file() and json.loads((folder / DECISION).read_text()) != decision:
+    saved = json.loads((folder / DECISION).read_text()) if (folder / DECISION).is_file() else None
+    if saved is not None and "target" not in saved:  # decided before the target was recorded
+        decision = {k: v for k, v in decision.items() if k != "target"}
+    if saved is not None and saved != decision:
         raise ConfigError(f"{folder} holds widths chosen with other options ({(folder / DECISION).read_text().strip()}, "
                           f"now {json.dumps(decision, sort_keys=True)}); use another out folder, or the same options")
 
@@ -251,6 +273,7 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
         log(f"trials: {len(train)} training images, so {trial.held_out} (a quarter) are held out to rank the ways")
     x = example_input if example_input is not None else torch.zeros(1, *train.images.shape[1:])
     profiler = Profiler(target, device=device, table=table, measure=MeasureConfig(threads=threads), tune_trials=tune_trials)
+    _check_out(out, profiler.target_key)
 
     t = time.time()
     teacher = trace(model.eval(), x)  # 1. the graph, with shapes
@@ -266,7 +289,8 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     t = time.time()  # 5. widths at optimal points of their staircases, or a whole latency budget
     teacher_s = sweep.predict(profiler, fisher.model, groups, groups.plan())
     budget_s = budget_s if budget_s is not None or budget is None else budget * teacher_s
-    decision = {"snap": None if budget_s is not None else snap, "budget": budget, "budget_s": budget_s if budget is None else None}
+    decision = {"snap": None if budget_s is not None else snap, "budget": budget, "budget_s": budget_s if budget is None else None,
+                "target": profiler.target_key}
     if budget_s is not None:
         decision.update(_ways_decided(ways, trial))
     plan = _decided(out / "student", decision, groups)  # a rerun keeps the widths it chose (the table may have moved)

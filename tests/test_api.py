@@ -37,6 +37,20 @@ class Widest(Small):
 DISTIL = DistillConfig(epochs=1, batch_size=16, lr=0.01, threads=1)
 
 
+def test_an_out_folder_of_something_else_or_for_another_target_is_refused_before_any_work(tmp_path):
+    data = (band_split(16), band_split(16))
+    (tmp_path / "prune").mkdir()
+    (tmp_path / "prune" / "base.pt").write_bytes(b"a user's prune folder")
+    with pytest.raises(ConfigError, match="holds other files \\(base.pt\\) and no optimize run"):
+        hakd.optimize(Small(), data=data, out=tmp_path / "prune", log=lambda s: None)
+    (tmp_path / "run" / "student").mkdir(parents=True)
+    (tmp_path / "run" / "student" / "decision.json").write_text('{"snap": "up", "target": "llvm -mcpu=cortex-a57"}')
+    with pytest.raises(ConfigError, match="chosen for 'llvm -mcpu=cortex-a57', not 'llvm -mcpu="):
+        hakd.optimize(Small(), "host", data=data, out=tmp_path / "run", log=lambda s: None)
+    assert sorted(p.name for p in (tmp_path / "run").rglob("*")) == ["decision.json", "student"]  # nothing written
+    assert (tmp_path / "prune" / "base.pt").read_bytes() == b"a user's prune folder"
+
+
 def test_bad_options_are_refused_before_any_work(tmp_path):
     data = (band_split(16), band_split(16))
     with pytest.raises(ConfigError, match="valid values: up, down, nearest"):
