@@ -159,7 +159,8 @@ def model_staircases(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGrou
                      progress: Optional[bool] = None) -> Staircases:
     """The staircase of every prunable group (or the groups in ``only``) around ``plan``.
 
-    Groups of ``previous`` that are still fresh for ``plan`` are kept, not measured again;
+    Groups of ``previous`` that are still fresh for ``plan`` (and, given ``tol``, were swept with
+    it) are kept, not measured again;
     with ``save_to`` the file is rewritten after every group, so an interrupted run resumes
     where it stopped (pass the loaded file as ``previous``). Layers of equal shape share
     their kernels through the profiler's table."""
@@ -176,6 +177,8 @@ def model_staircases(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGrou
     if previous is not None:
         previous.check_model(groups.widths())
         fresh = set(previous.groups) - set(previous.stale_groups(widths))
+        if tol is not None:  # measured with another noise tolerance: swept again with this one (kernels from the table)
+            fresh = {g for g in fresh if previous.groups[g].tol == tol}
         if (previous.target, previous.threads, previous.kernels) == (stairs.target, stairs.threads, stairs.kernels):  # else: other kernels
             stairs = stairs.with_groups({g: previous.groups[g] for g in names if g in fresh})
     todo = [g for g in names if g not in stairs]

@@ -52,6 +52,8 @@ CASES = [  # (argv, words the message must hold); T is the test's folder
     (["prune", "resnet20", "--method", "l1", "--amount", "0", "--out", "T/p1"], ["amount", "(0, 1)"]),
     (["prune", "resnet20", "--method", "uniform", "--amount", "1.5", "--out", "T/p1"], ["amount", "(0, 1)"]),
     (["prune", "resnet20", "--method", "uniform", "--round", "-8", "--out", "T/p1"], ["--round", "-8"]),
+    (["prune", "resnet20", "--method", "uniform", "--round", "1000", "--round-mode", "up", "--out", "T/p1"],
+     ["--round 1000", "widest prunable group (64 channels)", "undoing the pruning"]),
     (["prune", "resnet20", "--method", "l1", "--out", "T/prune"], ["T/prune", "already holds", "--overwrite"]),
     (["prune", "resnet20", "--method", "l1", "--target", "latency", "--out", "T/p2"], ["--target params"]),
     (["prune", "--method", "fisher", "--out", "T/p3"], ["--run"]),

@@ -42,6 +42,8 @@ def test_staircases_of_a_pruned_model_are_measured_around_it_saved_and_resumed(t
     refreshed = model_staircases(prof, gm, groups, moved, previous=stairs, log=lines.append)
     assert refreshed["conv1.0"].neighbours == {"stem.0": 16} and len(lines) == 3  # its neighbour moved: measured again
     assert refreshed["stem.0"] == stairs["stem.0"]  # its own width moved, its neighbours did not: still fresh
+    retol = model_staircases(prof, gm, groups, moved, previous=refreshed, tol=0.1, log=lines.append)
+    assert len(lines) == 5 and {st.tol for st in retol.groups.values()} == {0.1}  # another tolerance: swept again
 
 
 def test_snapped_plans_sit_on_optimal_points(tiny, tmp_path):

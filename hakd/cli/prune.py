@@ -58,6 +58,11 @@ def _prune(args):
         PruneConfig(target=args.target, amount=args.amount)
     gm, what = traced_model(args)
     groups = find_groups(gm)
+    widest = max((g.width for g in groups.prunable()), default=0)
+    if args.round and args.round >= widest:
+        raise ConfigError(f"--round {args.round} is not below the widest prunable group ({widest} channels): every "
+                          "group would round to all its channels, undoing the pruning; round to a smaller multiple, "
+                          "such as 8 (or 0: no rounding)")
     if args.method == "fisher":
         if not args.run:
             raise ConfigError("Fisher pruning fine-tunes a trained model: pass --run RUN_FOLDER (from `hakd train`)")
