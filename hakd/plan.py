@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
@@ -31,6 +32,15 @@ from hakd.errors import PlanError
 __all__ = ["PrunePlan", "first_channels", "unequal_slices"]
 
 FORMAT = "hakd.plan/1"
+
+
+def _whole(value, what: str) -> int:
+    """``value`` as an int when it is a whole number (3, 3.0, numpy ints); a PlanError for 1.5, "3", True."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise PlanError(f"plan: {what} must be a whole number, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +56,11 @@ class PrunePlan:
     slices: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        object.__setattr__(self, "keep", {k: tuple(int(i) for i in v) for k, v in sorted(self.keep.items())})
-        object.__setattr__(self, "widths", {k: int(v) for k, v in sorted(self.widths.items())})
-        object.__setattr__(self, "slices", {k: int(v) for k, v in sorted(self.slices.items()) if int(v) > 1})
+        object.__setattr__(self, "keep", {k: tuple(_whole(i, f"a kept channel of {k!r}") for i in v)
+                                          for k, v in sorted(self.keep.items())})
+        object.__setattr__(self, "widths", {k: _whole(v, f"the width of {k!r}") for k, v in sorted(self.widths.items())})
+        slices = {k: _whole(v, f"the slices of {k!r}") for k, v in sorted(self.slices.items())}
+        object.__setattr__(self, "slices", {k: v for k, v in slices.items() if v > 1})
         for name, n in self.slices.items():
             if name not in self.widths or self.widths[name] % n:
                 raise PlanError(f"plan splits group {name!r} into {n} slices, but its model's width is "

@@ -120,6 +120,20 @@ def test_out_of_range_and_empty_and_unsorted_plans_name_the_group():
         PrunePlan({"conv9": (1,)}, widths)
 
 
+
+def test_a_hand_edited_plan_with_fractional_or_string_numbers_is_refused_not_coerced():
+    widths = traced("resnet20")[2].widths()
+    for keep, what in (({"conv1": (0, 1.5)}, "a kept channel of 'conv1' .* got 1.5"),
+                       ({"conv1": (0, "3")}, "a kept channel of 'conv1' .* got '3'"),
+                       ({"conv1": (0, True)}, "got True")):
+        with pytest.raises(PlanError, match=what):
+            PrunePlan(keep, widths)
+    with pytest.raises(PlanError, match="the width of 'conv1' must be a whole number, got '16'"):
+        PrunePlan({}, {**widths, "conv1": "16"})
+    text = PrunePlan({"conv1": (0, 1)}, widths).to_json().replace('"conv1": [\n   0,\n   1\n  ]', '"conv1": [0, 1.0]')
+    assert PrunePlan.from_json(text).keep["conv1"] == (0, 1)  # 1.0 is a whole number: still read
+
+
 def test_pruning_an_unprunable_group_is_refused_with_its_reason():
     _, gm, groups, _ = traced("resnet20")
     with pytest.raises(PlanError, match="'fc'.*reaches the model output"):
