@@ -1,5 +1,6 @@
 """hakd.prune_folder: a prune folder written and read back, and a hand-edited importance.json refused clearly."""
 
+import json
 
 import numpy as np
 import pytest
@@ -34,3 +35,15 @@ def test_a_bad_importance_file_is_refused_with_the_fix(folder, text, words):
         load_prune_folder(folder)
     assert words in str(e.value) and str(folder / IMPORTANCE) in str(e.value)
     assert (folder / IMPORTANCE).read_text() == text
+
+
+def test_overwrite_replaces_a_prune_folder_instead_of_mixing_old_files_in(tmp_path):
+    from hakd.cli import main
+
+    out = tmp_path / "p"
+    assert main(["prune", "resnet20", "--method", "l1", "--amount", "0.5", "--out", str(out)]) == 0
+    (out / "staircases.json").write_text("{}")  # measured around the old plan: must not survive a new one
+    (out / "history.json").write_text("[]")
+    assert main(["prune", "resnet20", "--method", "uniform", "--amount", "0.6", "--overwrite", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["base.pt", "importance.json", "model.pt", "plan.json"]
+    assert "uniform" in json.loads((out / "plan.json").read_text())["note"]

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from hakd.cli.inputs import INPUTS, profiler, traced_model
+from hakd.cli.inputs import INPUTS, output_folder, profiler, traced_model
 from hakd.errors import ConfigError
 
 __all__ = ["add_cost_commands"]
@@ -72,6 +72,7 @@ def _export(args):
 
     if (Path(args.out) / META).exists() and not args.overwrite:
         raise ConfigError(f"{args.out} already holds an export ({META}); choose another --out, or pass --overwrite")
+    output_folder(args.out, {META, "model.so", "model.tar", "model.onnx"}, "hakd export", overwrite=args.overwrite)
 
     gm, what = traced_model(args)
     result = export(gm, args.out, profiler(args, args.threads))

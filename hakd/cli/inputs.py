@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hakd.errors import ConfigError
 
-__all__ = ["add_training_device", "INPUTS", "traced_model", "model_in_channels", "user_model", "unpruned_model", "profiler", "parse_shape", "names", "fractions"]
+__all__ = ["add_training_device", "output_folder", "INPUTS", "traced_model", "model_in_channels", "user_model", "unpruned_model", "profiler", "parse_shape", "names", "fractions"]
 
 INPUTS = {"fashion-mnist": (1, 1, 28, 28), "cifar10": (1, 3, 32, 32)}
 
@@ -153,3 +153,31 @@ def add_training_device(parser) -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                         help="training precision: fp32 (default), bf16 autocast (CPU or CUDA), fp16 autocast with a "
                              "gradient scaler (CUDA)")
+
+
+def output_folder(out, own: set, command: str, overwrite: bool = False, keep: bool = False) -> Path:
+    """The folder a command writes ``own`` files into, checked before it writes: refused when it is a
+    file or holds anything else (a `hakd train` run, a prune folder, a user's files), since the
+    command's files would land beside them. With ``overwrite`` the command's earlier files are
+    removed first, so that nothing of the old output mixes with the new (``keep``: a run that
+    resumes keeps them)::
+
+        >>> import tempfile; d = Path(tempfile.mkdtemp())
+        >>> (d / "notes.txt").write_text("mine") and None
+        >>> output_folder(d, {"plan.json"}, "hakd prune")   # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        hakd.errors.ConfigError: --out ... holds files hakd prune does not write (notes.txt): give a folder of its own
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder")
+    present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    foreign = [name for name in present if name not in own and not name.startswith(".")]  # .*: an atomic write's leftovers
+    if foreign:
+        raise ConfigError(f"--out {out} holds files {command} does not write ({', '.join(foreign[:4])}"
+                          f"{', ...' if len(foreign) > 4 else ''}): give a folder of its own")
+    if overwrite and not keep:
+        for name in present:
+            (out / name).unlink()
+    return out

@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hakd.cli.inputs import add_training_device, profiler, traced_model
+from hakd.cli.inputs import add_training_device, output_folder, profiler, traced_model
 from hakd.errors import ConfigError
 from hakd.passes.trace import input_shape
-from hakd.prune_folder import MODEL, PLAN, STAIRS, load_prune_folder, write_prune_folder
+from hakd.prune_folder import BASE, IMPORTANCE, MODEL, PLAN, STAIRS, load_prune_folder, write_prune_folder
 
 __all__ = ["add_prune_commands"]
 
 SUMMARY = "snap.json"
+PRUNE_OUTPUT = {BASE, MODEL, PLAN, IMPORTANCE, STAIRS, "state.pt", "history.json", "unpruned-staircases.json"}
 
 
 def _write(out: Path, base, groups, plan, importance, note: str) -> None:
@@ -49,9 +50,11 @@ def _prune(args):
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the prune run")
     held = [f for f in (PLAN, MODEL, "state.pt") if (out / f).exists()]
-    if held and not (args.resume and args.method == "fisher") and not args.overwrite:
+    resuming = args.resume and args.method == "fisher" and not args.overwrite
+    if held and not resuming and not args.overwrite:
         raise ConfigError(f"{out} already holds a prune run ({', '.join(held)}); choose another --out, continue a Fisher "
                           "run with --resume, or pass --overwrite to replace it")
+    output_folder(out, PRUNE_OUTPUT, "hakd prune", overwrite=args.overwrite, keep=resuming)
     if args.round < 0:
         raise ConfigError(f"--round is a multiple of channels (>= 1), or 0 for no rounding; got {args.round}")
     if args.method != "fisher":  # every method's amount is checked the same way
@@ -122,8 +125,9 @@ def _snap(args):
     from hakd.passes.snap import snap
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
+    if out.exists() and out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise ConfigError(f"{out} is not empty; choose another --out, or pass --overwrite to replace what it holds")
+    output_folder(out, PRUNE_OUTPUT | {SUMMARY}, "hakd snap", overwrite=args.overwrite)
     if args.budget is not None and args.budget_us is not None:
         raise ConfigError("give the budget once: --budget F (a fraction) or --budget-us N (microseconds)")
     if args.mode is None and args.budget is None and args.budget_us is None:
