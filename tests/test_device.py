@@ -7,7 +7,7 @@ import torch
 from hakd.config import DistillConfig, PruneConfig, TrainConfig
 from hakd.device import training_device
 from hakd.errors import ConfigError
-from hakd.train import evaluate, fit
+from hakd.train import fit
 from tests.conftest import band_split
 from tests.passes.test_fisher import Small, traced
 
