@@ -185,29 +185,34 @@ def test_the_api_raises_hakd_errors(tmp_path):
 # another program's table), and the options whose values are drawn. Whatever the value: exit 2, never a traceback.
 SUBCOMMANDS = {
     "train": (["train", "resnet20", "--data-root", "T/nowhere", "--out", "T/o"],
-              ["--epochs", "--batch-size", "--limit-train", "--limit-test", "--lr", "--seed", "--threads"]),
+              ["--epochs", "--batch-size", "--limit-train", "--limit-test", "--lr", "--seed", "--threads",
+               "--train-device", "--precision"]),
     "prune": (["prune", "resnet20", "--method", "uniform", "--out", "T/prune"],
-              ["--amount", "--round", "--prune-every", "--penalty", "--threads", "--target", "--method"]),
+              ["--amount", "--round", "--prune-every", "--penalty", "--threads", "--target", "--method",
+               "--round-mode", "--train-device"]),
     "profile": (["profile", "resnet20", "--table", "T/app.db"], ["--threads", "--target", "--device", "--tune-trials"]),
     "staircase": (["staircase", "resnet20", "--table", "T/app.db", "--group", "layers.0.conv1"], ["--tol", "--threads"]),
     "staircases": (["staircases", "T/notes.txt"], ["--tol", "--hw-threads", "--groups"]),
     "snap": (["snap", "T/nowhere", "--out", "T/s"],
-             ["--budget", "--budget-us", "--mode", "--value", "--hw-threads", "--min-keep"]),
+             ["--budget", "--budget-us", "--mode", "--value", "--hw-threads", "--min-keep", "--tol"]),
     "export": (["export", "--model-file", "T/junk.pt", "--out", "T/e"], ["--threads", "--tune-trials", "--target"]),
     "table": (["table", "list", "--table", "T/app.db"], ["--table"]),
     "distill": (["distill", "--teacher", "T/nowhere", "--student", "T/nowhere"],
-                ["--epochs", "--alpha", "--beta", "--temperature", "--batch-size", "--lr", "--init", "--loss"]),
+                ["--epochs", "--alpha", "--beta", "--temperature", "--batch-size", "--lr", "--init", "--loss",
+                 "--train-device", "--precision", "--threads"]),
     "optimize": (["optimize", "--model-file", "T/none.pt", "--out", "T/o"],
                  ["--budget", "--budget-us", "--amount", "--epochs", "--threads", "--input-shape", "--snap",
-                  "--min-keep", "--value", "--trial-images", "--held-out"]),
-    "diagnose": (["diagnose", "--model-file", "T/none.pt"], ["--headroom", "--threads", "--groups", "--input-shape"]),
+                  "--min-keep", "--value", "--trial-images", "--held-out", "--ways", "--train-device",
+                  "--precision", "--torch-threads"]),
+    "diagnose": (["diagnose", "--model-file", "T/none.pt"], ["--headroom", "--threads", "--groups", "--input-shape", "--unpruned", "--target"]),
 }
+# options whose value is any path (--out, --table) are not drawn: random text is a valid folder name
 VALUES = st.one_of(st.integers(-10**9, 10**9).map(str), st.floats(allow_nan=True, allow_infinity=True).map(str),
                    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8))
 
 
 @pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_no_option_value_makes_a_traceback(files, capsys, command, data):
     base, options = SUBCOMMANDS[command]
