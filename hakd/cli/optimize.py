@@ -41,7 +41,8 @@ def _optimize(args):
 
     print(f"optimizing {what} for {args.target} into {args.out}")
     result = hakd.optimize(model, args.target, data, example_input=torch.zeros(1, *shape), prune=prune,
-                           snap=args.snap or ("up" if not budgeted else None), budget=args.budget, budget_s=args.budget_us * 1e-6 if args.budget_us is not None else None,
+                           snap=args.snap or ("up" if not budgeted else None), budget=args.budget,
+                           budget_s=args.budget_us * 1e-6 if args.budget_us is not None else None,
                            ways=args.ways, value=args.value,
                            min_keep=fractions(args.min_keep, "--min-keep") if args.min_keep is not None else None,
                            trial=TrialConfig(images=args.trial_images, held_out=args.held_out), distill=distill,
