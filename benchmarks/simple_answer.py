@@ -51,8 +51,9 @@ def run(model: str, args) -> dict:
                kept_measured_us=f"{kept['measured_s'] * 1e6:.1f}", kept_measured_over_budget=f"{kept['measured_s'] / budget_s:.3f}",
                kept_held_out=trials[fit["way"]]["held_out_accuracy"], held_out_images=n)
     if simple.get("kept"):
-        row.update(uniform_params="(kept)", uniform_held_out=row["kept_held_out"], held_out_lead=0.0, held_out_lead_se=0.0,
-                   goal_met=True)
+        row.update(uniform_params="(kept)", uniform_measured_us=row["kept_measured_us"], uniform_held_out=row["kept_held_out"],
+                   held_out_lead="0.0000", held_out_lead_se="0.0000", test_lead="0.0000", test_lead_se="0.0000",
+                   measured_ratio="1.000", goal_met=True)
     else:
         uniform = models["uniform student"]
         a, b = row["kept_held_out"], trials["uniform"]["held_out_accuracy"]
@@ -85,7 +86,9 @@ def main():
     rows = [run(m, args) for m in args.models]
     for r in rows:
         print(r, flush=True)
-    write_csv("simple_answer.csv", merge_rows("simple_answer.csv", rows))
+    merged = merge_rows("simple_answer.csv", rows)
+    columns = list(dict.fromkeys(k for r in rows + merged for k in r))  # rows written before a column existed: blank
+    write_csv("simple_answer.csv", [{k: r.get(k, "") for k in columns} for r in merged])
 
 
 if __name__ == "__main__":
