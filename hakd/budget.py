@@ -200,8 +200,10 @@ def fit_uniform(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, p
     """The simple answer fitted to ``budget_s``: the largest single keep ratio whose student
     (:func:`hakd.passes.uniform.uniform_widths`, rounded up to ``multiple``; 0: the profiler's channel
     block, else the target's vector width) is predicted, rebuilt, within the budget. A bisection over
-    the ratios where some width changes; ``plan``'s kept channels are resized by ``importance``.
-    Raises BudgetError when even one multiple per group is over the budget."""
+    the ratios where some width changes, so it assumes latency rises with the ratio: where it does
+    not (MobileNetV2: 0.667 predicted 455 us, 0.675 641 us), a wider ratio between the steps it
+    skipped may also fit. ``plan``'s kept channels are resized by ``importance``. Raises BudgetError
+    when even one multiple per group is over the budget."""
     if not budget_s > 0:
         raise BudgetError(f"a latency budget must be > 0 seconds, got {budget_s}")
     multiple = multiple or profiler.channel_block or profiler.target.channel_block

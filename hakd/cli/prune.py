@@ -47,8 +47,6 @@ def _prune(args):
     from hakd.train import run_config
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for the prune run")
     held = [f for f in (PLAN, MODEL, "state.pt") if (out / f).exists()]
     resuming = args.resume and args.method == "fisher" and not args.overwrite
     if held and not resuming and not args.overwrite:
