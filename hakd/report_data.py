@@ -40,7 +40,9 @@ def _measure(models: dict, folder: Path, profiler, rounds: int, compiled: dict) 
     runners = {(name, "hakd"): load(f) for name, f in folders.items()}
     if OnnxRuntimeModel.available():
         for name, gm in models.items():
-            path = export_onnx(gm, folder / name.replace(" ", "-") / "model.onnx", torch.zeros(input_shape(gm)))
+            given = Path(folders[name]) / "model.onnx"  # an artefact the caller exported with its ONNX: not again
+            path = given if name in compiled and given.is_file() else export_onnx(
+                gm, folder / name.replace(" ", "-") / "model.onnx", torch.zeros(input_shape(gm)))
             runners[(name, "onnxruntime")] = OnnxRuntimeModel(path, profiler.measure.threads)
     times = {key: [] for key in runners}
     for _ in range(rounds):
@@ -77,7 +79,7 @@ def paired_lead(a: torch.Tensor, b: torch.Tensor) -> tuple:
 def _simple_row(simple: dict, fit: dict, student, test, measured: dict) -> dict:
     """What the report says of the simple answer: its trial, and HAKD's lead over it on the test images."""
     if "student" not in simple:
-        return {k: v for k, v in simple.items()}
+        return dict(simple)
     lead, se = paired_lead(_correct(student, test), _correct(simple["student"], test))
     trials = {t["way"]: t for t in (fit or {}).get("trials", ())}
     kept = trials.get((fit or {}).get("way"))
