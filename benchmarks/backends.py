@@ -34,7 +34,7 @@ import torch
 from hakd.cost.profile import Profiler
 from hakd.export import META, export, export_onnx, load
 from hakd.passes.trace import trace
-from common import calibrated, write_csv
+from common import calibrated, isa, write_csv
 
 SIZES = {"32": (1, 3, 32, 32), "28": (1, 1, 28, 28)}
 
@@ -104,12 +104,6 @@ def torch_pruning_r8(name: str, shape):
     from peers import torch_pruning_student
 
     return torch_pruning_student(calibrated(name, shape), shape, 0.5, round_to=8).eval()
-
-
-def isa() -> str:
-    """The host's widest vector instruction set, as hakd's kernels use it."""
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return "avx512" if " avx512f" in flags else "avx2" if " avx2" in flags else platform.machine()
 
 
 def conv_gflops(folder: Path, top=3):

@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import platform
 import sys
 import time
 from pathlib import Path
@@ -87,3 +88,20 @@ def calibrated(name: str, shape=(1, 3, 32, 32)):
         for _ in range(3):
             model(torch.randn(16, *shape[1:]))
     return model.eval()
+
+
+def isa() -> str:
+    """The host's widest vector instruction set, as hakd's kernels use it (every benchmark prints it)."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return "avx512" if " avx512f" in flags else "avx2" if " avx2" in flags else platform.machine()
+
+
+def code_version() -> str:
+    """The commit the benchmark runs (``+`` when the checkout has changes), for result rows."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")

@@ -34,7 +34,7 @@ from hakd.passes.rebuild import rebuild
 from hakd.passes.snap import snap
 from hakd.sweep import load_or_measure, model_staircases, predict
 from hakd.train import load_trained
-from common import Bench, add_data_args, merge_rows, progress, write_csv  # noqa: E402  (benchmarks/ is on sys.path as a script)
+from common import Bench, add_data_args, code_version, isa, merge_rows, progress, write_csv  # noqa: E402  (benchmarks/ is on sys.path as a script)
 from peers import at_params, plan_from_pruned  # noqa: E402
 
 
@@ -84,7 +84,8 @@ def equal_params_budget(prof, gm, groups, plan, stairs, importance, params, low_
 
 
 def timed_staircases(name, prof, gm, groups, plan, table_rows, around, save_to=None):
-    """Every group's staircase around ``plan`` from an empty table (cold), then again (warm)."""
+    """Every group's staircase around ``plan`` from an empty table (cold), then again (warm), with
+    the profiler's build workers."""
     t0, c0 = time.time(), prof.compiles
     stairs = model_staircases(prof, gm, groups, plan, save_to=save_to)
     cold_s, cold_compiles = time.time() - t0, prof.compiles - c0
@@ -94,7 +95,9 @@ def timed_staircases(name, prof, gm, groups, plan, table_rows, around, save_to=N
     t0 = time.time()  # every group swept again from the table (nothing compiled or timed; every width lowered)
     model_staircases(Profiler("host", table=prof.table), gm, groups, plan, log=lambda s: None)
     resweep_s = time.time() - t0
-    table_rows.append(dict(model=name, around=around, groups=len(stairs.groups), cold_s=f"{cold_s:.1f}",
+    workers = prof.pool.workers if prof.pool is not None else 1
+    table_rows.append(dict(run=f"{name} {code_version()} w{workers}", model=name, code=code_version(), build_workers=workers,
+                           isa=isa(), around=around, groups=len(stairs.groups), cold_s=f"{cold_s:.1f}",
                            cold_compiles=cold_compiles, warm_s=f"{warm_s:.1f}", table_resweep_s=f"{resweep_s:.1f}",
                            widths_measured=sum(len(st.latency) for st in stairs.groups.values()),
                            widths_full_sweep=sum(st.full_width for st in stairs.groups.values()),
@@ -209,6 +212,9 @@ def run():
     parser.add_argument("--staircases-only", action="store_true",
                         help="only time whole-model staircases, around a uniform plan at --keep of the parameters "
                              "(an untrained zoo model: the time does not depend on weights)")
+    parser.add_argument("--build-workers", type=int, nargs="+", default=[1],
+                        help="with --staircases-only: each model swept cold once per count of build workers, "
+                             "alternating (e.g. 1 2)")
     parser.add_argument("--table", type=Path,
                         help="time kernels into this latency table (e.g. a methods.py run's) instead of a new empty "
                              "one: the staircases saved beside the Fisher plan are reused, no row of "
@@ -233,15 +239,17 @@ def run():
         from hakd.passes.groups import find_groups
         from hakd.passes.trace import trace
 
-        for name in args.models:
+        timed = bench.results("snap_staircases_time.csv")
+        for i, name in enumerate(args.models):
             gm = trace(models.create(name, in_channels=bench.shape[1]).eval(), torch.zeros(bench.shape))
             groups = find_groups(gm)
             plan = fit_fraction(lambda f: uniform_plan(groups, f), gm, groups, args.keep, bench.shape)
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            prof = Profiler("host", table=LatencyTable(bench.runs / f"{name}-stairs-{stamp}.sqlite"))
-            timed_staircases(name, prof, gm, groups, plan, table_rows, f"uniform {args.keep} of the parameters")
-            timed = bench.results("snap_staircases_time.csv")
-            write_csv(timed, merge_rows(timed, table_rows))
+            for workers in args.build_workers[::-1] if i % 2 else args.build_workers:  # the order alternates by model
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                prof = Profiler("host", table=LatencyTable(bench.runs / f"{name}-stairs-{stamp}-w{workers}.sqlite"),
+                                build_workers=workers)
+                timed_staircases(name, prof, gm, groups, plan, table_rows, f"uniform {args.keep} of the parameters")
+                write_csv(timed, merge_rows(timed, table_rows, key="run"))
         return
     for name in args.models:
         table = args.table or bench.runs / f"{name}-snap-{time.strftime('%Y%m%d-%H%M%S')}.sqlite"  # empty: cold is cold

@@ -232,7 +232,8 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
              budget: Optional[float] = None, budget_s: Optional[float] = None, ways: Optional[Sequence] = None,
              value: Union[None, str, Sequence[str]] = None, min_keep: Union[None, float, Sequence[float]] = None,
              trial: TrialConfig = TrialConfig(), distill: DistillConfig = DistillConfig(), simple_answer: bool = True,
-             device=None, table=None, threads: int = 1, tune_trials: int = 0, out="hakd-out", log=print) -> OptimizeResult:
+             device=None, table=None, threads: int = 1, tune_trials: int = 0, build_workers: Optional[int] = None,
+             out="hakd-out", log=print) -> OptimizeResult:
     """Make ``model`` (a trained teacher) fast on ``target`` while keeping its accuracy.
 
     ``prune``: Fisher pruning (how wide each layer needs to be); ``snap``: move each width to an
@@ -245,8 +246,10 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     (``trial``, :mod:`hakd.trials`); one way: no trial (``value``/``min_keep``: ways as every
     combination of them); ``distill``: retrain the student from the teacher; ``simple_answer``:
     also distil the uniform student at the same latency and report the student's lead over it;
-    ``device``/``table``/``threads``/``tune_trials``: where and how kernels are measured (:class:`hakd.cost.profile.Profiler`)."""
+    ``device``/``table``/``threads``/``tune_trials``/``build_workers`` (default: this host's cores):
+    where and how kernels are measured and built (:class:`hakd.cost.profile.Profiler`)."""
     from hakd import sweep
+    from hakd.cost.build_pool import build_workers as build_workers_for
     from hakd.cost.measure import MeasureConfig
     from hakd.cost.profile import Profiler
     from hakd.distill import distill as distil
@@ -272,7 +275,8 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
         trial = TrialConfig(images=trial.images, held_out=max(1, len(train) // 4))
         log(f"trials: {len(train)} training images, so {trial.held_out} (a quarter) are held out to rank the ways")
     x = example_input if example_input is not None else torch.zeros(1, *train.images.shape[1:])
-    profiler = Profiler(target, device=device, table=table, measure=MeasureConfig(threads=threads), tune_trials=tune_trials)
+    profiler = Profiler(target, device=device, table=table, measure=MeasureConfig(threads=threads), tune_trials=tune_trials,
+                        build_workers=build_workers_for(build_workers, log))
     _check_out(out, profiler.target_key)
 
     t = time.time()

@@ -27,10 +27,22 @@ import torch
 
 from hakd.errors import ConfigError
 
-__all__ = ["DEVICES", "PRECISIONS", "check_device", "check_precision", "training_device", "autocast", "grad_scaler"]
+__all__ = ["DEVICES", "PRECISIONS", "usable_cores", "check_device", "check_precision", "training_device", "autocast", "grad_scaler"]
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells it).
+
+    >>> usable_cores() >= 1
+    True
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def check_device(spec: str) -> None:

@@ -41,10 +41,10 @@ def use_threads(threads: Optional[int], log=print) -> int:
         >>> use_threads(None) == torch.get_num_threads()   # None: torch's default, unchanged
         True
     """
-    import os
+    from hakd.device import usable_cores
 
     if threads:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
         if threads > cores:
             log(f"{threads} threads asked for, but this process may run on {cores} core(s): training with {cores}")
             threads = cores

@@ -20,7 +20,8 @@ from torch.fx.passes.shape_prop import ShapeProp
 from tqdm import tqdm
 
 from hakd.cost.lower import Lowered, lower
-from hakd.cost.profile import Profiler, ProfileError, sweep_widths
+from hakd.cost.profile import Profiler, ProfileError
+from hakd.cost.width_sweep import sweep_widths
 from hakd.cost.schedules import SCHEDULE_VERSION
 from hakd.errors import PlanError, StaircaseError
 from hakd.passes.groups import ChannelGroups
@@ -132,10 +133,10 @@ def group_latency(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups,
 
 
 def group_staircase(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGroups, group: str,
-                    plan: Optional[PrunePlan] = None, adaptive: bool = True, grid: int = 8, tol: Optional[float] = None,
+                    plan: Optional[PrunePlan] = None, adaptive: bool = True, grid: Optional[int] = None, tol: Optional[float] = None,
                     context: Optional[str] = None, at_plan: Optional[Lowered] = None):
     """The staircase of one group around ``plan`` (default: the unpruned model): a
-    :class:`hakd.cost.staircase.Sweep` of latency (s) by width (:func:`hakd.cost.profile.sweep_widths`).
+    :class:`hakd.cost.staircase.Sweep` of latency (s) by width (:func:`hakd.cost.width_sweep.sweep_widths`).
     The plan's own width of the group is always measured. ``at_plan``: the model lowered at the
     plan's widths, when the caller has it (it is lowered here otherwise)."""
     if group not in groups.by_name:

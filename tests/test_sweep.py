@@ -15,16 +15,17 @@ def test_adaptive_sweep_tries_only_the_grid_winners_between_grid_widths(tiny, mo
     gm, groups = tiny
     prof = Profiler("host", table=LatencyTable(":memory:"), measure=QUICK)
     calls = []
-    kernel = Profiler.kernel
+    kernels = Profiler.kernels
 
-    def spy(self, k, context="warm", only=None):
-        timing = kernel(self, k, context, only)
-        calls.append((only, timing.schedule, {c.key().split("/")[0] for c in self.candidates(k)}))
-        return timing
+    def spy(self, items, context="warm"):
+        timings = kernels(self, items, context)
+        for (k, only), timing in zip(items, timings):
+            calls.append((only, timing.schedule, {c.key().split("/")[0] for c in self.candidates(k)}))
+        return timings
 
-    monkeypatch.setattr(Profiler, "kernel", spy)
+    monkeypatch.setattr(Profiler, "kernels", spy)
     sweep = group_staircase(prof, gm, groups, "conv1.0")
-    monkeypatch.setattr(Profiler, "kernel", kernel)
+    monkeypatch.setattr(Profiler, "kernels", kernels)
 
     assert [w for w in sweep.latency if w not in grid_points(groups["conv1.0"].width)], "no width between grid widths"
     template = lambda key: key.split("/")[0]  # noqa: E731  (tiles follow the width: the template transfers)
@@ -69,15 +70,16 @@ def test_a_winner_timed_in_this_run_is_timed_once_more(tiny, monkeypatch):
 def test_a_sweep_times_each_kernel_it_measured_a_third_time(tiny, monkeypatch):
     gm, groups = tiny
     prof = Profiler("host", table=LatencyTable(":memory:"), measure=QUICK)
-    modules, chosen, kernel = group_modules(groups, "conv1.0"), set(), Profiler.kernel
+    modules, chosen, kernels = group_modules(groups, "conv1.0"), set(), Profiler.kernels
 
-    def spy(self, k, context="warm", only=None):  # the schedules the sweep chose for the group's kernels
-        timing = kernel(self, k, context, only)
-        if any(modules & set(call) for call in timing.call_modules):
-            chosen.add((timing.signature, timing.schedule, context))
-        return timing
+    def spy(self, items, context="warm"):  # the schedules the sweep chose for the group's kernels
+        timings = kernels(self, items, context)
+        for timing in timings:
+            if any(modules & set(call) for call in timing.call_modules):
+                chosen.add((timing.signature, timing.schedule, context))
+        return timings
 
-    monkeypatch.setattr(Profiler, "kernel", spy)
+    monkeypatch.setattr(Profiler, "kernels", spy)
     sweep = group_staircase(prof, gm, groups, "conv1.0")
     for w in sweep.latency:  # every measured width's kernels were chosen (widths padded into one block share them)
         low, members = lower_group(gm, groups, "conv1.0", w, block=prof.channel_block)

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from hakd.cli.inputs import INPUTS, output_folder, profiler, traced_model
+from hakd.cli.inputs import INPUTS, add_build_workers, output_folder, profiler, traced_model
 from hakd.errors import ConfigError
 
 __all__ = ["add_cost_commands"]
@@ -108,6 +108,7 @@ def add_cost_commands(sub) -> None:
             p.add_argument("--device", default=None, help="local (default) or rpc://HOST:PORT/KEY")
             p.add_argument("--table", default=str(DEFAULT_TABLE), help="latency table (SQLite)")
             p.add_argument("--threads", type=int, default=1, help="threads the target runs with (default 1)")
+            add_build_workers(p)
 
     p = sub.add_parser("groups", help="list a model's channel groups")
     model_args(p, cost=False)

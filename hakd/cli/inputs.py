@@ -52,13 +52,21 @@ def model_in_channels(model) -> int:
     return next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
 
 
-def profiler(args, threads: int):
-    """The Profiler of --target (``hw_target``), --device, --table, with ``threads`` and --tune-trials."""
+def profiler(args, threads: int, target=None):
+    """The Profiler of --target (``hw_target``, or ``target``), --device, --table, with ``threads``,
+    --tune-trials and --build-workers."""
+    from hakd.cost.build_pool import build_workers
     from hakd.cost.measure import MeasureConfig
     from hakd.cost.profile import Profiler
 
-    return Profiler(args.hw_target, device=args.device, table=args.table, measure=MeasureConfig(threads=threads),
-                    tune_trials=getattr(args, "tune_trials", 0))
+    return Profiler(target or args.hw_target, device=args.device, table=args.table, measure=MeasureConfig(threads=threads),
+                    tune_trials=getattr(args, "tune_trials", 0), build_workers=build_workers(args.build_workers))
+
+
+def add_build_workers(p) -> None:
+    """--build-workers, on every command that measures kernels."""
+    p.add_argument("--build-workers", type=int, default=None, metavar="N",
+                   help="processes that compile kernels while this one times them, alone (default: this host's cores)")
 
 
 def parse_shape(text):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hakd.cli.inputs import INPUTS, add_training_device, fractions, names, unpruned_model, user_model
+from hakd.cli.inputs import (INPUTS, add_build_workers, add_training_device, fractions, names, profiler, unpruned_model,
+                             user_model)
 from hakd.config import TrialConfig
 from hakd.errors import ConfigError
 
@@ -47,7 +48,8 @@ def _optimize(args):
                            min_keep=fractions(args.min_keep, "--min-keep") if args.min_keep is not None else None,
                            trial=TrialConfig(images=args.trial_images, held_out=args.held_out), distill=distill,
                            simple_answer=args.simple_answer, device=args.device, table=args.table,
-                           threads=args.threads, tune_trials=args.tune_trials, out=args.out)
+                           threads=args.threads, tune_trials=args.tune_trials, build_workers=args.build_workers,
+                           out=args.out)
     m = result.report["models"]
     for name, row in m.items():
         lat = row["measured_s"] or row["predicted_s"]
@@ -64,13 +66,11 @@ def _optimize(args):
 def _diagnose(args):
     import torch
 
-    from hakd.cost.measure import MeasureConfig
-    from hakd.cost.profile import Profiler
     from hakd.diagnose import diagnose
 
     model, shape, what = user_model(args)
     unpruned = unpruned_model(args.unpruned, args.data) if args.unpruned else None
-    prof = Profiler(args.target, device=args.device, table=args.table, measure=MeasureConfig(threads=args.threads))
+    prof = profiler(args, args.threads, target=args.target)
     only = args.groups.split(",") if args.groups else None
     d = diagnose(model, torch.zeros(1, *shape), prof, headroom=args.headroom, only=only, unpruned=unpruned)
     print(f"{what} on {prof.target_key}, {args.threads} thread(s): predicted {d.latency_s * 1e6:.1f} us, "
@@ -126,6 +126,7 @@ def add_optimize_commands(sub) -> None:
     p.add_argument("--device", default=None, help="local (default) or rpc://HOST:PORT/KEY")
     p.add_argument("--table", default=str(DEFAULT_TABLE), help="latency table (SQLite)")
     p.add_argument("--threads", type=int, default=1, help="threads the target runs with")
+    add_build_workers(p)
     p.add_argument("--tune-trials", type=int, default=0, help="also tune convs with meta_schedule (slow)")
     how = p.add_argument_group("how to use the staircases (one of)")
     how.add_argument("--snap", default=None, choices=["up", "down", "nearest"], help="default (without a budget) up: "
@@ -181,4 +182,5 @@ def add_optimize_commands(sub) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--table", default=str(DEFAULT_TABLE))
     p.add_argument("--threads", type=int, default=1)
+    add_build_workers(p)
     p.set_defaults(handler=_diagnose)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hakd.cli.inputs import add_training_device, output_folder, profiler, traced_model
+from hakd.cli.inputs import add_build_workers, add_training_device, output_folder, profiler, traced_model
 from hakd.errors import ConfigError
 from hakd.passes.trace import input_shape
 from hakd.prune_folder import BASE, IMPORTANCE, MODEL, PLAN, STAIRS, load_prune_folder, write_prune_folder
@@ -178,6 +178,7 @@ def add_prune_commands(sub) -> None:
         p.add_argument("--device", default=None, help="local (default) or rpc://HOST:PORT/KEY")
         p.add_argument("--table", default=str(DEFAULT_TABLE), help="latency table (SQLite)")
         p.add_argument("--hw-threads", type=int, default=1, help="threads the hardware target runs with (default 1)")
+        add_build_workers(p)
 
     p = sub.add_parser("prune", help="decide layer widths: Fisher pruning or a baseline; writes a prune folder")
     p.add_argument("model", nargs="?", help="zoo model name (baselines only; Fisher needs --run)")

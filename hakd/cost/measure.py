@@ -27,7 +27,8 @@ import os
 import socket
 import tempfile
 import time
-from typing import List, Optional, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import tvm
@@ -35,7 +36,8 @@ import tvm
 from hakd.cost.target import DeviceSpec, TargetSpec, host_arch
 from hakd.errors import HakdError
 
-__all__ = ["MeasureConfig", "Measurement", "LocalRunner", "RpcRunner", "DeviceError", "build_kernel", "make_runner", "time_vm_main",
+__all__ = ["MeasureConfig", "Measurement", "LocalRunner", "RpcRunner", "DeviceError", "build_kernel", "export_kernel",
+           "TimingJob", "make_runner", "time_vm_main",
            "pin_threads", "cache_context", "CACHE_MODES"]
 
 CACHE_MODES = ("model", "warm", "cold")
@@ -103,6 +105,32 @@ def build_kernel(func, target: TargetSpec):
     t0 = time.perf_counter()
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target.tvm_target())
     return lib, time.perf_counter() - t0
+
+
+def export_kernel(lib, path: str, target: TargetSpec) -> str:
+    """Write ``lib`` as a shared library for ``target`` (cross-compiled for another architecture)."""
+    from tvm.support import cc
+
+    foreign = target.arch != host_arch()
+    lib.export_library(path, fcompile=cc.cross_compiler(f"{target.mtriple}-g++") if foreign else None)
+    return path
+
+
+@dataclasses.dataclass
+class TimingJob:
+    """One kernel to time: its library (entry ``entry``), argument shapes and dtypes, cache context
+    and hot arguments (:meth:`LocalRunner.time`)."""
+
+    lib: object
+    shapes: Sequence[Sequence[int]]
+    compile_s: float = 0.0
+    entry: str = "main"
+    context: str = "warm"
+    hot: Sequence[int] = (0,)
+    dtypes: Sequence[str] = ()
+
+    def run(self, runner) -> "Measurement":
+        return runner.time(self.lib, self.shapes, self.compile_s, self.entry, self.context, self.hot, self.dtypes)
 
 
 def cache_context(mode: str, footprint_bytes: int, evict_here: bool = True) -> str:
@@ -191,6 +219,12 @@ class LocalRunner:
         except Exception as e:  # a kernel that crashes or fails to run is a failed measurement
             return Measurement(error=f"{type(e).__name__}: {str(e)[:300]}", compile_s=compile_s)
 
+    def time_many(self, jobs: Sequence[TimingJob], done: Callable[[int, Measurement], None]) -> None:
+        """Time ``jobs`` one after the other (nothing else runs on the host meanwhile); ``done(i, m)``
+        as each finishes."""
+        for i, job in enumerate(jobs):
+            done(i, job.run(self))
+
     def time_vm(self, executable, input_shape) -> Measurement:
         """One call of a compiled model's ``main`` here (Relax VM, warm)."""
         try:
@@ -241,12 +275,39 @@ class RpcRunner:
 
     def export(self, lib, folder: str) -> str:
         """Write the kernel as a shared library for the board (cross-compiled for another architecture)."""
-        from tvm.support import cc
+        return export_kernel(lib, os.path.join(folder, "kernel.so"), self.target)
 
-        path = os.path.join(folder, "kernel.so")
-        foreign = self.target.arch != host_arch()
-        lib.export_library(path, fcompile=cc.cross_compiler(f"{self.target.mtriple}-g++") if foreign else None)
-        return path
+    def boards(self) -> int:
+        """How many boards the tracker has under the key (registered; at least 1)."""
+        from tvm import rpc
+
+        try:
+            socket.create_connection((self.device.host, self.device.port), timeout=self.config.connect_timeout_s).close()
+            summary = rpc.connect_tracker(self.device.host, self.device.port).summary()
+        except Exception:  # no tracker: the first timing says so, with the fix
+            return 1
+        registered = sum(1 for s in summary.get("server_info", []) if s.get("key") == f"server:{self.device.key}")
+        free = summary.get("queue_info", {}).get(self.device.key, {}).get("free", 0)
+        return max(1, registered, int(free))
+
+    def time_many(self, jobs: Sequence[TimingJob], done: Callable[[int, Measurement], None]) -> None:
+        """Time ``jobs`` on every board under the key at once, one session per board and job
+        (:meth:`_remote`): a board that dies loses the job it had, which is retried on another.
+        ``done(i, m)`` is called here, in this thread, as each finishes."""
+        boards = min(self.boards(), len(jobs))
+        if boards <= 1:
+            for i, job in enumerate(jobs):
+                done(i, job.run(self))
+            return
+        with ThreadPoolExecutor(boards, thread_name_prefix="hakd-board") as pool:
+            futures = {pool.submit(job.run, self): i for i, job in enumerate(jobs)}
+            try:
+                for future in as_completed(futures):
+                    done(futures[future], future.result())
+            except BaseException:  # DeviceError, Ctrl-C: the jobs not started are not started
+                for future in futures:
+                    future.cancel()
+                raise
 
     def context(self, footprint_bytes: int) -> str:
         return cache_context(self.config.cache, footprint_bytes, evict_here=False)

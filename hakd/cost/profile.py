@@ -21,19 +21,20 @@ import tempfile
 import warnings
 import weakref
 from collections import OrderedDict
-from typing import Callable, Dict, List, Mapping, Optional, Set
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from torch import fx
 
 from hakd.cost.dispatch import CHAIN, SHAPE, SIGNATURE, build_chain
 from hakd.cost.lower import Kernel, Lowered, lower
-from hakd.cost.measure import MeasureConfig, Measurement, build_kernel, make_runner
+from hakd.cost.build_pool import MIN_BATCH, BuildPool
+from hakd.cost.measure import MeasureConfig, Measurement, TimingJob, build_kernel, make_runner
 from hakd.cost.schedules import TUNABLE, TUNED, ScheduleConfig, ScheduleError, apply_schedule, candidates
 from hakd.cost.table import DEFAULT_TABLE, LatencyTable
 from hakd.cost.target import parse_device, parse_target
 from hakd.errors import HakdError
 
-__all__ = ["Profiler", "KernelTiming", "ModelTiming", "ProfileError", "sweep_widths"]
+__all__ = ["Profiler", "KernelTiming", "ModelTiming", "ProfileError"]
 
 
 class ProfileError(HakdError):
@@ -85,7 +86,7 @@ class Profiler:
     """
 
     def __init__(self, target="host", device=None, table=None, measure: MeasureConfig = MeasureConfig(), tune_trials: int = 0,
-                 channel_block: Optional[int] = None):
+                 channel_block: Optional[int] = None, build_workers: int = 1):
         self.target = parse_target(target)
         # activations between kernels in NCHW{b}c, b the target's vector width (0: plain NCHW)
         self.channel_block = self.target.channel_block if channel_block is None else int(channel_block)
@@ -95,6 +96,9 @@ class Profiler:
         self.table = table if isinstance(table, LatencyTable) else LatencyTable(table or DEFAULT_TABLE)
         self.compiles = 0
         self.table_hits = 0
+        # kernels compiled in worker processes (build_workers > 1), timed here one at a time
+        self.pool = BuildPool(self.target, build_workers) if build_workers != 1 else None
+        self._ready: Dict[tuple, object] = {}  # (signature, schedule) -> built ahead by the pool (or its error), not yet timed
         self._built: "OrderedDict[tuple, object]" = OrderedDict()  # (signature, schedule) -> the last libraries built
         self._winners: "OrderedDict[tuple, object]" = OrderedDict()  # the last winners' libraries, kept longer: a
         # sweep times each once more at its end (about 0.7 MiB each)
@@ -124,20 +128,63 @@ class Profiler:
 
     def time_config(self, kernel: Kernel, cfg: ScheduleConfig, context: str = "warm") -> Measurement:
         """One schedule of one kernel in one cache context: from the table, or built, timed and recorded."""
-        known = self.table.lookup(self.target_key, kernel.signature, cfg.key(), self.measure.threads, context=context)
-        if known is not None:
-            self.table_hits += 1
-            return known
-        try:
-            lib, compile_s = self._build(kernel, cfg)
-        except Exception as e:  # a template that does not fit (ScheduleError) or fails to build
-            m = Measurement(error=f"build failed: {type(e).__name__}: {str(e)[:300]}")
-        else:
-            m = self.runner.time(lib, kernel.shapes, compile_s, context=context, hot=kernel.activation_args or (0,),
-                                 dtypes=kernel.dtypes)
-            self._timings[(kernel.signature, cfg.key(), context)] = 1
+        return self.time_configs([(kernel, cfg)], context)[(kernel.signature, cfg.key())]
+
+    def time_configs(self, pairs: Sequence[Tuple[Kernel, ScheduleConfig]], context: str = "warm") -> Dict[tuple, Measurement]:
+        """Each (kernel, schedule) in ``context``, keyed by (signature, schedule key): from the table,
+        or built (all of them first, in the pool when there is one), then timed (one at a time
+        here, on every board at once through a tracker) and recorded as each finishes."""
+        out: Dict[tuple, Measurement] = {}
+        todo: Dict[tuple, Tuple[Kernel, ScheduleConfig]] = {}
+        for kernel, cfg in pairs:
+            key = (kernel.signature, cfg.key())
+            if key in out or key in todo:
+                continue
+            known = self.table.lookup(self.target_key, kernel.signature, cfg.key(), self.measure.threads, context=context)
+            if known is not None:
+                self.table_hits += 1
+                out[key] = known
+            else:
+                todo[key] = (kernel, cfg)
+        self.prepare(todo.values(), context)
+        jobs, timed = [], []
+        for key, (kernel, cfg) in todo.items():
+            try:
+                lib, compile_s = self._build(kernel, cfg)
+            except Exception as e:  # a template that does not fit (ScheduleError) or fails to build
+                out[key] = self._record(kernel, cfg, context, Measurement(error=_build_error(e)))
+                continue
+            jobs.append(TimingJob(lib, kernel.shapes, compile_s, getattr(lib, "entry", "main"), context,
+                                  kernel.activation_args or (0,), kernel.dtypes))
+            timed.append((key, kernel, cfg))
+
+        def done(i: int, m: Measurement) -> None:  # recorded as each finishes: an interrupted batch keeps them
+            key, kernel, cfg = timed[i]
+            self._timings[(*key, context)] = 1
+            out[key] = self._record(kernel, cfg, context, m)
+
+        self.runner.time_many(jobs, done)
+        return out
+
+    def _record(self, kernel: Kernel, cfg: ScheduleConfig, context: str, m: Measurement) -> Measurement:
         self.table.record(self.target_key, kernel.signature, cfg.key(), self.measure.threads, m, str(self.device), context=context)
         return m
+
+    def prepare(self, pairs: Iterable[Tuple[Kernel, ScheduleConfig]], context: str = "warm") -> None:
+        """Build ahead, in the pool (``build_workers`` > 1), every (kernel, schedule) that is neither
+        in the table in ``context`` nor built already (when there are at least ``MIN_BATCH`` of them);
+        :meth:`time_configs` then only times them."""
+        if self.pool is None:
+            return
+        todo: Dict[tuple, Tuple[object, str]] = {}
+        for kernel, cfg in pairs:
+            key = (kernel.signature, cfg.key())
+            if cfg.template == TUNED or key in todo or key in self._ready or key in self._built:
+                continue
+            if self.table.lookup(self.target_key, kernel.signature, cfg.key(), self.measure.threads, context=context) is None:
+                todo[key] = (kernel.func, cfg.key())
+        if len(todo) >= MIN_BATCH:  # fewer build as fast here
+            self._ready.update(zip(todo, self.pool.build(list(todo.values()))))
 
     def retime(self, kernel: Kernel, schedule: str, context: str, times: int = 2) -> Measurement:
         """Time a recorded schedule of a kernel once more and keep the lower value (load on a
@@ -154,8 +201,9 @@ class Profiler:
         compile_s = old.compile_s if old is not None else 0.0
         if lib is None:
             lib, compile_s = self._build(kernel, cfg)
-        m = self.runner.time(lib, kernel.shapes, compile_s, context=context, hot=kernel.activation_args or (0,),
-                             dtypes=kernel.dtypes)
+            self._trim()
+        m = self.runner.time(lib, kernel.shapes, compile_s, getattr(lib, "entry", "main"), context,
+                             kernel.activation_args or (0,), kernel.dtypes)
         if old is not None and old.ok and (not m.ok or old.latency_s <= m.latency_s):
             return old
         self.table.record(*key, m, str(self.device), context=context)
@@ -167,13 +215,20 @@ class Profiler:
         return (kernel.signature, schedule) in self._timed
 
     def _build(self, kernel: Kernel, cfg: ScheduleConfig):
-        lib, compile_s = build_kernel(self.schedule(kernel.func, cfg), self.target)
+        """(library, compile seconds): built ahead by the pool (:meth:`prepare`), else built here."""
+        ready = self._ready.pop((kernel.signature, cfg.key()), None)
+        if isinstance(ready, str):  # the pool could not build it
+            raise ProfileError(ready)
+        lib, compile_s = (ready, ready.compile_s) if ready is not None else build_kernel(self.schedule(kernel.func, cfg), self.target)
         self.compiles += 1
         self._built[(kernel.signature, cfg.key())] = lib
         self._timed.add((kernel.signature, cfg.key()))
-        if len(self._built) > 64:
-            self._built.popitem(last=False)
         return lib, compile_s
+
+    def _trim(self) -> None:
+        """Drop the oldest libraries beyond the last 64 built (after a batch: its winners are kept)."""
+        while len(self._built) > 64:
+            self._built.popitem(last=False)
 
     def schedule(self, func, cfg: ScheduleConfig):
         """``func`` scheduled as ``cfg`` says: a hakd template, or a kernel tuned by meta_schedule."""
@@ -193,18 +248,34 @@ class Profiler:
                 warnings.warn(f"kernel {kernel.name}: {e}; keeping hakd's templates only")
         return configs
 
+    def configs(self, kernel: Kernel, only=None) -> List[ScheduleConfig]:
+        """The candidates :meth:`kernel` tries: all, or those in ``only`` (see there)."""
+        configs = self.candidates(kernel)
+        if only:
+            templates = {ScheduleConfig.from_key(k).template for k in only}
+            configs = ([c for c in configs if c.key() in only] or [c for c in configs if c.template in templates]
+                       or configs)
+        return configs
+
     def kernel(self, kernel: Kernel, context: str = "warm", only=None) -> KernelTiming:
         """The fastest schedule of a kernel (every candidate timed once, ever, per table and context;
         a winner built in this run timed once more, the lower value kept: :meth:`retime`).
 
         ``only``: schedule keys to try (others skipped); where none applies (tiles follow the
         channel count), the candidates of their templates; all when none of those applies."""
-        configs = self.candidates(kernel)
-        if only:
-            templates = {ScheduleConfig.from_key(k).template for k in only}
-            configs = ([c for c in configs if c.key() in only] or [c for c in configs if c.template in templates]
-                       or configs)
-        results = [(cfg, self.time_config(kernel, cfg, context)) for cfg in configs]
+        return self.kernels([(kernel, only)], context)[0]
+
+    def kernels(self, items: Sequence[Tuple[Kernel, Optional[Set[str]]]], context: str = "warm") -> List[KernelTiming]:
+        """:meth:`kernel` of each (kernel, only) of ``items``, their candidates built and timed as one batch."""
+        configs = [self.configs(kernel, only) for kernel, only in items]
+        measured = self.time_configs([(kernel, cfg) for (kernel, _), cfgs in zip(items, configs) for cfg in cfgs], context)
+        fastest = [self._fastest(kernel, cfgs, measured, context) for (kernel, _), cfgs in zip(items, configs)]
+        self._trim()
+        return fastest
+
+    def _fastest(self, kernel: Kernel, configs: List[ScheduleConfig], measured: Mapping[tuple, Measurement],
+                 context: str) -> KernelTiming:
+        results = [(cfg, measured[(kernel.signature, cfg.key())]) for cfg in configs]
         ok = [(cfg, m) for cfg, m in results if m.ok]
         if not ok:
             errors = "; ".join(f"{cfg.key()}: {m.error}" for cfg, m in results)
@@ -244,7 +315,7 @@ class Profiler:
 
         ``only``: per kernel (keyed by its ``call_modules``), the schedule keys to try."""
         context, only = context or self.context(low), only or {}
-        kernels = [self.kernel(k, context, only.get(k.call_modules)) for k in low.kernels.values()]
+        kernels = self.kernels([(k, only.get(k.call_modules)) for k in low.kernels.values()], context)
         return ModelTiming(kernels, self.call_overhead(), context)
 
     def lower(self, gm: fx.GraphModule, input_shape=None, bind_params: bool = False) -> Lowered:
@@ -256,67 +327,6 @@ class Profiler:
         return self.lowered(self.lower(gm, input_shape), context, only)
 
 
-def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], modules, max_width: int, *,
-                 adaptive: bool = True, grid: int = 8, tol: Optional[float] = None, context: Optional[str] = None,
-                 include=(), min_width: int = 1):
-    """A latency staircase over widths: :class:`hakd.cost.staircase.Sweep` of the latency (s) of the
-    kernel calls that read the weights of any of ``modules`` in ``model_at(width)``.
-
-    The cost model knows kernels and widths only: what a width means (a channel group of a
-    plan, say) is ``model_at``'s business (:mod:`hakd.sweep`). ``context``: the cache context
-    held at every width (default: that of ``model_at(max_width)``); ``include``: widths
-    measured as grid widths besides the grid (e.g. the width a plan has now).
-
-    A full sweep tries every schedule candidate at every width. An adaptive sweep does so
-    on its coarse grid only; between two grid widths each kernel tries just the schedules
-    that won at those two widths (*schedule transfer*: a kernel's best tile and vector
-    rarely change between neighbouring widths, and compiling the losers is most of a
-    sweep's cost). Every value is still a measured kernel, deployable as measured; a
-    later profile of the pruned model tries all candidates and can only be faster.
-
-    Each kernel timed here is timed a third time (the lowest value kept,
-    :meth:`Profiler.retime`): when its width becomes suspect (slower than a wider one, or
-    about to be refined as a step), else when the sweep has refined every interval (a full
-    sweep: when every width is measured). Its first two timings were back to back, within
-    one load burst of a shared machine.
-    """
-    from hakd.cost.staircase import DEFAULT_TOLERANCE, adaptive_sweep, full_sweep, grid_points
-
-    modules = set(modules)
-    tol = DEFAULT_TOLERANCE if tol is None else tol
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:
-        from hakd.errors import ConfigError
-
-        raise ConfigError(f"the noise tolerance is a fraction in [0, 1), e.g. 0.04 for 4%; got {tol!r}")
-    context = context or profiler.context(profiler.lower(model_at(max_width)))
-    grid_widths = sorted({*grid_points(max_width, grid, min_width), *(w for w in include if min_width <= w <= max_width)})
-    winners: Dict[int, Dict[tuple, str]] = {}  # width -> kernel (its call_modules) -> fastest schedule
-
-    def transferred(w: int):
-        if not adaptive or w in grid_widths:
-            return None
-        below = winners[max(g for g in grid_widths if g < w)]
-        above = winners[min(g for g in grid_widths if g > w)]
-        return {k: {below.get(k), above.get(k)} - {None} for k in {*below, *above}}
-
-    lowered: Dict[int, tuple] = {}  # width -> (its lowered model, its timing): a width re-measured is not lowered again
-
-    def measure(w: int, retime: bool = False) -> float:
-        if w not in lowered:
-            low = profiler.lower(model_at(w))
-            lowered[w] = (low, profiler.lowered(low, context, transferred(w)))
-        low, timing = lowered[w]
-        if retime:  # the kernels at w timed in this run: their chosen schedules timed a third time, the lowest kept
-            again = [k for k in timing.kernels_of_modules(modules) if profiler.timed_here(low.kernels[k.kernel], k.schedule)]
-            for k in again:
-                profiler.retime(low.kernels[k.kernel], k.schedule, context, times=3)
-            if again:
-                lowered[w] = (low, profiler.lowered(low, context, transferred(w)))
-                timing = lowered[w][1]
-        winners[w] = {k.call_modules: k.schedule for k in timing.kernels}
-        return timing.latency_of_modules(modules)
-
-    if not adaptive:
-        return full_sweep(measure, max_width, tol, min_width, remeasure=lambda w: measure(w, retime=True))
-    return adaptive_sweep(measure, max_width, grid, tol, min_width, remeasure=lambda w: measure(w, retime=True),
-                          include=include)
+def _build_error(e: Exception) -> str:
+    return str(e) if isinstance(e, ProfileError) and str(e).startswith("build failed") else \
+        f"build failed: {type(e).__name__}: {str(e)[:300]}"

@@ -68,14 +68,21 @@ class Sweep:
 
 
 def full_sweep(measure: Callable[[int], float], max_width: int, tol: float = DEFAULT_TOLERANCE, min_width: int = 1,
-               remeasure: Optional[Callable[[int], float]] = None) -> Sweep:
+               remeasure: Optional[Callable[[int], float]] = None, ahead: Optional[Callable[[List[int]], None]] = None,
+               batch: int = 32) -> Sweep:
     """Measure every width from ``min_width`` to ``max_width``; with ``remeasure``, every width
     once more when all are measured, the lower value kept (as :func:`adaptive_sweep` confirms).
+    ``ahead(widths)``, when given, is told the next ``batch`` widths before they are measured.
 
     >>> full_sweep(lambda w: 10.0 * w, 3, remeasure=lambda w: 9.0 * w).latency
     {1: 9.0, 2: 18.0, 3: 27.0}
     """
-    latency = {w: measure(w) for w in range(min_width, max_width + 1)}
+    latency = {}
+    for start in range(min_width, max_width + 1, batch):
+        widths = list(range(start, min(start + batch, max_width + 1)))
+        if ahead is not None:
+            ahead(widths)
+        latency.update((w, measure(w)) for w in widths)
     confirmed = set(latency) if remeasure is not None else set()
     for w in sorted(confirmed):
         latency[w] = min(latency[w], remeasure(w))
@@ -92,7 +99,8 @@ def grid_points(max_width: int, grid: int = 8, min_width: int = 1) -> List[int]:
 
 
 def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 8, tol: float = DEFAULT_TOLERANCE,
-                   min_width: int = 1, remeasure: Optional[Callable[[int], float]] = None, include=()) -> Sweep:
+                   min_width: int = 1, remeasure: Optional[Callable[[int], float]] = None, include=(),
+                   ahead: Optional[Callable[[List[int]], None]] = None) -> Sweep:
     """Find the optimal points with far fewer measurements than :func:`full_sweep`.
 
     Measures a coarse grid (multiples of ``grid``, the schedules' channel tile, plus the
@@ -121,6 +129,10 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
     outside the burst that may have slowed it; then the intervals are refined again on the
     lower values (measuring the widths a changed decision needs, confirmed in turn) until
     no decision changes, and the ramps are interpolated between the final values.
+
+    ``ahead(widths)``, when given, is told the widths about to be measured in a batch (the
+    grid; then the width just past each rising interval, which refining it measures first),
+    so that their kernels can be compiled together (:class:`hakd.cost.build_pool.BuildPool`).
 
     >>> ramp = adaptive_sweep(lambda w: 100.0 + 20.0 * w, 16, grid=8)  # 5% or more per channel
     >>> ramp.evaluations, ramp.optimal == list(range(1, 17))
@@ -175,10 +187,15 @@ def adaptive_sweep(measure: Callable[[int], float], max_width: int, grid: int = 
     grid_widths = sorted({*grid_points(max_width, grid, min_width), *(w for w in include if min_width <= w <= max_width)})
     while True:  # refined until confirming changes no decision: a warm sweep (every value final) decides the same
         lines.clear()
+        if ahead is not None:
+            ahead([w for w in grid_widths if w not in latency])
         for w in grid_widths:
             at(w)
         for a, b in reversed(list(zip(grid_widths, grid_widths[1:]))):  # widest first: each compared with a settled one
             settle(a, b)
+        if ahead is not None:
+            ahead([a + 1 for a, b in zip(grid_widths, grid_widths[1:])
+                   if b - a > 1 and a + 1 not in latency and at(b) > at(a) * (1 + tol)])
         for a, b in zip(grid_widths, grid_widths[1:]):
             refine(a, b)
         fresh = set(latency) - remeasured - confirmed if remeasure is not None else set()

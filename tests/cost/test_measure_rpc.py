@@ -82,3 +82,43 @@ def test_no_tracker_is_a_clear_error_within_15_seconds(tmp_path):
     assert run.returncode == 2 and time.time() - t0 < 15
     assert "no RPC tracker answers at 127.0.0.1:9" in run.stderr and "Traceback" not in run.stderr
     assert run.stderr.count("\n") == 1  # one line: no warnings while it waits
+
+
+@pytest.fixture
+def two_boards():
+    farm = LocalRpc(key="hakd-farm").start()
+    farm.start_server("board2")
+    yield farm
+    farm.stop_all()
+
+
+def _jobs(prof, kernels, context="cold"):
+    from hakd.cost.measure import TimingJob
+
+    jobs = []
+    for k in kernels:
+        for cfg in prof.configs(k):
+            lib, compile_s = prof._build(k, cfg)
+            jobs.append(TimingJob(lib, k.shapes, compile_s, getattr(lib, "entry", "main"), context, dtypes=k.dtypes))
+    return jobs
+
+
+def test_a_farm_of_two_boards_times_a_batch_on_both_and_survives_one_dying(tiny, two_boards, tmp_path):
+    gm, _ = tiny
+    prof = Profiler("host", device=two_boards.device, table=LatencyTable(tmp_path / "r.sqlite"), measure=QUICK,
+                    build_workers=2)
+    assert prof.runner.boards() == 2
+    kernels = [k for k in lower(gm).kernels.values() if k.kind != "generic"]
+    timings = prof.kernels([(k, None) for k in kernels], "cold")  # built in the pool, timed on both boards
+    assert all(t.latency_s > 0 for t in timings)
+    assert len(prof.table) >= sum(len(prof.configs(k)) for k in kernels)
+    jobs = _jobs(prof, kernels) * 3
+    seen = {}
+
+    def done(i, m):  # the second board is killed as soon as the first kernel is back: the others finish on the first
+        seen[i] = m
+        if len(seen) == 1:
+            two_boards.stop("board2")
+
+    prof.runner.time_many(jobs, done)
+    assert sorted(seen) == list(range(len(jobs))) and all(m.ok for m in seen.values())

@@ -27,7 +27,8 @@ from hakd.passes.trace import trace
 from tests.cost.conftest import QUICK, TinyRes, randomised
 torch.manual_seed(0)
 gm = trace(randomised(TinyRes()), torch.zeros(1, 3, 16, 16))
-group_staircase(Profiler("host", table=LatencyTable(sys.argv[1]), measure=QUICK), gm, find_groups(gm), "conv1.0", adaptive=False)
+prof = Profiler("host", table=LatencyTable(sys.argv[1]), measure=QUICK, build_workers=int(sys.argv[2]))
+group_staircase(prof, gm, find_groups(gm), "conv1.0", adaptive=False)
 """
 
 
@@ -39,14 +40,36 @@ def rows(path):
         return 0
 
 
-def test_sigkill_mid_sweep_then_rerun(tiny, tmp_path):
+def children(pid):
+    """PIDs of the live processes whose parent is ``pid``."""
+    out = []
+    for stat in os.listdir("/proc"):
+        try:
+            fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z":
+            out.append(int(stat))
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_mid_sweep_then_rerun(tiny, tmp_path, workers):
     path = tmp_path / "t.sqlite"
-    proc = subprocess.Popen([sys.executable, "-c", SWEEP, str(path)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen([sys.executable, "-c", SWEEP, str(path), str(workers)], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
     deadline = time.time() + 240
     while rows(path) < 12 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
+    build_workers = children(proc.pid)
+    assert len(build_workers) == (0 if workers == 1 else workers)  # widths are built ahead, 32 at a time
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    gone = time.time() + 15  # a build worker whose caller died reads the end of its pipe and ends
+    while any(os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+              for w in build_workers) and time.time() < gone:
+        time.sleep(0.2)
+    assert time.time() < gone, "build workers outlived the sweep that started them"
     before = rows(path)
     assert before >= 12, "the sweep did not get far enough to be killed mid-way"
     gm, groups = tiny
