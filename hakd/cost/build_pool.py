@@ -7,8 +7,9 @@ for the target: one linker call per chunk, not per kernel. The caller then times
 one at a time (:meth:`hakd.cost.measure.LocalRunner.time_many`), with no build running.
 
 A failure is a value: a kernel whose template does not fit or that fails to compile comes back
-as an error string, as :meth:`hakd.cost.profile.Profiler.time_config` records it. Nothing is
-written to the latency table here; a worker killed mid-chunk loses that chunk only::
+as an error string, as :meth:`hakd.cost.profile.Profiler.time_config` records it; a kernel whose
+worker died comes back as None (the caller builds it). Nothing is written to the latency table
+here; a worker killed mid-chunk loses that chunk only::
 
     pool = BuildPool(parse_target("host"), workers=2)
     built = pool.build([(kernel.func, ScheduleConfig("conv2d", oc_tile=8, vector=8))])
@@ -135,11 +136,11 @@ def _compile_chunk(target: TargetSpec, items: Sequence[Tuple[str, str]], path: s
 
 
 def _one_by_one(target: TargetSpec, items, path: str):
-    out = []
+    """Each item in a library of its own (after their chunk failed to compile): (path, entry, seconds) or an error."""
+    out, stem = [], os.path.splitext(path)[0]
     for i, item in enumerate(items):
-        stem, _ = os.path.splitext(path)
         [r] = _compile_chunk(target, [item], f"{stem}-{i}.so")
-        out.append(r if isinstance(r, str) else (f"{stem}-{i}.so", f"k{i}", r[1]))
+        out.append(r if isinstance(r, str) else (f"{stem}-{i}.so", r[0], r[1]))
     return out
 
 
@@ -242,15 +243,17 @@ class BuildPool:
             self._all.append(worker)
         try:
             answer = worker.call(self.target, items, path)
-        except WorkerDied as e:
+        except WorkerDied:  # not the kernels' fault: they are left to the caller to build
             worker.close()
             self._all.remove(worker)
-            return [f"build failed: {e}"] * len(items)
+            return [None] * len(items)
         self._idle.put(worker)
         return answer
 
-    def build(self, jobs: Sequence[Tuple[object, str]]) -> List[Union[Built, str]]:
-        """Per (PrimFunc, schedule key) of ``jobs``: a :class:`Built` kernel, or an error string."""
+    def build(self, jobs: Sequence[Tuple[object, str]]) -> List[Union[Built, str, None]]:
+        """Per (PrimFunc, schedule key) of ``jobs``: a :class:`Built` kernel, an error string (the
+        schedule does not fit, the kernel does not compile), or None when its worker died (killed,
+        out of memory: a new one starts with the next batch)."""
         items = [(tvm.ir.save_json(func), key) for func, key in jobs]
         parts = chunks(len(items), self.workers)
         paths = []
@@ -259,12 +262,12 @@ class BuildPool:
             paths.append(os.path.join(self.folder, f"chunk{self._chunk}.so"))
         with ThreadPoolExecutor(self.workers, thread_name_prefix="hakd-build") as threads:  # each waits on its worker
             answers = list(threads.map(lambda a: self._run([items[i] for i in a[0]], a[1]), zip(parts, paths)))
-        out: List[Union[Built, str]] = [""] * len(items)
+        out: List[Union[Built, str, None]] = [None] * len(items)
         here = self.target.arch == host_arch()  # loaded once per library; a board's libraries are only copied
         for part, path, results in zip(parts, paths, answers):
             module = tvm.runtime.load_module(path) if here and os.path.isfile(path) else None
             for i, r in zip(part, results):
-                if isinstance(r, str):
+                if r is None or isinstance(r, str):
                     out[i] = r
                 elif len(r) == 3:  # compiled alone, after its chunk failed
                     out[i] = Built(r[0], r[1], r[2])

@@ -215,7 +215,8 @@ class Profiler:
         return (kernel.signature, schedule) in self._timed
 
     def _build(self, kernel: Kernel, cfg: ScheduleConfig):
-        """(library, compile seconds): built ahead by the pool (:meth:`prepare`), else built here."""
+        """(library, compile seconds): built ahead by the pool (:meth:`prepare`), else built here
+        (also when its build worker died)."""
         ready = self._ready.pop((kernel.signature, cfg.key()), None)
         if isinstance(ready, str):  # the pool could not build it
             raise ProfileError(ready)

@@ -1,0 +1,104 @@
+"""Ctrl-C in every stage of `hakd optimize`: seconds until it stops, and the same command finishing after.
+
+    .venv/bin/python benchmarks/interrupt.py
+
+A `hakd train` run of ResNet-20 (1 epoch, 2,000 images) is the teacher. For each stage of
+`hakd optimize` (Fisher, staircases, budget trials, distillation, the simple answer, export), a
+fresh run of the same command is started, SIGINT is sent (as Ctrl-C sends it to the foreground
+process group: hakd and its build workers) once the stage has started, and the seconds until
+the process group has ended are measured; the same command is then run again, as the message
+advises, and must finish. The latency table is shared by the runs, so the staircases are
+measured cold only in the stage that interrupts them. Writes results/interrupt.csv (columns:
+benchmarks/README.md).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+from common import isa, write_csv  # noqa: E402
+
+LIMIT = ["--limit-train", "2000", "--limit-test", "500"]
+# stage -> (what shows it has started: a file under the run's folder, or a word hakd printed)
+STAGES = [
+    ("fisher", ("file", "fisher")),
+    ("staircases", ("said", "Fisher:")),
+    ("trials", ("file", "trials")),
+    ("distill", ("file", "distill")),
+    ("simple answer", ("file", "uniform")),
+    ("export", ("file", "export")),
+]
+
+
+def started(out: Path, log: Path, how) -> bool:
+    kind, what = how
+    if kind == "file":
+        return (out / what).exists()
+    return log.is_file() and what in log.read_text(errors="replace")
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def run():
+    python = sys.executable
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TVM_NUM_THREADS": "1"}
+    print(f"host vector ISA {isa()}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hakd-interrupt-") as scratch:
+        t = Path(scratch)
+        subprocess.run([python, "-m", "hakd", "train", "resnet20", *LIMIT, "--epochs", "1", "--threads", "1",
+                        "--out", str(t / "teacher")], check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        for stage, how in STAGES:
+            out, log = t / f"opt-{stage.replace(' ', '-')}", t / f"{stage.replace(' ', '-')}.log"
+            argv = [python, "-m", "hakd", "optimize", "--run", str(t / "teacher"), *LIMIT, "--amount", "0.5",
+                    "--prune-every", "2", "--epochs", "1", "--budget", "0.7", "--trial-images", "500", "--held-out", "250",
+                    "--table", str(t / "latency.sqlite"), "--out", str(out)]
+            with open(log, "w") as f:
+                proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+            deadline = time.time() + 1800
+            while not started(out, log, how) and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+            if proc.poll() is not None:
+                rows.append(dict(stage=stage, interrupted="no: finished first", seconds_to_stop="", exit="", rerun_exit=""))
+                print(rows[-1], flush=True)
+                continue
+            time.sleep(2)  # inside the stage, not at its first line
+            t0 = time.time()
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: every process of the foreground group
+            try:
+                code = proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                code = None
+            while group_alive(proc.pid) and time.time() - t0 < 120:  # build workers included
+                time.sleep(0.05)
+            stop_s = time.time() - t0
+            if code is None or group_alive(proc.pid):
+                os.killpg(proc.pid, signal.SIGKILL)
+            said = log.read_text(errors="replace").strip().splitlines()[-1:]
+            rerun = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+            rows.append(dict(stage=stage, interrupted="yes", seconds_to_stop=f"{stop_s:.1f}", exit=code,
+                             message=(said[0] if said else "")[:200].replace(str(t), "T"), rerun_exit=rerun.returncode))
+            print(rows[-1], flush=True)
+    for r in rows:
+        r.setdefault("message", "")
+        r["isa"] = isa()
+    write_csv("interrupt.csv", rows)
+    slow = [r for r in rows if r["interrupted"] == "yes" and (float(r["seconds_to_stop"]) > 10 or r["exit"] != 130
+                                                             or r["rerun_exit"] != 0)]
+    print(f"{len(rows) - len(slow)} of {len(rows)} stages stopped within 10 s with exit 130 and finished when rerun", flush=True)
+    return 1 if slow else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
