@@ -97,11 +97,11 @@ def isa() -> str:
 
 
 def code_version() -> str:
-    """The commit the benchmark runs (``+`` when the checkout has changes), for result rows."""
+    """The commit the benchmark runs (``+`` when hakd/ has uncommitted changes), for result rows."""
     import subprocess
 
     def git(*args):
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return commit + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return commit + ("+" if git("status", "--porcelain", "--untracked-files=no", "--", "../hakd") else "")

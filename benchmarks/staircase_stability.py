@@ -1,6 +1,7 @@
 """Do cold sweeps of the same staircases agree? Optimal points and snap decisions, run against run.
 
     TVM_NUM_THREADS=1 .venv/bin/python benchmarks/staircase_stability.py [--models resnet20] [--runs 2] [--against REV]
+        [--full] [--build-workers N] [--prune-folder FOLDER]
 
 The teacher and its Fisher plan come from benchmarks/snap.py's `prepare` (runs/bench/). Every group's
 staircase around the Fisher plan is swept --runs times, each in a new process from a new empty latency
@@ -9,7 +10,10 @@ sweeps of hakd as it was at git revision REV (its files exported to a temporary 
 this checkout's, so that both meet the same spells of load. Per code and group, the row holds each run's
 optimal points and what snapping the Fisher width up and down chooses on them; a last row per code
 (group "all") holds the snapped students' parameters and how far the runs agree. Each run's staircases
-are kept in runs/bench/stability/. Writes results/staircase_stability.csv; columns: benchmarks/README.md.
+are kept in runs/bench/stability/. With --full, this checkout also sweeps every width of every group (code
+`<commit>-full`), alternating with the adaptive sweeps, and a row per model (group "adaptive vs full") says how far
+the adaptive runs differ from the full ones, beside the full runs' own noise. --prune-folder sweeps around another
+prune folder's plan (one model). Writes results/staircase_stability.csv; columns: benchmarks/README.md.
 """
 
 import argparse
@@ -24,12 +28,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 COLUMNS = ("model", "code", "group", "fisher_width", "optimal_points", "in_one_run_only", "snap_up", "snap_down",
-           "pair_differing", "optimal_in_all", "optimal_in_any", "width_spread", "sweep_s", "compiles")
+           "budget", "pair_differing", "optimal_in_all", "optimal_in_any", "width_spread", "sweep_s", "compiles")
+BUDGET = 0.8  # of the Fisher plan's staircase latency, spent by the allocator on each run's staircases
 
 
-def sweep_once(folder: Path, out: Path) -> None:
+def sweep_once(folder: Path, out: Path, full: bool = False, workers: int = 1) -> None:
     """One cold sweep of every group around the Fisher plan in ``folder``, saved to ``out``
-    (run in its own process: imports only hakd, which may be another revision's)."""
+    (run in its own process: imports only hakd, which may be another revision's); ``full``: every
+    width; ``workers``: build workers (a revision without them takes 1)."""
     import torch
 
     from hakd.cost.profile import Profiler
@@ -41,8 +47,9 @@ def sweep_once(folder: Path, out: Path) -> None:
     gm, groups, fisher, _ = load_prune_folder(folder)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.time()
-        prof = Profiler("host", table=LatencyTable(Path(tmp) / "table.sqlite"))
-        model_staircases(prof, gm, groups, fisher, log=lambda s: None, progress=False, save_to=out)
+        pool = {"build_workers": workers} if workers != 1 else {}
+        prof = Profiler("host", table=LatencyTable(Path(tmp) / "table.sqlite"), **pool)
+        model_staircases(prof, gm, groups, fisher, log=lambda s: None, progress=False, save_to=out, adaptive=not full)
     print(f"{time.time() - t:.1f} {prof.compiles}")
 
 
@@ -58,25 +65,53 @@ def revision_tree(rev: str, into: Path) -> Path:
 
 
 def sweeps(folder: Path, codes: dict, runs: int, keep: Path) -> dict:
-    """code -> [(staircases file, seconds, compiles)]: ``runs`` sweeps per code, alternating codes."""
+    """code -> [(staircases file, seconds, compiles)]: ``runs`` sweeps per code, alternating codes
+    (``codes``: code -> (PYTHONPATH or None for this checkout, full sweep?, build workers))."""
     done = {code: [] for code in codes}
     for i, code in itertools.product(range(runs), codes):
         out = keep / code / f"run{i}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, TVM_NUM_THREADS="1")
-        if codes[code] is not None:
-            env["PYTHONPATH"] = str(codes[code])
-        line = subprocess.run([sys.executable, __file__, "--sweep-once", str(folder), str(out)], env=env, check=True,
+        path, full, workers = codes[code]
+        if path is not None:
+            env["PYTHONPATH"] = str(path)
+        line = subprocess.run([sys.executable, __file__, "--sweep-once", str(folder), str(out),
+                               *(["--full"] if full else []), "--build-workers", str(workers)], env=env, check=True,
                               capture_output=True, text=True).stdout.split()
         done[code].append((out, float(line[-2]), int(line[-1])))
         print(f"{code}: sweep {i + 1} of {runs}: {line[-2]} s, {line[-1]} compiles", file=sys.stderr, flush=True)
     return done
 
 
+def budget_widths(stairs, fisher, importance) -> dict:
+    """The allocator's widths on one run's staircases at BUDGET of the Fisher plan's staircase latency."""
+    from hakd.passes.allocate import allocate, budget_options
+
+    capacity = BUDGET * sum(st.at(fisher.width(g)) for g, st in stairs.groups.items())
+    return allocate(budget_options(fisher, stairs.groups, importance), capacity).widths
+
+
+def cross_row(name, adaptive, full, fisher, importance) -> dict:
+    """How far adaptive runs differ from full runs: each mean over every (adaptive, full) pair."""
+    from hakd.passes.snap import snap_width
+    from hakd.staircases import Staircases
+
+    a_runs, f_runs = ([Staircases.load(path) for path, _, _ in runs] for runs in (adaptive, full))
+    pairs = list(itertools.product(a_runs, f_runs))
+    mean = lambda f: f"{statistics.mean(f(a, b) for a, b in pairs):.1f}"  # noqa: E731
+    snaps = lambda mode: mean(lambda a, b: sum(snap_width(a[g], fisher.width(g), mode) != snap_width(b[g], fisher.width(g), mode)
+                                               for g in a.groups))  # noqa: E731
+    budgets = mean(lambda a, b: sum(x != y for x, y in zip(budget_widths(a, fisher, importance).values(),
+                                                           budget_widths(b, fisher, importance).values())))
+    return {"model": name, "code": "adaptive vs full", "group": "adaptive vs full", "snap_up": snaps("up"),
+            "snap_down": snaps("down"), "budget": budgets,
+            "pair_differing": mean(lambda a, b: sum(len(set(a[g].optimal) ^ set(b[g].optimal)) for g in a.groups))}
+
+
 def rows_of(name, code, runs, gm, groups, fisher, importance, shape):
     from hakd.passes.counts import count
     from hakd.passes.rebuild import rebuild
-    from hakd.passes.snap import snap, snap_width
+    from hakd.passes.snap import snap, snap_width, with_widths
     from hakd.staircases import Staircases
 
     stairs = [Staircases.load(path) for path, _, _ in runs]
@@ -88,7 +123,8 @@ def rows_of(name, code, runs, gm, groups, fisher, importance, shape):
                      "optimal_points": " | ".join(" ".join(map(str, sorted(p))) for p in points),
                      "in_one_run_only": " ".join(map(str, sorted(set.union(*points) - set.intersection(*points)))),
                      "snap_up": " | ".join(str(snap_width(s[g], width, "up")) for s in stairs),
-                     "snap_down": " | ".join(str(snap_width(s[g], width, "down")) for s in stairs)})
+                     "snap_down": " | ".join(str(snap_width(s[g], width, "down")) for s in stairs),
+                     "budget": " | ".join(str(budget_widths(s, fisher, importance)[g]) for s in stairs)})
     fisher_params = count(rebuild(gm, groups, fisher), shape)[0]
     ratio = lambda mode: " | ".join(f"{count(rebuild(gm, groups, snap(fisher, s, importance, mode)), shape)[0] / fisher_params:.3f}"
                                     for s in stairs)
@@ -97,8 +133,10 @@ def rows_of(name, code, runs, gm, groups, fisher, importance, shape):
     spread = sorted(max(a[g].latency[w], b[g].latency[w]) / min(a[g].latency[w], b[g].latency[w]) - 1
                     for a, b in itertools.combinations(stairs, 2) for g in a.groups
                     for w in set(a[g].latency) & set(b[g].latency))
+    budget = " | ".join(f"{count(rebuild(gm, groups, with_widths(fisher, budget_widths(s, fisher, importance), importance, 'budget')), shape)[0] / fisher_params:.3f}"
+                        for s in stairs)
     rows.append({"model": name, "code": code, "group": "all", "fisher_width": fisher_params, "snap_up": ratio("up"),
-                 "snap_down": ratio("down"), "pair_differing": f"{statistics.mean(differing):.1f}",
+                 "snap_down": ratio("down"), "budget": budget, "pair_differing": f"{statistics.mean(differing):.1f}",
                  "optimal_in_all": sum(len(set.intersection(*p)) for p in every),
                  "optimal_in_any": sum(len(set.union(*p)) for p in every),
                  "width_spread": " ".join(f"{spread[int(q * (len(spread) - 1))]:.3f}" for q in (0.5, 0.9, 0.99)),
@@ -112,9 +150,13 @@ def run():
     parser.add_argument("--models", nargs="+", default=["resnet20"])
     parser.add_argument("--runs", type=int, default=2, help="cold sweeps per model and code (>= 2)")
     parser.add_argument("--against", metavar="REV", help="also sweep hakd as at this git revision, alternating")
+    parser.add_argument("--full", action="store_true", help="also sweep every width with this checkout, alternating")
+    parser.add_argument("--build-workers", type=int, default=1, help="build workers of this checkout's sweeps")
+    parser.add_argument("--prune-folder", type=Path, help="sweep around this prune folder's plan (one model) instead "
+                                                          "of snap.py's Fisher run")
     args, _ = parser.parse_known_args()
     if args.sweep_once:
-        return sweep_once(*args.sweep_once)
+        return sweep_once(*args.sweep_once, full=args.full, workers=args.build_workers)
 
     sys.path.insert(0, str(HERE))
     from common import Bench, add_data_args, merge_rows, write_csv
@@ -133,16 +175,23 @@ def run():
     here += "+changes" if git("status", "--porcelain", "hakd", check=False).strip() else ""
     out = bench.results("staircase_stability.csv")
     with tempfile.TemporaryDirectory() as tmp:
-        codes = {here: None}
+        codes = {here: (None, False, args.build_workers)}
+        if args.full:
+            codes[f"{here}-full"] = (None, True, args.build_workers)
         if args.against:
             rev = git("rev-parse", "--short", args.against).decode().strip()
-            codes[rev] = revision_tree(rev, Path(tmp))
+            codes[rev] = (revision_tree(rev, Path(tmp)), False, 1)
+        if args.prune_folder and len(args.models) != 1:
+            parser.error("--prune-folder: one model (--models NAME)")
         for name in args.models:
-            _, folder = prepare(name, args)
+            folder = args.prune_folder or prepare(name, args)[1]
             done = sweeps(folder, codes, args.runs, bench.runs / "stability" / name)
             gm, groups, fisher, importance = load_prune_folder(folder)
             rows = [r for code in codes for r in rows_of(name, code, done[code], gm, groups, fisher, importance,
                                                           bench.shape)]
+            if args.full:
+                rows.append({c: cross_row(name, done[here], done[f"{here}-full"], fisher, importance).get(c, "")
+                             for c in COLUMNS})
             write_csv(out, merge_rows(out, rows))
 
 

@@ -248,7 +248,9 @@ class RpcRunner:
         """A new session (one per measurement: a dropped session cannot poison the next one).
 
         A request for a key no server offers would wait forever in the tracker's queue, so
-        wait for a registered server for at most ``connect_timeout_s`` first."""
+        wait for a registered server for at most ``connect_timeout_s`` first (registered: a
+        board that has just ended a session is back among the free ones a moment later, and
+        the tracker hands it out then)."""
         from tvm import rpc
 
         try:  # TVM's own connect retries a refused port for 60 s, warning every 5 s: ask once, with our timeout
@@ -261,12 +263,9 @@ class RpcRunner:
                 f"{self.device.host}:{self.device.port} --key {self.device.key}`, or check the address") from e
         tracker = rpc.connect_tracker(self.device.host, self.device.port)
         deadline = time.time() + self.config.connect_timeout_s
-        while True:
-            queue = tracker.summary().get("queue_info", {}).get(self.device.key, {})
-            if queue.get("free", 0) > 0:
-                break
+        while _registered(tracker.summary(), self.device.key) == 0:
             if time.time() > deadline:
-                raise ConnectionError(f"no free RPC server with key {self.device.key!r} at the tracker "
+                raise ConnectionError(f"no RPC server with key {self.device.key!r} at the tracker "
                                       f"after {self.config.connect_timeout_s} s")
             time.sleep(0.2)
         session = tracker.request(self.device.key, priority=0, session_timeout=self.config.session_timeout_s, max_retry=1)
@@ -286,9 +285,7 @@ class RpcRunner:
             summary = rpc.connect_tracker(self.device.host, self.device.port).summary()
         except Exception:  # no tracker: the first timing says so, with the fix
             return 1
-        registered = sum(1 for s in summary.get("server_info", []) if s.get("key") == f"server:{self.device.key}")
-        free = summary.get("queue_info", {}).get(self.device.key, {}).get("free", 0)
-        return max(1, registered, int(free))
+        return max(1, _registered(summary, self.device.key))
 
     def time_many(self, jobs: Sequence[TimingJob], done: Callable[[int, Measurement], None]) -> None:
         """Time ``jobs`` on every board under the key at once, one session per board and job
@@ -360,6 +357,12 @@ class RpcRunner:
                 f"(python -m tvm.exec.query_rpc_tracker --host {self.device.host} --port {self.device.port}). "
                 "Finished measurements are kept in the latency table: rerun to continue"
             ) from last
+
+
+def _registered(summary: dict, key: str) -> int:
+    """Boards a tracker's summary holds under ``key``: registered servers, or free ones."""
+    servers = sum(1 for s in summary.get("server_info", []) if s.get("key") == f"server:{key}")
+    return max(servers, int(summary.get("queue_info", {}).get(key, {}).get("free", 0)))
 
 
 def _time_vm(mod, dev, input_shape, config: MeasureConfig):
