@@ -188,6 +188,10 @@ CASES = [  # (name, argv for python, expected, setup or None)
                                                               *QUICK, "--out", "T/o15"), ERROR, None),
     ("optimize model spec without a colon", hakd_cli("optimize", "--model", "tests.cli_models", *QUICK, "--out", "T/o16"),
      ERROR, None),
+    ("optimize weights of another model", hakd_cli("optimize", "--model", "tests.cli_models:tiny", "--weights", "T/state.pt",
+                                                   *QUICK, "--out", "T/o18"), ERROR, None),
+    ("optimize weights that are junk", hakd_cli("optimize", "--model", "tests.cli_models:tiny", "--weights", "T/junk.pt",
+                                                *QUICK, "--out", "T/o19"), ERROR, None),
     ("optimize both model and run", hakd_cli("optimize", "--model", "tests.cli_models:tiny", "--run", "T/run", *QUICK,
                                              "--out", "T/o17"), ERROR, None),
     ("diagnose headroom negative", hakd_cli("diagnose", "--model-file", "T/tiny.pt", "--headroom", "-1"), ERROR, None),
@@ -290,6 +294,7 @@ def user_files(t: Path, python: str) -> None:
 
     (t / "notes.txt").write_text("mine")
     (t / "junk.pt").write_bytes(b"not a torch file")
+    subprocess.run([python, "-c", f"import torch; torch.save({{'weights': torch.zeros(2)}}, {str(t / 'state.pt')!r})"], check=True)
     (t / "dir").mkdir()
     db = sqlite3.connect(t / "app.db")
     db.execute("CREATE TABLE people (name TEXT)")

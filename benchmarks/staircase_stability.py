@@ -29,7 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 COLUMNS = ("model", "code", "group", "fisher_width", "optimal_points", "in_one_run_only", "snap_up", "snap_down",
            "budget", "pair_differing", "optimal_in_all", "optimal_in_any", "width_spread", "sweep_s", "compiles")
-BUDGET = 0.8  # of the Fisher plan's staircase latency, spent by the allocator on each run's staircases
+BUDGET = 0.8  # of the way from the fastest allocation to the plan's staircase latency, spent on each run's staircases
 
 
 def sweep_once(folder: Path, out: Path, full: bool = False, workers: int = 1) -> None:
@@ -84,11 +84,14 @@ def sweeps(folder: Path, codes: dict, runs: int, keep: Path) -> dict:
 
 
 def budget_widths(stairs, fisher, importance) -> dict:
-    """The allocator's widths on one run's staircases at BUDGET of the Fisher plan's staircase latency."""
+    """The allocator's widths on one run's staircases, BUDGET of the way from the fastest choice to the
+    plan's staircase latency (a plan already fitted to a budget has little room below it)."""
     from hakd.passes.allocate import allocate, budget_options
 
-    capacity = BUDGET * sum(st.at(fisher.width(g)) for g, st in stairs.groups.items())
-    return allocate(budget_options(fisher, stairs.groups, importance), capacity).widths
+    options = budget_options(fisher, stairs.groups, importance)
+    fastest = sum(min(o[1] for o in opts) for opts in options.values())
+    plan = sum(st.at(fisher.width(g)) for g, st in stairs.groups.items())
+    return allocate(options, fastest + BUDGET * max(plan - fastest, 0.0)).widths
 
 
 def cross_row(name, adaptive, full, fisher, importance) -> dict:

@@ -35,6 +35,13 @@ def _finite(cfg) -> None:
                 raise ConfigError(f"{type(cfg).__name__}.{f.name} must be a finite number, got {value!r}")
 
 
+def _above(cfg, name: str, low) -> None:
+    """``cfg.name`` is a number greater than ``low`` (a learning rate of 0 trains nothing)."""
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > low:
+        raise ConfigError(f"{type(cfg).__name__}.{name} must be > {low}, got {value!r}")
+
+
 def _at_least(cfg, name: str, low, allow_none: bool = False) -> None:
     value = getattr(cfg, name)
     if value is None and allow_none:
@@ -45,6 +52,8 @@ def _at_least(cfg, name: str, low, allow_none: bool = False) -> None:
         raise ConfigError(f"{type(cfg).__name__}.{name} is a whole number, got {value!r}")
 
 
+MAX_BATCH = 65536
+MAX_SEED = 2**32 - 1
 MAX_THREADS = 1024  # more is a typo, and a native thread pool asked for 10**9 threads aborts the process
 
 
@@ -57,6 +66,20 @@ def _threads(cfg, name: str = "threads", allow_none: bool = False) -> None:
 
 
 _INTEGERS = {"epochs", "batch_size", "seed", "threads", "prune_every", "max_steps", "limit_train", "limit_test", "images", "held_out"}
+
+
+def _batch(cfg) -> None:
+    """A batch size: a whole number in [1, MAX_BATCH] (a batch of every image of a data set does not fit in memory)."""
+    _at_least(cfg, "batch_size", 1)
+    if cfg.batch_size > MAX_BATCH:
+        raise ConfigError(f"{type(cfg).__name__}.batch_size must be at most {MAX_BATCH}, got {cfg.batch_size!r}")
+
+
+def _seed(cfg) -> None:
+    """A random seed: a whole number in [0, 2**32 - 1] (what torch and numpy both take)."""
+    _at_least(cfg, "seed", 0)
+    if cfg.seed > MAX_SEED:
+        raise ConfigError(f"{type(cfg).__name__}.seed must be at most {MAX_SEED} (2**32 - 1), got {cfg.seed!r}")
 
 
 def _training_device(cfg) -> None:
@@ -172,12 +195,12 @@ class TrainConfig(_JsonConfig):
         _finite(self)
         _training_device(self)
         _at_least(self, "epochs", 1)
-        _at_least(self, "batch_size", 1)
-        _at_least(self, "lr", 0.0)
+        _batch(self)
+        _above(self, "lr", 0.0)
         _at_least(self, "momentum", 0.0)
         _at_least(self, "weight_decay", 0.0)
         _at_least(self, "lr_gamma", 0.0)
-        _at_least(self, "seed", 0)
+        _seed(self)
         _threads(self, allow_none=True)
         if not all(0.0 < m < 1.0 for m in self.lr_milestones):
             raise ConfigError(
@@ -236,9 +259,12 @@ class PruneConfig(_JsonConfig):
             raise ConfigError(f"PruneConfig.amount is the number of channels to keep (an integer >= 1); got {self.amount}")
         if self.target == "latency" and self.amount <= 0:
             raise ConfigError(f"PruneConfig.amount is a latency budget in seconds (> 0); got {self.amount}")
-        for name, low in (("prune_every", 1), ("batch_size", 1), ("lr", 0.0), ("momentum", 0.0), ("weight_decay", 0.0),
-                          ("penalty", 0.0), ("seed", 0)):
+        _above(self, "lr", 0.0)
+        _batch(self)
+        for name, low in (("prune_every", 1), ("momentum", 0.0), ("weight_decay", 0.0),
+                          ("penalty", 0.0)):
             _at_least(self, name, low)
+        _seed(self)
         _threads(self, allow_none=True)
         _at_least(self, "max_steps", 1, allow_none=True)
         _training_device(self)

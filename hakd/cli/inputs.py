@@ -27,12 +27,8 @@ def traced_model(args):
     from hakd.train import load_trained, run_config
 
     if getattr(args, "model_file", None):
-        from hakd.checkpoint import load_checkpoint
-
-        saved = load_checkpoint(args.model_file)
-        if "model" not in saved or "input_shape" not in saved:
-            raise ConfigError(f"{args.model_file} is not a model written by `hakd prune`")
-        return trace(saved["model"].eval(), torch.zeros(saved["input_shape"])), args.model_file
+        model, shape = model_file(args.model_file)
+        return trace(model, torch.zeros(1, *(shape or INPUTS[args.data][1:]))), args.model_file
     if args.run:
         model = load_trained(args.run)
         shape = (1, model_in_channels(model), *INPUTS[run_config(args.run)["data"]["name"]][2:])
@@ -69,6 +65,9 @@ def add_build_workers(p) -> None:
                    help="processes that compile kernels while this one times them, alone (default: this host's cores)")
 
 
+MAX_INPUT_VALUES = 2**26  # values of one input image: 256 MiB as float32
+
+
 def parse_shape(text):
     try:
         dims = tuple(int(d) for d in text.split(","))
@@ -76,6 +75,10 @@ def parse_shape(text):
         dims = ()
     if len(dims) != 3 or min(dims) < 1:
         raise ConfigError(f"--input-shape is C,H,W (three positive integers, e.g. 3,32,32); got {text!r}")
+    values = dims[0] * dims[1] * dims[2]
+    if values > MAX_INPUT_VALUES:
+        raise ConfigError(f"--input-shape {text} is {values:,} values per image ({values * 4 / 2**30:.0f} GiB as float32), "
+                          f"more than the {MAX_INPUT_VALUES:,} hakd takes (3x4096x4096 fits): check the numbers")
     return dims
 
 
@@ -94,9 +97,6 @@ def fractions(text, option):
 
 def user_model(args):
     """(nn.Module in eval mode, input shape C,H,W, where it came from) from --run, --model or --model-file."""
-    import torch
-    from torch import nn
-
     given = [a for a in ("run", "model", "model_file") if getattr(args, a, None)]
     if len(given) != 1:
         raise ConfigError("give the model one way: --run RUN (a `hakd train` folder), --model PACKAGE.MODULE:FACTORY, "
@@ -128,20 +128,31 @@ def user_model(args):
             state = load_checkpoint(args.weights)
             model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
         return model.eval(), shape, args.model
-    path = Path(args.model_file)
+    model, saved_shape = model_file(args.model_file)
+    return model, (shape if args.input_shape else saved_shape or shape), args.model_file
+
+
+def model_file(path) -> tuple:
+    """(nn.Module in eval mode, its input shape C,H,W or None) from a file: a model written by
+    `hakd prune` (with its input shape) or a whole model saved with torch.save."""
+    import torch
+    from torch import nn
+
+    path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"--model-file {path} does not exist")
+        raise ConfigError(f"--model-file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     try:
         saved = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         raise ConfigError(f"{path} is not a torch file that holds a model ({type(e).__name__}: {str(e)[:200]})") from e
+    shape = None
     if isinstance(saved, dict) and isinstance(saved.get("model"), nn.Module):
-        shape = tuple(saved["input_shape"][1:]) if "input_shape" in saved and not args.input_shape else shape
+        shape = tuple(saved["input_shape"][1:]) if "input_shape" in saved else None
         saved = saved["model"]
     if not isinstance(saved, nn.Module):
         raise ConfigError(f"{path} holds a {type(saved).__name__}, not an nn.Module: save the whole model "
                           "(torch.save(model, path)), or give a factory with --model and the weights with --weights")
-    return saved.eval(), shape, str(path)
+    return saved.eval(), shape
 
 
 def unpruned_model(path: str, data: str):

@@ -219,6 +219,9 @@ class LocalRunner:
         except Exception as e:  # a kernel that crashes or fails to run is a failed measurement
             return Measurement(error=f"{type(e).__name__}: {str(e)[:300]}", compile_s=compile_s)
 
+    def check(self) -> None:
+        """This host is always there."""
+
     def time_many(self, jobs: Sequence[TimingJob], done: Callable[[int, Measurement], None]) -> None:
         """Time ``jobs`` one after the other (nothing else runs on the host meanwhile); ``done(i, m)``
         as each finishes."""
@@ -253,14 +256,7 @@ class RpcRunner:
         the tracker hands it out then)."""
         from tvm import rpc
 
-        try:  # TVM's own connect retries a refused port for 60 s, warning every 5 s: ask once, with our timeout
-            socket.create_connection((self.device.host, self.device.port), timeout=self.config.connect_timeout_s).close()
-        except OSError as e:
-            raise DeviceError(
-                f"no RPC tracker answers at {self.device.host}:{self.device.port} ({e.strerror or e}) within "
-                f"{self.config.connect_timeout_s} s: start one with `python -m tvm.exec.rpc_tracker --host 0.0.0.0 "
-                f"--port {self.device.port}` and register the board with `python -m tvm.exec.rpc_server --tracker "
-                f"{self.device.host}:{self.device.port} --key {self.device.key}`, or check the address") from e
+        self.check()
         tracker = rpc.connect_tracker(self.device.host, self.device.port)
         deadline = time.time() + self.config.connect_timeout_s
         while _registered(tracker.summary(), self.device.key) == 0:
@@ -271,6 +267,18 @@ class RpcRunner:
         session = tracker.request(self.device.key, priority=0, session_timeout=self.config.session_timeout_s, max_retry=1)
         session.get_function("runtime.config_threadpool")(-3, self.config.threads)
         return session
+
+    def check(self) -> None:
+        """Raise DeviceError now, with the fix, when no tracker answers at the device's address
+        (before anything is compiled for it)."""
+        try:  # TVM's own connect retries a refused port for 60 s, warning every 5 s: ask once, with our timeout
+            socket.create_connection((self.device.host, self.device.port), timeout=self.config.connect_timeout_s).close()
+        except OSError as e:
+            raise DeviceError(
+                f"no RPC tracker answers at {self.device.host}:{self.device.port} ({e.strerror or e}) within "
+                f"{self.config.connect_timeout_s} s: start one with `python -m tvm.exec.rpc_tracker --host 0.0.0.0 "
+                f"--port {self.device.port}` and register the board with `python -m tvm.exec.rpc_server --tracker "
+                f"{self.device.host}:{self.device.port} --key {self.device.key}`, or check the address") from e
 
     def export(self, lib, folder: str) -> str:
         """Write the kernel as a shared library for the board (cross-compiled for another architecture)."""

@@ -146,6 +146,8 @@ class Profiler:
                 out[key] = known
             else:
                 todo[key] = (kernel, cfg)
+        if todo:
+            self.runner.check()  # an unreachable board is said before anything is built for it
         self.prepare(todo.values(), context)
         jobs, timed = [], []
         for key, (kernel, cfg) in todo.items():

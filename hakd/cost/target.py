@@ -135,6 +135,8 @@ def _from_options(target, options: dict) -> TargetSpec:
         cores = int(cores) if cores is not None else None
     except (TypeError, ValueError):
         raise _bad(target, f"-num-cores must be an integer, got {cores!r}") from None
+    if cores is not None and cores < 1:
+        raise _bad(target, f"-num-cores is the board's core count, at least 1; got {cores}")
     unknown = set(options) - {"kind", "mcpu", "mtriple", "mattr", "num-cores", "num_cores", "tag", "keys"}
     unknown = {k for k in unknown if not k.startswith("feature.")}
     if unknown:
