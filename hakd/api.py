@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
@@ -52,14 +53,31 @@ def _splits(data) -> Tuple[Split, Split]:
     raise ConfigError(f"optimize: data is a DataConfig or a (train, test) pair of hakd.data.Split, got {type(data).__name__}")
 
 
+def _check_arguments(model, example_input, out, log, configs) -> None:
+    """Refuse, before anything runs, arguments of the wrong kind (``configs``: name -> (value, class))."""
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"optimize: model is a torch nn.Module (a trained teacher), got {type(model).__name__}")
+    if example_input is not None and (not isinstance(example_input, torch.Tensor) or example_input.dim() != 4):
+        raise ConfigError("optimize: example_input is one batch of images, a tensor N,C,H,W (e.g. torch.zeros(1, 3, 32, "
+                          f"32)); got {getattr(example_input, 'shape', type(example_input).__name__)}")
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise ConfigError(f"optimize: out is a folder path, got {out!r}")
+    if not callable(log):
+        raise ConfigError(f"optimize: log is a function that takes a line (e.g. print), got {log!r}")
+    for name, (value, kind) in configs.items():
+        if not isinstance(value, kind):
+            raise ConfigError(f"optimize: {name} is a hakd.config.{kind.__name__}, got {type(value).__name__}")
+
+
 def _check(snap: Optional[str], budget: Optional[float], budget_s: Optional[float]) -> None:
     if snap is not None and snap not in MODES:
         raise ConfigError(f"optimize: snap is {snap!r}; valid values: {', '.join(MODES)} (or None with a budget)")
     if budget is not None and budget_s is not None:
         raise ConfigError("optimize: give the budget as a fraction (budget) or in seconds (budget_s), not both")
-    if budget is not None and (isinstance(budget, bool) or not 0 < budget <= 1):
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= 1):
         raise ConfigError(f"optimize: budget is a fraction of the teacher's predicted latency, in (0, 1]; got {budget!r}")
-    if budget_s is not None and (isinstance(budget_s, bool) or not 0 < budget_s < float("inf")):
+    if budget_s is not None and (isinstance(budget_s, bool) or not isinstance(budget_s, (int, float))
+                                 or not 0 < budget_s < float("inf")):
         raise ConfigError(f"optimize: budget_s is a latency in seconds (> 0, finite); got {budget_s!r}")
     if snap is None and budget is None and budget_s is None:
         raise ConfigError("optimize: say how to use the staircases: snap='up'|'down'|'nearest', or a budget")
@@ -262,6 +280,8 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     from hakd.prune_folder import STAIRS, write_prune_folder
     from hakd.report_data import build_report
 
+    _check_arguments(model, example_input, out, log, dict(prune=(prune, PruneConfig), trial=(trial, TrialConfig),
+                                                         distill=(distill, DistillConfig)))
     _check(None if budget is not None or budget_s is not None else snap, budget, budget_s)
     if budget is None and budget_s is None and (ways, value, min_keep) != (None, None, None):
         raise ConfigError("optimize: ways (or value/min_keep) are ways of spending a latency budget: give a budget, "
@@ -273,6 +293,9 @@ def optimize(model: Union[nn.Module, fx.GraphModule], target="host", data=DataCo
     train, test = _splits(data)
     if trial == TrialConfig() and len(ways) > 1 and trial.held_out > len(train) // 4:  # the default, on few images
         trial = TrialConfig(images=trial.images, held_out=max(1, len(train) // 4))
+    if len(ways) > 1 and trial.held_out >= len(train):
+        raise ConfigError(f"optimize: the trial holds out {trial.held_out} training images to rank the ways, but there "
+                          f"are {len(train)}: hold out fewer (e.g. {max(1, len(train) // 4)}), or use more images")
         log(f"trials: {len(train)} training images, so {trial.held_out} (a quarter) are held out to rank the ways")
     x = example_input if example_input is not None else torch.zeros(1, *train.images.shape[1:])
     profiler = Profiler(target, device=device, table=table, measure=MeasureConfig(threads=threads), tune_trials=tune_trials,

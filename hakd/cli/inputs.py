@@ -121,12 +121,25 @@ def user_model(args):
         if not hasattr(module, factory):
             raise ConfigError(f"{module_name} has no {factory!r}; check the name after the colon in --model")
         kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
-        model = getattr(module, factory)(**kwargs)
+        from torch import nn
+
+        try:
+            model = getattr(module, factory)(**kwargs)
+        except Exception as e:  # the user's code: say where it failed, not as hakd's internal error
+            raise ConfigError(f"--model {args.model}: calling {factory}({', '.join(f'{k}={v}' for k, v in kwargs.items())}) "
+                              f"failed ({type(e).__name__}: {str(e)[:200]}); --model names a function that builds the "
+                              "model with no arguments (or num_classes)") from e
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"--model {args.model} returned a {type(model).__name__}, not a torch nn.Module")
         if args.weights:
             from hakd.checkpoint import load_checkpoint
 
             state = load_checkpoint(args.weights)
-            model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+            try:
+                model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+            except Exception as e:
+                raise ConfigError(f"--weights {args.weights} does not fit --model {args.model} "
+                                  f"({type(e).__name__}: {str(e)[:200]}): give the state dict saved from this model") from e
         return model.eval(), shape, args.model
     model, saved_shape = model_file(args.model_file)
     return model, (shape if args.input_shape else saved_shape or shape), args.model_file
