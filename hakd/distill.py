@@ -142,7 +142,8 @@ def distill(teacher: fx.GraphModule, student: fx.GraphModule, train: Split, test
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if (out / CHECKPOINT).exists() and not resume:
-        raise CheckpointError(f"{out} already holds a distillation; pass --resume to continue it, or choose another --out")
+        raise CheckpointError(f"{out} already holds a checkpoint (a distillation, or another run such as a `hakd train` "
+                              "teacher): choose another --out, or pass --resume to continue a distillation there")
     use_threads(config.threads)
     _check_pair(teacher, student)
     resolutions = match_stages(teacher, student) if config.loss == "kd+at" and config.beta > 0 else []

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hakd.cli import main
+from hakd.config import TrialConfig
 from hakd.errors import HakdError
 
 
@@ -43,6 +44,7 @@ CASES = [  # (argv, words the message must hold); T is the test's folder
     (["train", "resnet20", "--batch-size", "-3", "--out", "T/o"], ["batch_size", ">= 1"]),
     (["train", "resnet20", "--batch-size", "100000000000", "--out", "T/o"], ["batch_size", "at most 65536"]),
     (["train", "resnet20", "--lr", "0", "--out", "T/o"], ["lr", "> 0"]),
+    (["train", "resnet20", "--out", "T/prune"], ["T/prune", "hakd train does not write (model.pt, plan.json)"]),
     (["train", "resnet20", "--seed", "99999999999999999999", "--out", "T/o"], ["seed", "at most 4294967295"]),
     (["distill", "--teacher", "T/nowhere", "--student", "T/prune", "--lr", "0"], ["lr", "> 0"]),
     (["train", "resnet20", "--train-device", "tpu", "--out", "T/o"], ["TrainConfig.device", "cuda:N"]),
@@ -78,7 +80,7 @@ CASES = [  # (argv, words the message must hold); T is the test's folder
     (["table", "list", "--table", "T/app.db"], ["T/app.db", "not a hakd latency table"]),
     (["table", "export", "T/rows.csv", "--table", "T/app.db"], ["T/app.db", "not a hakd latency table"]),
     (["table", "list", "--table", "T/none.sqlite"], ["T/none.sqlite", "no latency table"]),
-    (["export", "--model-file", "T/junk.pt", "--out", "T/e"], ["T/junk.pt", "cannot be read"]),
+    (["export", "--model-file", "T/junk.pt", "--out", "T/e"], ["T/junk.pt", "not a torch file"]),
     (["staircases", "T/notes.txt"], ["T/notes.txt", "not a prune folder"]),
     (["snap", "T", "--mode", "up", "--out", "T/s"], ["not a prune folder"]),
     (["snap", "T/prune", "--budget", "1.5", "--out", "T/s"], ["--budget", "(0, 1]"]),
@@ -235,3 +237,28 @@ def test_no_option_value_makes_a_traceback(files, capsys, command, data):
     err = capsys.readouterr().err
     assert code == 2, (argv, err)
     assert "Traceback" not in err and "internal error" not in err, (argv, err)
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    (dict(model="resnet20"), ["model is a torch nn.Module", "str"]),
+    (dict(budget="0.5"), ["budget is a fraction"]),
+    (dict(example_input=torch.zeros(1, 28, 28)), ["example_input is one batch", "N,C,H,W"]),
+    (dict(example_input="x"), ["example_input is one batch"]),
+    (dict(out=123), ["out is a folder path"]),
+    (dict(log=None), ["log is a function"]),
+    (dict(distill=None), ["distill is a hakd.config.DistillConfig"]),
+    (dict(trial="fast"), ["trial is a hakd.config.TrialConfig"]),
+    (dict(build_workers=0), ["--build-workers", "at least 1"]),
+    (dict(budget=0.5, trial=TrialConfig(images=32, held_out=64)), ["holds out 64 training images", "there are 64"]),
+])
+def test_optimize_refuses_arguments_of_the_wrong_kind_before_anything_runs(tmp_path, kwargs, words):
+    import hakd
+    from hakd.data import Split
+    from tests.cli_models import tiny
+
+    split = Split(torch.zeros(64, 1, 8, 8, dtype=torch.uint8), torch.zeros(64, dtype=torch.long), (0.5,), (0.25,), False)
+    args = {**dict(model=tiny(), data=(split, split), out=tmp_path / "o", table=tmp_path / "t.sqlite"), **kwargs}
+    with pytest.raises(HakdError) as e:
+        hakd.optimize(args.pop("model"), **args)
+    assert all(w in str(e.value) for w in words), str(e.value)
+    assert not (tmp_path / "o").exists()  # nothing ran, nothing was written

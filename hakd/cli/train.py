@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import time
 
-from hakd.cli.inputs import add_training_device
+from hakd.cli.inputs import add_training_device, output_folder
 from hakd.config import DATASETS, DataConfig, TrainConfig
 from hakd.errors import ConfigError
 
 __all__ = ["add_train_commands"]
+
+
+RUN_FILES = {"checkpoint.pt", "metrics.csv", "config.json"}  # what a training or distillation run writes
 
 
 def _train(args) -> None:
@@ -27,6 +30,7 @@ def _train(args) -> None:
                          device=args.train_device, precision=args.precision)
     data_config = DataConfig(args.data, root=args.data_root, limit_train=args.limit_train, limit_test=args.limit_test)
     models.create(args.model)  # fail on a bad name before reading any data
+    output_folder(args.out, RUN_FILES, "hakd train", keep=True)  # a prune folder, a user's files: refused
     train, test = data.load(data_config)
     torch.manual_seed(config.seed)
     model = models.create(args.model, in_channels=train.in_channels, num_classes=train.num_classes)
@@ -77,6 +81,7 @@ def _distill(args) -> None:
     teacher_gm = trace(teacher, torch.zeros(shape))
     student_gm = trace(saved["model"].eval(), torch.zeros(shape))
     out = args.out or os.path.join(args.student, "distilled")
+    output_folder(out, RUN_FILES | {"model.pt"}, "hakd distill", keep=True)  # the teacher's run, the student's folder: refused
     info = {"teacher": os.path.abspath(args.teacher), "student": os.path.abspath(student_file)}
     history = distill(teacher_gm, student_gm, train, test, config, out, resume=args.resume, run_info=info)
     if history and (not dist.is_initialized() or dist.get_rank() == 0):
