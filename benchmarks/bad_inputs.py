@@ -13,7 +13,8 @@ verdict of a case:
   (the timeout) and ``overwritten`` (a file that existed before the case changed or went; the shared
   latency table may gain rows, not lose any).
 
-Writes results/bad_inputs.csv (columns: benchmarks/README.md); exits 1 when a case fails.
+Writes results/bad_inputs.csv (columns: benchmarks/README.md; with --only, the other cases' rows stay); exits 1
+when a case fails.
 """
 
 import argparse
@@ -31,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from common import isa, write_csv  # noqa: E402
+from common import isa, merge_rows, write_csv  # noqa: E402
 
 ERROR, OK, EITHER = "error", "ok", "either"
 QUICK = ["--limit-train", "64", "--limit-test", "64"]
@@ -58,6 +59,11 @@ def api(call: str) -> list:
 
 def hakd_cli(*argv) -> list:
     return ["-m", "hakd", *argv]
+
+
+def profile(*argv) -> list:
+    """`hakd profile` of the tiny model file, with ``argv``."""
+    return hakd_cli("profile", "--model-file", "T/tiny.pt", *argv)
 
 
 def damaged(src: str, name: str, edit):
@@ -90,37 +96,35 @@ def first_group(plan):
 
 CASES = [  # (name, argv for python, expected, setup or None)
     # --build-workers, new with the build pool
-    ("build workers 0", hakd_cli("profile", "--model-file", "T/tiny.pt", "--table", "T/t.sqlite", "--build-workers", "0"), ERROR, None),
-    ("build workers negative", hakd_cli("profile", "--model-file", "T/tiny.pt", "--build-workers", "-2"), ERROR, None),
-    ("build workers a word", hakd_cli("profile", "--model-file", "T/tiny.pt", "--build-workers", "two"), ERROR, None),
-    ("build workers beyond the cores", hakd_cli("profile", "--model-file", "T/tiny.pt", "--table", "T/t.sqlite",
+    ("build workers 0", profile("--table", "T/t.sqlite", "--build-workers", "0"), ERROR, None),
+    ("build workers negative", profile("--build-workers", "-2"), ERROR, None),
+    ("build workers a word", profile("--build-workers", "two"), ERROR, None),
+    ("build workers beyond the cores", profile("--table", "T/t.sqlite",
                                                 "--build-workers", "64"), OK, None),
     ("build workers on snap", hakd_cli("snap", "T/prune", "--mode", "up", "--build-workers", "0", "--out", "T/s0"), ERROR, None),
     ("build workers on optimize", hakd_cli(*TINY, "--build-workers", "-1", "--out", "T/o-bw"), ERROR, None),
     # targets
-    ("target empty -mcpu", hakd_cli("profile", "--model-file", "T/tiny.pt", "--target", "llvm -mcpu="), ERROR, None),
-    ("target num-cores a word", hakd_cli("profile", "--model-file", "T/tiny.pt", "--target", "llvm -num-cores=abc"), ERROR, None),
-    ("target num-cores 0", hakd_cli("profile", "--model-file", "T/tiny.pt", "--target", "llvm -num-cores=0"), ERROR, None),
-    ("target num-cores negative", hakd_cli("profile", "--model-file", "T/tiny.pt", "--target", "llvm -num-cores=-4"), ERROR, None),
-    ("target riscv without a board", hakd_cli("profile", "--model-file", "T/tiny.pt", "--target",
-                                              "llvm -mtriple=riscv64-linux-gnu"), ERROR, None),
-    ("target arm cpu without a board", hakd_cli("profile", "--model-file", "T/tiny.pt", "--target", "llvm -mcpu=cortex-a72"), ERROR, None),
-    ("target unknown option", hakd_cli("profile", "--model-file", "T/tiny.pt", "--target", "llvm -foo=bar"), ERROR, None),
-    ("target opencl", hakd_cli("profile", "--model-file", "T/tiny.pt", "--target", "opencl"), ERROR, None),
-    ("target host with options", hakd_cli("profile", "--model-file", "T/tiny.pt", "--target", "host -mcpu=znver3"), EITHER, None),
-    ("target json garbage", hakd_cli("profile", "--model-file", "T/tiny.pt", "--target", "{kind: llvm"), ERROR, None),
-    ("target json not llvm", hakd_cli("profile", "--model-file", "T/tiny.pt", "--target", '{"kind": "cuda"}'), ERROR, None),
-    ("target only spaces", hakd_cli("profile", "--model-file", "T/tiny.pt", "--target", "   "), ERROR, None),
+    ("target empty -mcpu", profile("--target", "llvm -mcpu="), ERROR, None),
+    ("target num-cores a word", profile("--target", "llvm -num-cores=abc"), ERROR, None),
+    ("target num-cores 0", profile("--target", "llvm -num-cores=0"), ERROR, None),
+    ("target num-cores negative", profile("--target", "llvm -num-cores=-4"), ERROR, None),
+    ("target riscv without a board", profile("--target", "llvm -mtriple=riscv64-linux-gnu"), ERROR, None),
+    ("target arm cpu without a board", profile("--target", "llvm -mcpu=cortex-a72"), ERROR, None),
+    ("target unknown option", profile("--target", "llvm -foo=bar"), ERROR, None),
+    ("target opencl", profile("--target", "opencl"), ERROR, None),
+    ("target host with options", profile("--target", "host -mcpu=znver3"), EITHER, None),
+    ("target json garbage", profile("--target", "{kind: llvm"), ERROR, None),
+    ("target json not llvm", profile("--target", '{"kind": "cuda"}'), ERROR, None),
+    ("target only spaces", profile("--target", "   "), ERROR, None),
     ("target on optimize unknown cpu", hakd_cli(*TINY, "--target", "llvm -mcpu=pentium9", "--out", "T/o-t"), ERROR, None),
     # devices
-    ("device nothing listening", hakd_cli("profile", "--model-file", "T/tiny.pt", "--table", "T/t.sqlite", "--device",
-                                          "rpc://127.0.0.1:1/key"), ERROR, None),
-    ("device no host", hakd_cli("profile", "--model-file", "T/tiny.pt", "--device", "rpc://:9190/key"), ERROR, None),
-    ("device port out of range", hakd_cli("profile", "--model-file", "T/tiny.pt", "--device", "rpc://h:99999/key"), ERROR, None),
-    ("device port a word", hakd_cli("profile", "--model-file", "T/tiny.pt", "--device", "rpc://h:port/key"), ERROR, None),
-    ("device no key", hakd_cli("profile", "--model-file", "T/tiny.pt", "--device", "rpc://127.0.0.1:9190/"), ERROR, None),
-    ("device no path", hakd_cli("profile", "--model-file", "T/tiny.pt", "--device", "rpc://127.0.0.1:9190"), ERROR, None),
-    ("device local", hakd_cli("profile", "--model-file", "T/tiny.pt", "--table", "T/t.sqlite", "--device", "local"), OK, None),
+    ("device nothing listening", profile("--table", "T/t.sqlite", "--device", "rpc://127.0.0.1:1/key"), ERROR, None),
+    ("device no host", profile("--device", "rpc://:9190/key"), ERROR, None),
+    ("device port out of range", profile("--device", "rpc://h:99999/key"), ERROR, None),
+    ("device port a word", profile("--device", "rpc://h:port/key"), ERROR, None),
+    ("device no key", profile("--device", "rpc://127.0.0.1:9190/"), ERROR, None),
+    ("device no path", profile("--device", "rpc://127.0.0.1:9190"), ERROR, None),
+    ("device local", profile("--table", "T/t.sqlite", "--device", "local"), OK, None),
     # input shapes
     ("input shape zero", hakd_cli(*TINY, "--input-shape", "1,0,28", "--out", "T/o-s1"), ERROR, None),
     ("input shape four numbers", hakd_cli(*TINY, "--input-shape", "1,28,28,1", "--out", "T/o-s2"), ERROR, None),
@@ -266,7 +270,7 @@ CASES = [  # (name, argv for python, expected, setup or None)
      damaged("run", "run1", remove("config.json"))),
     ("run with a garbage config.json", hakd_cli("distill", "--teacher", "T/run2", "--student", "T/prune", "--out", "T/d11"),
      ERROR, damaged("run", "run2", write("config.json", "{{{"))),
-    ("run naming an unknown model", hakd_cli("profile", "--run", "T/run3", "--table", "T/t.sqlite"), ERROR,
+    ("run naming an unknown model", hakd_cli("profile", "--run", "T/run3", "--table", "T/t.sqlite"), EITHER,
      damaged("run", "run3", lambda f: (f / "config.json").write_text(
          (f / "config.json").read_text().replace('"resnet20"', '"resnet99"')))),
     # the API
@@ -371,7 +375,7 @@ def run():
             rows.append(dict(case=name, expected=expected, exit=code, verdict=v, seconds=f"{time.time() - t0:.1f}",
                              changed=" ".join(changed), message=said.replace(str(t), "T")[:300]))
             print(f"{'ok  ' if ok else 'FAIL'} {name}: {v} (exit {code}) {rows[-1]['message'][:160]}", flush=True)
-    write_csv("bad_inputs.csv", rows)
+    write_csv("bad_inputs.csv", merge_rows("bad_inputs.csv", rows, key="case") if args.only else rows)  # --only: the others stay
     print(f"{len(rows) - failed} of {len(rows)} cases as they should be", flush=True)
     return 1 if failed else 0
 

@@ -68,15 +68,17 @@ def write_csv(name: str, rows: list) -> Path:
     return path
 
 
-def merge_rows(name: str, rows: list, key: str = "model") -> list:
-    """``rows`` after the rows of results/NAME whose ``key`` none of ``rows`` has: a run on some
-    models updates their rows and keeps the others'."""
+def merge_rows(name: str, rows: list, key="model") -> list:
+    """``rows`` after the rows of results/NAME whose ``key`` (a column, or a tuple of columns) none of
+    ``rows`` has: a run on some models updates their rows and keeps the others'."""
     path = RESULTS / name
     if not path.is_file():
         return rows
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    of = lambda r: tuple(r.get(k, "") for k in keys)  # noqa: E731
     with open(path, newline="") as f:
-        mine = {r[key] for r in rows}
-        return [r for r in csv.DictReader(f) if r[key] not in mine] + rows
+        mine = {of(r) for r in rows}
+        return [r for r in csv.DictReader(f) if of(r) not in mine] + rows
 
 
 def calibrated(name: str, shape=(1, 3, 32, 32)):

@@ -195,7 +195,7 @@ def run():
             if args.full:
                 rows.append({c: cross_row(name, done[here], done[f"{here}-full"], fisher, importance).get(c, "")
                              for c in COLUMNS})
-            write_csv(out, merge_rows(out, rows))
+            write_csv(out, merge_rows(out, rows, key=("model", "code")))  # other codes' runs stay
 
 
 if __name__ == "__main__":
