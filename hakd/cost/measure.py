@@ -289,7 +289,7 @@ class RpcRunner:
         from tvm import rpc
 
         try:
-            socket.create_connection((self.device.host, self.device.port), timeout=self.config.connect_timeout_s).close()
+            self.check()
             summary = rpc.connect_tracker(self.device.host, self.device.port).summary()
         except Exception:  # no tracker: the first timing says so, with the fix
             return 1
