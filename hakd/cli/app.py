@@ -9,6 +9,7 @@ import os
 import sys
 import time
 
+from hakd import interrupt
 from hakd.cli.cost import add_cost_commands
 from hakd.cli.optimize import add_optimize_commands
 from hakd.cli.prune import add_prune_commands
@@ -45,6 +46,7 @@ def _log_internal_error(argv) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    interrupt.install()  # a Ctrl-C that TVM swallows is raised again after the lowering or build it hit
     try:
         for option in ("out", "table", "plot_dir"):  # '' would scatter a command's files into the current folder
             if getattr(args, option, None) is not None and not str(getattr(args, option)).strip():

@@ -15,6 +15,7 @@ import tvm
 from tvm import relax
 
 from hakd.cost.schedules import ScheduleConfig
+from hakd import interrupt
 from hakd.errors import HakdError
 
 __all__ = ["compile_scheduled", "write_library", "VmModel", "DeployError"]
@@ -33,6 +34,7 @@ def compile_scheduled(gm, profiler, input_shape=None):
         mod[k.kernel] = profiler.schedule(low.kernels[k.kernel].func, ScheduleConfig.from_key(k.schedule))
     with tvm.transform.PassContext(opt_level=3):
         executable = relax.build(mod, target=profiler.target.tvm_target())
+    interrupt.check()  # a Ctrl-C during TVM's build can be lost inside it
     return executable, timing, low.input_shape
 
 

@@ -37,6 +37,7 @@ from hakd.cost.inline import inline_for_import
 from hakd.cost.layout import BlockChannels
 from hakd.cost.packed_conv import LEGALIZE
 from hakd.cost.schedules import kernel_kind
+from hakd import interrupt
 from hakd.errors import HakdError
 
 __all__ = ["Kernel", "Lowered", "LowerError", "lower", "fold_batchnorm", "FUSION_PIPELINE"]
@@ -188,6 +189,7 @@ def lower(gm: fx.GraphModule, input_shape=None, bind_params: bool = False, block
         mod = FUSION_PIPELINE(block)(mod)
     except Exception as e:
         raise LowerError(f"TVM cannot lower {type(gm).__name__} at input {input_shape}: {type(e).__name__}: {str(e)[:500]}") from e
+    interrupt.check()  # a Ctrl-C during TVM's import and passes can be lost inside them
     return Lowered(mod, _kernels(mod, folded), input_shape)
 
 

@@ -159,9 +159,13 @@ _EVICTION = {"buffer": np.zeros(0, dtype=np.float32), "hot": (0,)}
 def _evict_caches(*args):
     """time_evaluator's pre-call hook in a reuse context: stream the eviction buffer, then
     touch the kernel's activation inputs again (their producers ran just before it)."""
-    _EVICTION["buffer"].sum()
-    for i in _EVICTION["hot"]:
-        np.from_dlpack(args[i]).sum()  # read in place: a copy would evict as much as it touches
+    try:
+        _EVICTION["buffer"].sum()
+        for i in _EVICTION["hot"]:
+            np.from_dlpack(args[i]).sum()  # read in place: a copy would evict as much as it touches
+    except KeyboardInterrupt:  # Ctrl-C here reaches the timer's caller as a TVM error: LocalRunner.time says what it was
+        _EVICTION["interrupted"] = True
+        raise
 
 
 def _timer(mod, entry: str, dev, config: MeasureConfig, context: str, hot: Sequence[int] = (0,)):
@@ -217,6 +221,8 @@ class LocalRunner:
             mod[entry](*args)  # warm-up, discarded
             return _summarise(_timer(mod, entry, dev, self.config, context, hot)(*args).results, compile_s)
         except Exception as e:  # a kernel that crashes or fails to run is a failed measurement
+            if _EVICTION.pop("interrupted", False):  # not the kernel: Ctrl-C during the eviction between calls
+                raise KeyboardInterrupt from e
             return Measurement(error=f"{type(e).__name__}: {str(e)[:300]}", compile_s=compile_s)
 
     def check(self) -> None:
