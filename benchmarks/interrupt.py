@@ -22,17 +22,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-from common import isa, write_csv  # noqa: E402
+from common import isa, merge_rows, write_csv  # noqa: E402
 
 LIMIT = ["--limit-train", "2000", "--limit-test", "500"]
-# stage -> (what shows it has started: a file under the run's folder, or a word hakd printed)
+# stage -> (what shows it has started: a file under the run's folder, or a word hakd printed; options of its run)
 STAGES = [
-    ("fisher", ("file", "fisher")),
-    ("staircases", ("said", "Fisher:")),
-    ("trials", ("file", "trials")),
-    ("distill", ("file", "distill")),
-    ("simple answer", ("file", "uniform")),
-    ("export", ("file", "export")),
+    ("fisher", ("file", "fisher"), []),
+    ("staircases", ("said", "Fisher:"), []),
+    ("trials", ("file", "trials"), []),
+    ("distill", ("file", "distill"), []),
+    ("simple answer", ("file", "uniform"), ["--ways", "importance"]),  # one way kept, not uniform: uniform is distilled too
+    ("export", ("file", "export"), []),
 ]
 
 
@@ -55,6 +55,8 @@ def run():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-rerun", dest="rerun", action="store_false",
                         help="do not run each interrupted command again to its end (each rerun is a whole optimize)")
+    parser.add_argument("--stages", nargs="+", choices=[s[0] for s in STAGES], help="only these stages (their rows replace "
+                                                                                 "theirs in the CSV)")
     args = parser.parse_args()
     python = sys.executable
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TVM_NUM_THREADS": "1"}
@@ -64,11 +66,13 @@ def run():
         t = Path(scratch)
         subprocess.run([python, "-m", "hakd", "train", "resnet20", *LIMIT, "--epochs", "1", "--threads", "1",
                         "--out", str(t / "teacher")], check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-        for stage, how in STAGES:
+        for stage, how, options in STAGES:
+            if args.stages and stage not in args.stages:
+                continue
             out, log = t / f"opt-{stage.replace(' ', '-')}", t / f"{stage.replace(' ', '-')}.log"
             argv = [python, "-m", "hakd", "optimize", "--run", str(t / "teacher"), *LIMIT, "--amount", "0.5",
                     "--prune-every", "2", "--epochs", "1", "--budget", "0.7", "--trial-images", "500", "--held-out", "250",
-                    "--table", str(t / "latency.sqlite"), "--out", str(out)]
+                    "--table", str(t / "latency.sqlite"), "--out", str(out), *options]
             with open(log, "w") as f:  # SIGINT as a terminal leaves it: a shell's background job ignores it, and so would hakd
                 proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
                                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -100,7 +104,7 @@ def run():
     for r in rows:
         r.setdefault("message", "")
         r["isa"] = isa()
-    write_csv("interrupt.csv", rows)
+    write_csv("interrupt.csv", merge_rows("interrupt.csv", rows, key="stage") if args.stages else rows)
     slow = [r for r in rows if r["interrupted"] == "yes" and (float(r["seconds_to_stop"]) > 10 or r["exit"] != 130
                                                              or r["rerun_exit"] not in (0, "not run"))]
     print(f"{len(rows) - len(slow)} of {len(rows)} stages stopped within 10 s with exit 130 (and finished when rerun)",
