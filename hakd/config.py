@@ -57,12 +57,17 @@ MAX_SEED = 2**32 - 1
 MAX_THREADS = 1024  # more is a typo, and a native thread pool asked for 10**9 threads aborts the process
 
 
+def _at_most(cfg, name: str, high, why: str = "") -> None:
+    """``cfg.name`` (checked numeric by :func:`_at_least` first; None passes) is at most ``high``."""
+    value = getattr(cfg, name)
+    if value is not None and value > high:
+        raise ConfigError(f"{type(cfg).__name__}.{name} must be at most {high}{why}, got {value!r}")
+
+
 def _threads(cfg, name: str = "threads", allow_none: bool = False) -> None:
     """A thread count: a whole number in [1, MAX_THREADS]."""
     _at_least(cfg, name, 1, allow_none)
-    value = getattr(cfg, name)
-    if value is not None and value > MAX_THREADS:
-        raise ConfigError(f"{type(cfg).__name__}.{name} must be at most {MAX_THREADS}, got {value!r}")
+    _at_most(cfg, name, MAX_THREADS)
 
 
 _INTEGERS = {"epochs", "batch_size", "seed", "threads", "prune_every", "max_steps", "limit_train", "limit_test", "images", "held_out"}
@@ -71,15 +76,13 @@ _INTEGERS = {"epochs", "batch_size", "seed", "threads", "prune_every", "max_step
 def _batch(cfg) -> None:
     """A batch size: a whole number in [1, MAX_BATCH] (a batch of every image of a data set does not fit in memory)."""
     _at_least(cfg, "batch_size", 1)
-    if cfg.batch_size > MAX_BATCH:
-        raise ConfigError(f"{type(cfg).__name__}.batch_size must be at most {MAX_BATCH}, got {cfg.batch_size!r}")
+    _at_most(cfg, "batch_size", MAX_BATCH)
 
 
 def _seed(cfg) -> None:
     """A random seed: a whole number in [0, 2**32 - 1] (what torch and numpy both take)."""
     _at_least(cfg, "seed", 0)
-    if cfg.seed > MAX_SEED:
-        raise ConfigError(f"{type(cfg).__name__}.seed must be at most {MAX_SEED} (2**32 - 1), got {cfg.seed!r}")
+    _at_most(cfg, "seed", MAX_SEED, " (2**32 - 1)")
 
 
 def _training_device(cfg) -> None:
