@@ -20,10 +20,12 @@ IMAGES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # channels, hei
 class Bench:
     """The data set a benchmark runs on, and where its runs and results go: the real Fashion-MNIST
     by default (runs/bench/, results/NAME.csv), or CIFAR-10 from a folder the user gives
-    (runs/bench/cifar10/, results/NAME_cifar10.csv)."""
+    (runs/bench/cifar10/, results/NAME_cifar10.csv); ``recipe``: another recipe's own runs and
+    results (``long``: runs/bench/long/, results/NAME_long.csv)."""
 
     data: str = "fashion-mnist"
     root: Optional[str] = None
+    recipe: str = ""
 
     @property
     def shape(self) -> tuple:
@@ -31,12 +33,15 @@ class Bench:
 
     @property
     def runs(self) -> Path:
-        return Path("runs/bench") if self.data == "fashion-mnist" else Path("runs/bench") / self.data
+        runs = Path("runs/bench") if self.data == "fashion-mnist" else Path("runs/bench") / self.data
+        return runs / self.recipe if self.recipe else runs
 
     def results(self, name: str) -> str:
-        """``snap.csv`` -> ``snap.csv`` (Fashion-MNIST) or ``snap_cifar10.csv``."""
+        """``snap.csv`` -> ``snap.csv`` (Fashion-MNIST), ``snap_cifar10.csv``, or ``snap_long.csv``
+        (the long recipe on Fashion-MNIST)."""
         stem, dot, ext = name.partition(".")
-        return name if self.data == "fashion-mnist" else f"{stem}_{self.data.replace('-', '_')}{dot}{ext}"
+        tags = ([self.data.replace("-", "_")] if self.data != "fashion-mnist" else []) + ([self.recipe] if self.recipe else [])
+        return "_".join([stem, *tags]) + dot + ext
 
     def cli(self) -> list:
         """The ``hakd train`` arguments that select this data set."""
@@ -57,11 +62,12 @@ def add_data_args(parser) -> None:
 
 
 def write_csv(name: str, rows: list) -> Path:
-    """Write ``rows`` (dicts with the same keys) to results/NAME and say so."""
+    """Write ``rows`` (dicts; a column some rows lack, such as one added after they were written,
+    is left empty in those) to results/NAME and say so."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / name
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="")
         w.writeheader()
         w.writerows(rows)
     print(f"wrote {path}", flush=True)

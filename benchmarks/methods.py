@@ -1,7 +1,7 @@
 """HAKD against Fisher, Deep Compression, L1, uniform, round-to-8 and Torch-Pruning: accuracy and measured latency.
 
     TVM_NUM_THREADS=1 .venv/bin/python benchmarks/methods.py [--models resnet20] [--seeds 0,1] \
-        [--epochs 1] [--limit-train 20000] [--rounds 7]
+        [--epochs 1] [--limit-train 20000] [--rounds 7] [--recipe long]
 
 Needs the bench extra (`pip install -e .[bench]`: torch-pruning, onnxruntime) and the real
 Fashion-MNIST, or CIFAR-10 from the user's folder (`--data cifar10 --data-root FOLDER`: runs in
@@ -31,7 +31,8 @@ the teacher's dense shape: on a dense backend it runs at the teacher's latency.
 Latency: every student exported by hakd (its measured schedules) and by ONNX (ONNX Runtime, one
 thread, all optimisations), timed in --rounds interleaved rounds; ratios to the Fisher student per
 round, median reported. Writes results/methods.csv, methods.md and methods_<model>.png.
-Columns: benchmarks/README.md.
+Columns: benchmarks/README.md. ``--recipe long``: four of these students, trained long enough
+to tell them apart (benchmarks/recipes.py), into runs/bench/long/ and results/methods_long.*.
 """
 
 import argparse
@@ -70,6 +71,7 @@ from hakd.trials import chosen, spending_ways, try_plans
 from backends import time_call  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from common import RESULTS, Bench, add_data_args, merge_rows, progress, write_csv  # noqa: E402
 from peers import IMPORTANCE, at_params, plan_from_pruned  # noqa: E402
+from recipes import LONG, accuracy_stats, goals  # noqa: E402
 from snap import equal_params_budget, prepare  # noqa: E402
 
 
@@ -172,22 +174,23 @@ def digest(plan) -> str:
 
 
 def trained_students(name, args, gm, groups, plans, train, test):
-    """{method: {seed: (student graph, test accuracy)}}: every plan distilled once per seed, Deep
-    Compression, and (unless ``args.train_only``) the teacher."""
+    """{method: {seed: (student graph, test accuracy, seconds per epoch or None)}}: every plan
+    distilled once per seed, Deep Compression, and (unless ``args.train_only``) the teacher."""
     out, root = {}, args.bench.runs / "methods" / name / (args.study or "")
     for method, plan in plans.items():
         for seed in args.seeds:
-            config = DistillConfig(epochs=args.epochs, lr=0.01, seed=seed, threads=1)
+            config = DistillConfig(epochs=args.epochs, lr=0.01, seed=seed, threads=args.threads)
             student = rebuild(gm, groups, plan)
             folder = root / f"{method.replace('=', '-')}-{digest(plan)}-s{seed}"
             history = distill(gm, student, train, test, config, folder, resume=True, progress=False)
-            out.setdefault(method, {})[seed] = (student.eval(), history[-1]["test_acc"])
-            print(f"{name} {method} seed {seed}: {history[-1]['test_acc']:.4f}", flush=True)
+            seconds = statistics.fmean(h["seconds"] for h in history)
+            out.setdefault(method, {})[seed] = (student.eval(), history[-1]["test_acc"], seconds)
+            print(f"{name} {method} seed {seed}: {history[-1]['test_acc']:.4f} ({seconds:.0f} s per epoch)", flush=True)
     if args.only is None or "deep_compression" in args.only:
         for seed in args.seeds:
             out.setdefault("deep_compression", {})[seed] = deep_compression(name, args, gm, train, test, seed)
     if not args.train_only:
-        out["teacher"] = {seed: (gm, evaluate(gm.eval(), test)[1]) for seed in args.seeds}
+        out["teacher"] = {seed: (gm, evaluate(gm.eval(), test)[1], None) for seed in args.seeds}
     return out
 
 
@@ -200,13 +203,13 @@ def deep_compression(name, args, gm, train, test, seed):
     if saved.is_file():
         state = load_checkpoint(saved)
         dense.load_state_dict(state["model"])
-        return dense.eval(), state["test_acc"]
+        return dense.eval(), state["test_acc"], None
     prune_and_finetune(dense, train, schedule=(0.5, 0.75, 0.9), steps_per_stage=steps, lr=0.01, seed=seed)
     acc = evaluate(dense.eval(), test)[1]
     saved.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint({"model": dense.state_dict(), "test_acc": acc}, saved)
     print(f"{name} deep_compression seed {seed}: {acc:.4f}", flush=True)
-    return dense, acc
+    return dense, acc, None
 
 
 def latencies(bench, name, students, prof, rounds):
@@ -244,20 +247,29 @@ def rows_of(name, args, gm, groups, plans, students, timing):
         params, macs = count(model, args.bench.shape)
         if method == "deep_compression":  # its zeros are stored sparsely; its dense shape is the teacher's
             params = int(sum(int((p != 0).sum()) for p in model.parameters()))
-        accs = [acc for _, acc in by_seed.values()]
+        accs, seconds = [acc for _, acc, _ in by_seed.values()], [s for _, _, s in by_seed.values() if s is not None]
+        mean, std, se = accuracy_stats(accs)
         hakd_s, ort_s, predicted, error = timing[method]
         over = lambda ts, base: statistics.median(t / b for t, b in zip(ts, base))  # noqa: E731
         rows.append(dict(model=name, method=method, params=params, params_over_fisher=f"{params / fisher_params:.3f}", macs=macs,
-                         accuracy_mean=f"{np.mean(accs):.4f}", accuracy_spread=f"{max(accs) - min(accs):.4f}",
+                         accuracy_mean=f"{mean:.4f}", accuracy_spread=f"{max(accs) - min(accs):.4f}",
                          seeds=len(accs), hakd_us=f"{statistics.median(hakd_s) * 1e6:.1f}",
                          hakd_over_fisher=f"{over(hakd_s, base_hakd):.3f}", onnxruntime_us=f"{statistics.median(ort_s) * 1e6:.1f}",
                          onnxruntime_over_fisher=f"{over(ort_s, base_ort):.3f}", predicted_us=f"{predicted * 1e6:.1f}",
                          macs_per_us_hakd=f"{macs / (statistics.median(hakd_s) * 1e6):.0f}", max_abs_error=f"{error:.1e}",
-                         recipe=f"distil KD+AT {args.epochs} epoch(s) x {args.limit_train} images, lr 0.01"
+                         recipe=f"distil KD+AT {args.epochs} epoch(s) x {args.train_images} images, lr 0.01{schedule(args)}"
                          if method not in ("teacher", "deep_compression") else
-                         ("teacher" if method == "teacher" else "magnitude 50/75/90% + fine-tune, same images")))
+                         ("teacher" if method == "teacher" else "magnitude 50/75/90% + fine-tune, same images"),
+                         accuracy_std=f"{std:.4f}", accuracy_se=f"{se:.4f}", accuracies=";".join(f"{a:.4f}" for a in accs),
+                         seconds_per_epoch=f"{statistics.fmean(seconds):.1f}" if seconds else ""))
         print(rows[-1], flush=True)
     return rows
+
+
+def schedule(args) -> str:
+    """The students' learning-rate drops, as the recipe column says them ("" for one epoch)."""
+    drops = DistillConfig(epochs=args.epochs).milestone_epochs()
+    return f", x0.2 after epoch(s) {', '.join(map(str, drops))}" if drops else ""
 
 
 def write_results(bench, rows):
@@ -278,6 +290,8 @@ def write_results(bench, rows):
             "onnxruntime_us", "onnxruntime_over_fisher", "pareto_front"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    if bench.recipe == "long":
+        lines += ["", "Accuracy: mean of the seeds; SE: the standard error of a difference of two means.", "", *goals(rows)]
     (RESULTS / bench.results("methods.md")).write_text("\n".join(lines) + "\n")
 
 
@@ -317,17 +331,29 @@ def run():
                          "for another recipe; plans and latency table shared) and print the accuracies")
     ap.add_argument("--replot", action="store_true",
                     help="only rewrite methods.md, the Pareto column and the PNGs from results/methods.csv")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads of each distillation (and of the teacher and Fisher runs it makes)")
+    ap.add_argument("--recipe", choices=("short", "long"), default="short",
+                    help="long: a 15-epoch teacher on all 60,000 images and four students (Fisher, HAKD at its latency, "
+                         "Torch-Pruning round_to=8, HAKD at its latency) distilled 5 epochs each with a learning-rate "
+                         "schedule, 3 seeds (benchmarks/recipes.py); its own runs (runs/bench/long/) and results "
+                         "(methods_long.*); options given on the command line still win")
     args = ap.parse_args()
-    args.bench = bench = Bench(args.data, args.data_root)
+    if args.recipe == "long":
+        ap.set_defaults(**LONG)
+        args = ap.parse_args()
+    args.bench = bench = Bench(args.data, args.data_root, "" if args.recipe == "short" else args.recipe)
     if args.replot:
         return write_results(bench, merge_rows(bench.results("methods.csv"), []))
-    if (args.study or args.only) and not args.train_only:
+    chosen_methods = args.only is not None and not (args.recipe == "long" and args.only == LONG["only"])
+    if (args.study or chosen_methods) and not args.train_only:
         ap.error("--only and --study need --train-only: the timed run times every method of the main study")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     teacher_args = argparse.Namespace(epochs=args.teacher_epochs, keep=args.keep, prune_every=args.prune_every,
-                                      bench=bench)
-    torch.set_num_threads(1)
+                                      bench=bench, threads=args.threads)
+    torch.set_num_threads(args.threads)
     train, test = datasets.load(DataConfig(bench.data, root=bench.root, limit_train=args.limit_train))
+    args.train_images = len(train.images)
     rows = []
     for name in args.models:
         t0 = time.time()

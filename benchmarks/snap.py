@@ -40,14 +40,16 @@ from peers import at_params, plan_from_pruned  # noqa: E402
 
 def prepare(name, args):
     """(teacher module, Fisher prune folder), trained and pruned through the CLI if missing
-    (``args``: epochs, keep, prune_every and bench, the data set)."""
+    (``args``: epochs, keep, prune_every and bench, the data set; ``threads``, if it has them,
+    torch's threads for both, else 1)."""
     teacher_dir, fisher_dir = args.bench.runs / f"{name}-teacher", args.bench.runs / f"{name}-fisher"
+    threads = str(getattr(args, "threads", 1))
     if not (teacher_dir / "metrics.csv").is_file() or len((teacher_dir / "metrics.csv").read_text().splitlines()) <= args.epochs:
-        assert hakd(["train", name, *args.bench.cli(), "--epochs", str(args.epochs), "--threads", "1",
+        assert hakd(["train", name, *args.bench.cli(), "--epochs", str(args.epochs), "--threads", threads,
                      "--out", str(teacher_dir), "--resume"]) == 0
     if not (fisher_dir / "base.pt").is_file():
         assert hakd(["prune", "--run", str(teacher_dir), "--amount", str(args.keep), "--prune-every", str(args.prune_every),
-                     "--threads", "1", "--out", str(fisher_dir), "--resume"]) == 0
+                     "--threads", threads, "--out", str(fisher_dir), "--resume"]) == 0
     return load_trained(teacher_dir), fisher_dir
 
 
