@@ -12,11 +12,15 @@ optimal points and what snapping the Fisher width up and down chooses on them; a
 (group "all") holds the snapped students' parameters and how far the runs agree. Each run's staircases
 are kept in runs/bench/stability/. With --full, this checkout also sweeps every width of every group (code
 `<commit>-full`), alternating with the adaptive sweeps, and a row per model (group "adaptive vs full") says how far
-the adaptive runs differ from the full ones, beside the full runs' own noise. --prune-folder sweeps around another
-prune folder's plan (one model). Writes results/staircase_stability.csv; columns: benchmarks/README.md.
+the adaptive runs differ from the full ones, beside the full runs' own noise, and a row (code "adaptive replayed on
+full") replays the adaptive sweep on each full run's own measurements: what the adaptive sweep decides differently
+on the same numbers, without the noise between two runs. --prune-folder sweeps around another prune folder's plan
+(one model). --reuse CODE: no sweeping; the runs kept for CODE (and CODE-full) are compared again. Writes
+results/staircase_stability.csv; columns: benchmarks/README.md.
 """
 
 import argparse
+import dataclasses
 import itertools
 import os
 import statistics
@@ -79,8 +83,36 @@ def sweeps(folder: Path, codes: dict, runs: int, keep: Path) -> dict:
                                *(["--full"] if full else []), "--build-workers", str(workers)], env=env, check=True,
                               capture_output=True, text=True).stdout.split()
         done[code].append((out, float(line[-2]), int(line[-1])))
+        out.with_suffix(".time").write_text(f"{line[-2]} {line[-1]}\n")  # seconds, compiles: for --reuse
         print(f"{code}: sweep {i + 1} of {runs}: {line[-2]} s, {line[-1]} compiles", file=sys.stderr, flush=True)
     return done
+
+
+def kept_runs(keep: Path, codes) -> dict:
+    """code -> [(staircases file, seconds, compiles)] of the runs :func:`sweeps` kept for ``codes``."""
+    done = {}
+    for code in codes:
+        files = sorted((keep / code).glob("run*.json"))
+        if len(files) < 2:
+            raise SystemExit(f"--reuse: {keep / code} holds {len(files)} kept run(s); at least 2 are compared")
+        done[code] = [(f, *(t(v) for t, v in zip((float, int), f.with_suffix(".time").read_text().split())))
+                      for f in files]
+    return done
+
+
+def replayed(stairs, groups, grid: int):
+    """``stairs`` (a full sweep) as the adaptive sweep would have found it from the same measurements:
+    each group's sweep replayed with the full sweep's latency as its measure (in units of a slice)."""
+    from hakd.cost.staircase import adaptive_sweep
+
+    out = {}
+    for g, st in stairs.groups.items():
+        n = groups[g].slices
+        sweep = adaptive_sweep(lambda u, st=st, n=n: st.latency[u * n], st.full_width // n, grid=grid, tol=st.tol,
+                               include=(st.width // n,))
+        sweep = sweep if n == 1 else sweep.in_units(n)
+        out[g] = dataclasses.replace(st, latency=sweep.latency, estimated=sweep.estimated, optimal=tuple(sweep.optimal))
+    return dataclasses.replace(stairs, groups=out)
 
 
 def budget_widths(stairs, fisher, importance) -> dict:
@@ -94,19 +126,21 @@ def budget_widths(stairs, fisher, importance) -> dict:
     return allocate(options, fastest + BUDGET * max(plan - fastest, 0.0)).widths
 
 
-def cross_row(name, adaptive, full, fisher, importance) -> dict:
-    """How far adaptive runs differ from full runs: each mean over every (adaptive, full) pair."""
+def cross_row(name, adaptive, full, fisher, importance, pairs=None, code="adaptive vs full") -> dict:
+    """How far adaptive runs differ from full runs: each mean over every (adaptive, full) pair
+    (``pairs``: these (adaptive, full) staircases instead)."""
     from hakd.passes.snap import snap_width
     from hakd.staircases import Staircases
 
-    a_runs, f_runs = ([Staircases.load(path) for path, _, _ in runs] for runs in (adaptive, full))
-    pairs = list(itertools.product(a_runs, f_runs))
+    if pairs is None:
+        a_runs, f_runs = ([Staircases.load(path) for path, _, _ in runs] for runs in (adaptive, full))
+        pairs = list(itertools.product(a_runs, f_runs))
     mean = lambda f: f"{statistics.mean(f(a, b) for a, b in pairs):.1f}"  # noqa: E731
     snaps = lambda mode: mean(lambda a, b: sum(snap_width(a[g], fisher.width(g), mode) != snap_width(b[g], fisher.width(g), mode)
                                                for g in a.groups))  # noqa: E731
     budgets = mean(lambda a, b: sum(x != y for x, y in zip(budget_widths(a, fisher, importance).values(),
                                                            budget_widths(b, fisher, importance).values())))
-    return {"model": name, "code": "adaptive vs full", "group": "adaptive vs full", "snap_up": snaps("up"),
+    return {"model": name, "code": code, "group": code, "snap_up": snaps("up"),
             "snap_down": snaps("down"), "budget": budgets,
             "pair_differing": mean(lambda a, b: sum(len(set(a[g].optimal) ^ set(b[g].optimal)) for g in a.groups))}
 
@@ -157,6 +191,8 @@ def run():
     parser.add_argument("--build-workers", type=int, default=1, help="build workers of this checkout's sweeps")
     parser.add_argument("--prune-folder", type=Path, help="sweep around this prune folder's plan (one model) instead "
                                                           "of snap.py's Fisher run")
+    parser.add_argument("--reuse", metavar="CODE", help="sweep nothing: compare again the runs kept for CODE "
+                                                        "(with --full, CODE-full's too)")
     args, _ = parser.parse_known_args()
     if args.sweep_once:
         return sweep_once(*args.sweep_once, full=args.full, workers=args.build_workers)
@@ -165,7 +201,9 @@ def run():
     from common import Bench, add_data_args, merge_rows, write_csv
     from snap import add_prepare_args, prepare
 
+    from hakd.cost.profile import Profiler
     from hakd.prune_folder import load_prune_folder
+    from hakd.staircases import Staircases
 
     add_prepare_args(parser)
     add_data_args(parser)
@@ -176,6 +214,7 @@ def run():
     bench.runs.mkdir(parents=True, exist_ok=True)
     here = git("rev-parse", "--short", "HEAD", check=False).decode().strip() or "checkout"
     here += "+changes" if git("status", "--porcelain", "hakd", check=False).strip() else ""
+    here = args.reuse or here
     out = bench.results("staircase_stability.csv")
     with tempfile.TemporaryDirectory() as tmp:
         codes = {here: (None, False, args.build_workers)}
@@ -188,12 +227,18 @@ def run():
             parser.error("--prune-folder: one model (--models NAME)")
         for name in args.models:
             folder = args.prune_folder or prepare(name, args)[1]
-            done = sweeps(folder, codes, args.runs, bench.runs / "stability" / name)
+            keep = bench.runs / "stability" / name
+            done = kept_runs(keep, codes) if args.reuse else sweeps(folder, codes, args.runs, keep)
             gm, groups, fisher, importance = load_prune_folder(folder)
             rows = [r for code in codes for r in rows_of(name, code, done[code], gm, groups, fisher, importance,
                                                           bench.shape)]
             if args.full:
                 rows.append({c: cross_row(name, done[here], done[f"{here}-full"], fisher, importance).get(c, "")
+                             for c in COLUMNS})
+                grid = max(8, Profiler("host").channel_block)  # as the sweeps' sweep_widths chose it
+                fulls = [Staircases.load(path) for path, _, _ in done[f"{here}-full"]]
+                rows.append({c: cross_row(name, None, None, fisher, importance, code="adaptive replayed on full",
+                                          pairs=[(replayed(f, groups, grid), f) for f in fulls]).get(c, "")
                              for c in COLUMNS})
             write_csv(out, merge_rows(out, rows, key=("model", "code")))  # other codes' runs stay
 
