@@ -259,7 +259,7 @@ def rows_of(name, args, gm, groups, plans, students, timing):
                          macs_per_us_hakd=f"{macs / (statistics.median(hakd_s) * 1e6):.0f}", max_abs_error=f"{error:.1e}",
                          recipe=f"distil KD+AT {args.epochs} epoch(s) x {args.train_images} images, lr 0.01{schedule(args)}"
                          if method not in ("teacher", "deep_compression") else
-                         ("teacher" if method == "teacher" else "magnitude 50/75/90% + fine-tune, same images"),
+                         (f"teacher, {args.teacher_epochs} epoch(s)" if method == "teacher" else "magnitude 50/75/90% + fine-tune, same images"),
                          accuracy_std=f"{std:.4f}", accuracy_se=f"{se:.4f}", accuracies=";".join(f"{a:.4f}" for a in accs),
                          seconds_per_epoch=f"{statistics.fmean(seconds):.1f}" if seconds else ""))
         print(rows[-1], flush=True)
