@@ -106,6 +106,25 @@ def torch_pruning_r8(name: str, shape):
     return torch_pruning_student(calibrated(name, shape), shape, 0.5, round_to=8).eval()
 
 
+def zoo_model(name: str, shape):
+    """The calibrated zoo model ``name``, or (``NAME_tp8``) Torch-Pruning's round-to-8 student of it."""
+    return torch_pruning_r8(name[:-4], shape) if name.endswith("_tp8") else calibrated(name, shape)
+
+
+def add_zoo_args(ap, models: str, sizes: str, rounds: int) -> None:
+    """--models, --sizes and --rounds, with these defaults."""
+    ap.add_argument("--models", default=models,
+                    help="zoo models; NAME_tp8: Torch-Pruning's student of NAME at ratio 0.5, round_to=8")
+    ap.add_argument("--sizes", default=sizes, help="input sizes: 32 (3x32x32), 28 (1x28x28)")
+    ap.add_argument("--rounds", type=int, default=rounds)
+
+
+def say_host() -> None:
+    """Print the host's machine, vector ISA and hakd's channel block, and use one torch thread."""
+    torch.set_num_threads(1)
+    print(f"host {platform.machine()}, vector ISA {isa()}, hakd's channel block {Profiler('host').channel_block}", flush=True)
+
+
 def conv_gflops(folder: Path, top=3):
     """hakd's ``top`` slowest conv kernels of an export: (name, shapes, GFLOP/s) from its kernel latencies."""
     meta = json.loads((folder / META).read_text())
@@ -122,19 +141,15 @@ def conv_gflops(folder: Path, top=3):
 
 def run():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="resnet20,resnet56,mobilenet_v2,densenet40,resnet56_tp8,mobilenet_v2_tp8",
-                    help="zoo models; NAME_tp8: Torch-Pruning's student of NAME at ratio 0.5, round_to=8")
-    ap.add_argument("--sizes", default="32,28", help="input sizes: 32 (3x32x32), 28 (1x28x28)")
-    ap.add_argument("--rounds", type=int, default=7)
+    add_zoo_args(ap, "resnet20,resnet56,mobilenet_v2,densenet40,resnet56_tp8,mobilenet_v2_tp8", "32,28", 7)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    print(f"host {platform.machine()}, vector ISA {isa()}, hakd's channel block {Profiler('host').channel_block}", flush=True)
+    say_host()
     rows, kernel_rows = [], []
     peak = []
     for name in args.models.split(","):
         for size in args.sizes.split(","):
             shape = SIZES[size]
-            model = torch_pruning_r8(name[:-4], shape) if name.endswith("_tp8") else calibrated(name, shape)
+            model = zoo_model(name, shape)
             gm = trace(model, torch.zeros(shape))
             with tempfile.TemporaryDirectory() as d:
                 calls = backends(model, gm, shape, Path(d))

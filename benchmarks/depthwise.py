@@ -21,7 +21,6 @@ benchmarks/README.md.
 
 import argparse
 import json
-import platform
 import tempfile
 from pathlib import Path
 
@@ -32,8 +31,8 @@ from hakd.cost.profile import Profiler
 from hakd.cost.table import LatencyTable
 from hakd.export import export_onnx
 from hakd.passes.trace import trace
-from backends import SIZES, torch_pruning_r8  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from common import calibrated, isa, write_csv  # noqa: E402
+from backends import SIZES, add_zoo_args, say_host, zoo_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from common import isa, write_csv  # noqa: E402
 
 
 def conv_key(channels: int, h_in: int, h_out: int, w_out: int) -> tuple:
@@ -118,19 +117,15 @@ def measure(model, shape, rounds: int, runs: int, folder: Path) -> list:
 
 def run():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="mobilenet_v2,mobilenet_v2_tp8",
-                    help="zoo models; NAME_tp8: Torch-Pruning's student of NAME at ratio 0.5, round_to=8")
-    ap.add_argument("--sizes", default="28,32", help="input sizes: 32 (3x32x32), 28 (1x28x28)")
-    ap.add_argument("--rounds", type=int, default=5)
+    add_zoo_args(ap, "mobilenet_v2,mobilenet_v2_tp8", "28,32", 5)
     ap.add_argument("--runs", type=int, default=50, help="whole-model runs of ONNX Runtime per round")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    print(f"host {platform.machine()}, vector ISA {isa()}, hakd's channel block {Profiler('host').channel_block}", flush=True)
+    say_host()
     rows = []
     for name in args.models.split(","):
         for size in args.sizes.split(","):
             shape = SIZES[size]
-            model = torch_pruning_r8(name[:-4], shape) if name.endswith("_tp8") else calibrated(name, shape)
+            model = zoo_model(name, shape)
             with tempfile.TemporaryDirectory() as d:
                 for row in measure(model, shape, args.rounds, args.runs, Path(d)):
                     rows.append(dict(model=name, size=size, isa=isa(), **row, rounds=args.rounds))
