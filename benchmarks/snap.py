@@ -57,7 +57,7 @@ def quick_fisher(name, bench, keep):
     """(graph, groups, plan): a Fisher plan at ``keep`` of the parameters, made quickly to time
     staircases around (the time depends on the widths, not on how well the model learnt): a
     teacher of one epoch over 2,000 images (`hakd train`), then Fisher pruning with one channel
-    removed every step of 16 images (``PruneConfig(prune_every=1, batch_size=16)``), in
+    removed every step of 8 images (``PruneConfig(prune_every=1, batch_size=8)``), in
     runs/bench/NAME-quick-teacher/ and NAME-quick-fisher/ (both resumed, then reused)."""
     from hakd import data as datasets
     from hakd.config import DataConfig, PruneConfig
@@ -75,7 +75,7 @@ def quick_fisher(name, bench, keep):
         gm = trace(load_trained(teacher_dir).eval(), torch.zeros(bench.shape))
         groups = find_groups(gm)
         train, _ = datasets.load(DataConfig(bench.data, root=bench.root))
-        config = PruneConfig(amount=keep, prune_every=1, batch_size=16, threads=1)
+        config = PruneConfig(amount=keep, prune_every=1, batch_size=8, threads=1)
         result = fisher_prune(gm, groups, train, config, folder / "run", resume=True)
         write_prune_folder(folder, result.model, groups, result.plan, result.importance)
     gm, groups, plan, _ = load_prune_folder(folder)
@@ -244,7 +244,7 @@ def run():
                         help="only time whole-model staircases, around a plan at --keep of the parameters (--around)")
     parser.add_argument("--around", choices=("uniform", "fisher"), default="uniform",
                         help="with --staircases-only: a uniform plan of the untrained zoo model, or a quick Fisher "
-                             "plan (one-epoch teacher on 2,000 images; a channel every 16 images)")
+                             "plan (one-epoch teacher on 2,000 images; a channel every 8 images)")
     parser.add_argument("--build-workers", type=int, nargs="+", default=[1],
                         help="with --staircases-only: each model swept cold once per count of build workers, "
                              "alternating (e.g. 1 2)")
