@@ -61,6 +61,7 @@ def quick_fisher(name, bench, keep):
     runs/bench/NAME-quick-teacher/ and NAME-quick-fisher/ (both resumed, then reused)."""
     from hakd import data as datasets
     from hakd.config import DataConfig, PruneConfig
+    from hakd.device import usable_cores
     from hakd.passes.fisher import fisher_prune
     from hakd.passes.groups import find_groups
     from hakd.passes.trace import trace
@@ -75,7 +76,7 @@ def quick_fisher(name, bench, keep):
         gm = trace(load_trained(teacher_dir).eval(), torch.zeros(bench.shape))
         groups = find_groups(gm)
         train, _ = datasets.load(DataConfig(bench.data, root=bench.root))
-        config = PruneConfig(amount=keep, prune_every=1, batch_size=8, threads=1)
+        config = PruneConfig(amount=keep, prune_every=1, batch_size=8, threads=usable_cores())
         result = fisher_prune(gm, groups, train, config, folder / "run", resume=True)
         write_prune_folder(folder, result.model, groups, result.plan, result.importance)
     gm, groups, plan, _ = load_prune_folder(folder)
