@@ -44,13 +44,19 @@ def prepare(name, args):
     torch's threads for both, else 1)."""
     teacher_dir, fisher_dir = args.bench.runs / f"{name}-teacher", args.bench.runs / f"{name}-fisher"
     threads = str(getattr(args, "threads", 1))
-    if not (teacher_dir / "metrics.csv").is_file() or len((teacher_dir / "metrics.csv").read_text().splitlines()) <= args.epochs:
-        assert hakd(["train", name, *args.bench.cli(), "--epochs", str(args.epochs), "--threads", threads,
-                     "--out", str(teacher_dir), "--resume"]) == 0
+    train_teacher(name, args.bench, teacher_dir, args.epochs, "--threads", threads)
     if not (fisher_dir / "base.pt").is_file():
         assert hakd(["prune", "--run", str(teacher_dir), "--amount", str(args.keep), "--prune-every", str(args.prune_every),
                      "--threads", threads, "--out", str(fisher_dir), "--resume"]) == 0
     return load_trained(teacher_dir), fisher_dir
+
+
+def train_teacher(name, bench, folder, epochs, *options):
+    """Train (or resume) the zoo model ``name`` through `hakd train` into ``folder`` unless its
+    metrics already hold ``epochs`` epochs; ``options``: more `hakd train` options."""
+    metrics = folder / "metrics.csv"
+    if not metrics.is_file() or len(metrics.read_text().splitlines()) <= epochs:  # a header, then one line per epoch
+        assert hakd(["train", name, *bench.cli(), "--epochs", str(epochs), *options, "--out", str(folder), "--resume"]) == 0
 
 
 def quick_fisher(name, bench, keep):
@@ -69,10 +75,7 @@ def quick_fisher(name, bench, keep):
 
     teacher_dir, folder = bench.runs / f"{name}-quick-teacher", bench.runs / f"{name}-quick-fisher"
     if not (folder / "plan.json").is_file():
-        metrics = teacher_dir / "metrics.csv"
-        if not metrics.is_file() or len(metrics.read_text().splitlines()) < 2:  # a header and one epoch
-            assert hakd(["train", name, *bench.cli(), "--epochs", "1", "--limit-train", "2000", "--threads", "1",
-                         "--out", str(teacher_dir), "--resume"]) == 0
+        train_teacher(name, bench, teacher_dir, 1, "--limit-train", "2000", "--threads", "1")
         gm = trace(load_trained(teacher_dir).eval(), torch.zeros(bench.shape))
         groups = find_groups(gm)
         train, _ = datasets.load(DataConfig(bench.data, root=bench.root))
