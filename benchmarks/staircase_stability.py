@@ -202,6 +202,7 @@ def run():
     from snap import add_prepare_args, prepare
 
     from hakd.cost.profile import Profiler
+    from hakd.cost.width_sweep import default_grid
     from hakd.prune_folder import load_prune_folder
     from hakd.staircases import Staircases
 
@@ -235,7 +236,7 @@ def run():
             if args.full:
                 rows.append({c: cross_row(name, done[here], done[f"{here}-full"], fisher, importance).get(c, "")
                              for c in COLUMNS})
-                grid = max(8, Profiler("host").channel_block)  # as the sweeps' sweep_widths chose it
+                grid = default_grid(Profiler("host"))  # as the sweeps chose it
                 fulls = [Staircases.load(path) for path, _, _ in done[f"{here}-full"]]
                 rows.append({c: cross_row(name, None, None, fisher, importance, code="adaptive replayed on full",
                                           pairs=[(replayed(f, groups, grid), f) for f in fulls]).get(c, "")

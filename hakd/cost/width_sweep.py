@@ -14,7 +14,13 @@ from torch import fx
 from hakd.cost.lower import Lowered
 from hakd.cost.profile import Profiler
 
-__all__ = ["sweep_widths"]
+__all__ = ["default_grid", "sweep_widths"]
+
+
+def default_grid(profiler: Profiler) -> int:
+    """The adaptive sweep's grid on ``profiler``'s activations: its channel block (16 on AVX-512),
+    at least 8 (plain NCHW has no block)."""
+    return max(8, profiler.channel_block)
 
 
 def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], modules, max_width: int, *,
@@ -55,7 +61,7 @@ def sweep_widths(profiler: Profiler, model_at: Callable[[int], fx.GraphModule], 
 
         raise ConfigError(f"the noise tolerance is a fraction in [0, 1), e.g. 0.04 for 4%; got {tol!r}")
     context = context or profiler.context(profiler.lower(model_at(max_width)))
-    grid = grid or max(8, profiler.channel_block)
+    grid = grid or default_grid(profiler)
     grid_widths = sorted({*grid_points(max_width, grid, min_width), *(w for w in include if min_width <= w <= max_width)})
     winners: Dict[int, Dict[tuple, str]] = {}  # width -> kernel (its call_modules) -> fastest schedule
 
