@@ -71,48 +71,56 @@ from hakd.trials import chosen, spending_ways, try_plans
 from backends import time_call  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from common import RESULTS, Bench, add_data_args, merge_rows, progress, write_csv  # noqa: E402
 from peers import IMPORTANCE, at_params, plan_from_pruned  # noqa: E402
-from recipes import LONG, accuracy_stats, goals  # noqa: E402
+from recipes import LONG, PEER, accuracy_stats, goals  # noqa: E402
 from snap import equal_params_budget, prepare  # noqa: E402
 
 
-def plans_of(name, args, prof, min_keeps, train):
-    """(teacher graph, its groups, {method: plan}). Every plan is a choice of the teacher's
-    channels: students are rebuilt from the teacher's weights, whatever chose their widths (the
-    Fisher run's own fine-tuned weights are not used), so only the widths and channels differ.
-    The plans are saved in runs/bench/methods/<name>/plans.json and reused while the Fisher plan
-    is the one they were chosen for (the budget students take many minutes); a ``min_keeps``
-    value not saved yet adds its parameter-keeping student to the file, and only the students of
-    ``min_keeps`` are returned."""
+def plans_of(name, args, prof, min_keeps, train, wanted=None):
+    """(teacher graph, its groups, {method: plan}) of the methods in ``wanted`` (when None: all but the
+    teacher and Deep Compression, with one parameter-keeping student per ``min_keeps`` value). Every
+    plan is a choice of the teacher's channels: students are rebuilt from the teacher's weights,
+    whatever chose their widths (the Fisher run's own fine-tuned weights are not used), so only the
+    widths and channels differ. The plans are saved in runs/bench/methods/<name>/plans.json and
+    reused while the Fisher plan is the one they were chosen for (the budget students take many
+    minutes); a method not saved yet is chosen, with those it needs, and added to the file."""
     teacher, folder = prepare(name, args)
     base, _, fisher, importance = load_prune_folder(folder)
     shape, log = args.bench.shape, progress(name)
     gm = trace(teacher.eval(), torch.zeros(shape))
     groups = find_groups(gm)
     fisher.validate(groups)
-    peer = f"torch_pruning_{IMPORTANCE[0]}_r8"  # Torch-Pruning's fastest student: HAKD at its latency and at its params
-    keeping_params = {m: f"hakd_budget@params={peer},params,min_keep={m:g}" for m in min_keeps}
-    tried = f"hakd_trial={peer}"
+    names = [m for m in method_names(min_keeps) if wanted is None or m in wanted]
     saved = args.bench.runs / "methods" / name / "plans.json"
     plans = read_plans(saved, digest(fisher), groups) or {}
-    missing = [m for m in min_keeps if keeping_params[m] not in plans]
-    if missing or not plans or tried not in plans:
+    if any(m not in plans for m in names):
         stairs = load_or_measure(folder / "staircases.json", prof, base, groups, fisher, log=log)
-        if not plans:
-            plans = fixed_plans(teacher, gm, groups, fisher, stairs, importance, prof, shape, peer, log)
-        if tried not in plans:
-            plans[tried] = tried_plan(gm, groups, fisher, stairs, importance, prof, plans[peer], min_keeps, train,
-                                      args.bench.runs / "methods" / name / "trials", log)
-        peer_params, _ = count(rebuild(gm, groups, plans[peer]), shape)
-        teacher_s = predict(prof, gm, groups, groups.plan())
-        bisect = (prof, gm, groups, fisher, stairs, importance, peer_params, 0.2 * teacher_s, teacher_s, shape)
-        if f"hakd_budget@params={peer}" not in plans:
-            plans[f"hakd_budget@params={peer}"] = equal_params_budget(*bisect, log=log).plan
-        for m in missing:
-            plans[keeping_params[m]] = equal_params_budget(*bisect, value="params", min_keep=m, log=log).plan
+        choosers = plan_choosers(teacher, gm, groups, fisher, stairs, importance, prof, shape, min_keeps, train,
+                                 args.bench.runs / "methods" / name / "trials", log)
+
+        def choose(method):
+            if method not in plans:
+                plans[method] = choosers[method](choose)
+            return plans[method]
+
+        for method in names:
+            choose(method)
         saved.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(saved, json.dumps(dict(key=dict(fisher=digest(fisher)),
                                                  plans={m: p.to_dict() for m, p in plans.items()}), indent=1) + "\n")
-    return gm, groups, {m: p for m, p in plans.items() if ",min_keep=" not in m or m in keeping_params.values()}
+    return gm, groups, {m: plans[m] for m in names}
+
+
+def method_names(min_keeps) -> list:
+    """Every student's method, in the results' order (``min_keeps``: one parameter-keeping student
+    at Torch-Pruning's parameters per value).
+
+    >>> method_names([0.5])[-2:]
+    ['hakd_budget@params=torch_pruning_group_norm_r8', 'hakd_budget@params=torch_pruning_group_norm_r8,params,min_keep=0.5']
+    """
+    torch_pruning = [f"torch_pruning_{kind}{suffix}" for kind in IMPORTANCE for suffix in ("", "_r8")]
+    return ["fisher", "hakd_snap_up", "hakd_snap_down", "hakd_budget=fisher", "l1", "uniform", "round_to_8",
+            *torch_pruning, f"hakd_budget={PEER}", f"hakd_trial={PEER}", f"hakd_budget@params={PEER}",
+            *(f"hakd_budget@params={PEER},params,min_keep={m:g}" for m in min_keeps)]
 
 
 def tried_plan(gm, groups, fisher, stairs, importance, prof, peer_plan, min_keeps, train, folder, log):
@@ -136,24 +144,44 @@ def tried_plan(gm, groups, fisher, stairs, importance, prof, peer_plan, min_keep
     return best.plan
 
 
-def fixed_plans(teacher, gm, groups, fisher, stairs, importance, prof, shape, peer, log):
-    """{method: plan} of every student but those at ``peer``'s parameter count."""
+def plan_choosers(teacher, gm, groups, fisher, stairs, importance, prof, shape, min_keeps, train, trials, log):
+    """{method: function(choose) -> plan}: how each student's widths are chosen, ``choose(method)``
+    giving another method's plan (the students at Torch-Pruning's latency or parameters need its
+    plan). ``trials``: hakd_trial's folder."""
     params, _ = count(rebuild(gm, groups, fisher), shape)
     full, _ = count(gm, shape)
-    plans = {"fisher": fisher, "hakd_snap_up": snap(fisher, stairs, importance, "up"),
-             "hakd_snap_down": snap(fisher, stairs, importance, "down"),
-             "hakd_budget=fisher": fit_budget(prof, gm, groups, fisher, stairs, importance, predict(prof, gm, groups, fisher),
-                                              log=log).plan,
-             "l1": fit_fraction(lambda f: l1_plan(gm, groups, f), gm, groups, params / full, shape),
-             "uniform": fit_fraction(lambda f: uniform_plan(groups, f), gm, groups, params / full, shape),
-             "round_to_8": round_to_multiple(fisher, groups, gm, 8, "down")}
-    for importance_kind in IMPORTANCE:
+    teacher_s = predict(prof, gm, groups, groups.plan())
+
+    def budget(seconds):
+        return fit_budget(prof, gm, groups, fisher, stairs, importance, seconds, log=log).plan
+
+    def torch_pruning(kind, round_to):
+        student, _ = at_params(teacher, shape, params, round_to, kind)
+        return plan_from_pruned(teacher, student, groups)
+
+    def at_peer_params(choose, **how):
+        peer_params, _ = count(rebuild(gm, groups, choose(PEER)), shape)
+        return equal_params_budget(prof, gm, groups, fisher, stairs, importance, peer_params, 0.2 * teacher_s, teacher_s,
+                                   shape, log=log, **how).plan
+
+    choosers = {"fisher": lambda c: fisher,
+                "hakd_snap_up": lambda c: snap(fisher, stairs, importance, "up"),
+                "hakd_snap_down": lambda c: snap(fisher, stairs, importance, "down"),
+                "hakd_budget=fisher": lambda c: budget(predict(prof, gm, groups, fisher)),
+                "l1": lambda c: fit_fraction(lambda f: l1_plan(gm, groups, f), gm, groups, params / full, shape),
+                "uniform": lambda c: fit_fraction(lambda f: uniform_plan(groups, f), gm, groups, params / full, shape),
+                "round_to_8": lambda c: round_to_multiple(fisher, groups, gm, 8, "down")}
+    for kind in IMPORTANCE:
         for round_to in (None, 8):
-            student, _ = at_params(teacher, shape, params, round_to, importance_kind)
-            plans[f"torch_pruning_{importance_kind}{'_r8' if round_to else ''}"] = plan_from_pruned(teacher, student, groups)
-    plans[f"hakd_budget={peer}"] = fit_budget(prof, gm, groups, fisher, stairs, importance,
-                                              predict(prof, gm, groups, plans[peer]), log=log).plan
-    return plans
+            choosers[f"torch_pruning_{kind}{'_r8' if round_to else ''}"] = lambda c, k=kind, r=round_to: torch_pruning(k, r)
+    choosers[f"hakd_budget={PEER}"] = lambda c: budget(predict(prof, gm, groups, c(PEER)))
+    choosers[f"hakd_trial={PEER}"] = lambda c: tried_plan(gm, groups, fisher, stairs, importance, prof, c(PEER), min_keeps,
+                                                          train, trials, log)
+    choosers[f"hakd_budget@params={PEER}"] = at_peer_params
+    for m in min_keeps:
+        choosers[f"hakd_budget@params={PEER},params,min_keep={m:g}"] = (
+            lambda c, m=m: at_peer_params(c, value="params", min_keep=m))
+    return choosers
 
 
 def read_plans(path, fisher_digest, groups):
@@ -240,6 +268,7 @@ def latencies(bench, name, students, prof, rounds):
 
 def rows_of(name, args, gm, groups, plans, students, timing):
     base_hakd, base_ort = timing["fisher"][0], timing["fisher"][1]
+    peer_ort = timing[PEER][1] if PEER in timing else None  # what a Torch-Pruning user deploys
     fisher_params, _ = count(rebuild(gm, groups, plans["fisher"]), args.bench.shape)
     rows = []
     for method, by_seed in students.items():
@@ -255,7 +284,8 @@ def rows_of(name, args, gm, groups, plans, students, timing):
                          accuracy_mean=f"{mean:.4f}", accuracy_spread=f"{max(accs) - min(accs):.4f}",
                          seeds=len(accs), hakd_us=f"{statistics.median(hakd_s) * 1e6:.1f}",
                          hakd_over_fisher=f"{over(hakd_s, base_hakd):.3f}", onnxruntime_us=f"{statistics.median(ort_s) * 1e6:.1f}",
-                         onnxruntime_over_fisher=f"{over(ort_s, base_ort):.3f}", predicted_us=f"{predicted * 1e6:.1f}",
+                         onnxruntime_over_fisher=f"{over(ort_s, base_ort):.3f}",
+                         hakd_over_peer_onnxruntime=f"{over(hakd_s, peer_ort):.3f}" if peer_ort else "", predicted_us=f"{predicted * 1e6:.1f}",
                          macs_per_us_hakd=f"{macs / (statistics.median(hakd_s) * 1e6):.0f}", max_abs_error=f"{error:.1e}",
                          recipe=f"distil KD+AT {args.epochs} epoch(s) x {args.train_images} images, lr 0.01{schedule(args)}"
                          if method not in ("teacher", "deep_compression") else
@@ -287,9 +317,9 @@ def write_results(bench, rows):
                               "measured with hakd's compiled backend, 1 thread, batch 1")
     write_csv(bench.results("methods.csv"), rows)
     keys = ["model", "method", "params_over_fisher", "accuracy_mean", "accuracy_spread", "hakd_us", "hakd_over_fisher",
-            "onnxruntime_us", "onnxruntime_over_fisher", "pareto_front"]
+            "onnxruntime_us", "onnxruntime_over_fisher", "hakd_over_peer_onnxruntime", "pareto_front"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
     if bench.recipe == "long":
         lines += ["", "Accuracy: mean of the seeds; SE: the standard error of a difference of two means.", "", *goals(rows)]
     (RESULTS / bench.results("methods.md")).write_text("\n".join(lines) + "\n")
@@ -312,6 +342,7 @@ def run():
     ap.add_argument("--teacher-epochs", dest="teacher_epochs", type=int, default=2)
     ap.add_argument("--keep", type=float, default=0.5, help="Fisher: fraction of the parameters kept")
     ap.add_argument("--prune-every", type=int, default=10)
+    ap.add_argument("--fisher-batch", type=int, default=128, help="Fisher: images per fine-tuning step")
     ap.add_argument("--rounds", type=int, default=7)
     add_data_args(ap)
     ap.add_argument("--min-keep", type=fractions, default=[0.25],
@@ -324,8 +355,9 @@ def run():
                     help="only distil the students (resumable, one folder per method and seed): runs with disjoint "
                          "--seeds can share the machine's cores; a final run without it reuses them")
     ap.add_argument("--only", nargs="+", default=None, metavar="METHOD",
-                    help="with --train-only: distil only these methods (names as in methods.csv, which may hold "
-                         "commas), e.g. fisher torch_pruning_group_norm_r8 deep_compression")
+                    help="choose, distil and time only these methods (names as in methods.csv, which may hold "
+                         "commas), e.g. torch_pruning_group_norm_r8 deep_compression; a timed run adds fisher and the "
+                         "teacher, and its rows replace all of the model's rows in the results")
     ap.add_argument("--study", default=None,
                     help="with --train-only: distil into runs/bench/methods/<model>/<STUDY>/ (its own folders, "
                          "for another recipe; plans and latency table shared) and print the accuracies")
@@ -345,12 +377,17 @@ def run():
     args.bench = bench = Bench(args.data, args.data_root, "" if args.recipe == "short" else args.recipe)
     if args.replot:
         return write_results(bench, merge_rows(bench.results("methods.csv"), []))
-    chosen_methods = args.only is not None and not (args.recipe == "long" and args.only == LONG["only"])
-    if (args.study or chosen_methods) and not args.train_only:
-        ap.error("--only and --study need --train-only: the timed run times every method of the main study")
+    if args.study and not args.train_only:
+        ap.error("--study needs --train-only: the timed run times the students of the main study")
+    unknown = set(args.only or ()) - set(method_names(args.min_keep)) - {"teacher", "deep_compression"}
+    if unknown:
+        ap.error(f"--only: no method {', '.join(sorted(unknown))}; the methods are {', '.join(method_names(args.min_keep))}, "
+                 "deep_compression")
+    if args.only is not None and not args.train_only:
+        args.only = ["fisher", *args.only]  # the timed run's ratios are to the Fisher student
     args.seeds = [int(s) for s in args.seeds.split(",")]
     teacher_args = argparse.Namespace(epochs=args.teacher_epochs, keep=args.keep, prune_every=args.prune_every,
-                                      bench=bench, threads=args.threads)
+                                      fisher_batch=args.fisher_batch, bench=bench, threads=args.threads)
     torch.set_num_threads(args.threads)
     train, test = datasets.load(DataConfig(bench.data, root=bench.root, limit_train=args.limit_train))
     args.train_images = len(train.images)
@@ -359,12 +396,7 @@ def run():
         t0 = time.time()
         (bench.runs / "methods").mkdir(parents=True, exist_ok=True)
         prof = Profiler("host", table=LatencyTable(bench.runs / "methods" / f"{name}.sqlite"))
-        gm, groups, plans = plans_of(name, teacher_args, prof, args.min_keep, train)
-        if args.only is not None:
-            unknown = set(args.only) - set(plans) - {"deep_compression"}
-            if unknown:
-                ap.error(f"--only: {name} has no method {', '.join(sorted(unknown))}; it has {', '.join(plans)}")
-            plans = {m: p for m, p in plans.items() if m in args.only}
+        gm, groups, plans = plans_of(name, teacher_args, prof, args.min_keep, train, args.only)
         if args.plans_only:
             for method, plan in plans.items():
                 print(name, method, digest(plan),

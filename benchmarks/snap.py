@@ -41,13 +41,14 @@ from peers import at_params, plan_from_pruned  # noqa: E402
 def prepare(name, args):
     """(teacher module, Fisher prune folder), trained and pruned through the CLI if missing
     (``args``: epochs, keep, prune_every and bench, the data set; ``threads``, if it has them,
-    torch's threads for both, else 1)."""
+    torch's threads for both, else 1; ``fisher_batch``, if it has one, Fisher's images per step, else 128)."""
     teacher_dir, fisher_dir = args.bench.runs / f"{name}-teacher", args.bench.runs / f"{name}-fisher"
     threads = str(getattr(args, "threads", 1))
     train_teacher(name, args.bench, teacher_dir, args.epochs, "--threads", threads)
     if not (fisher_dir / "base.pt").is_file():
         assert hakd(["prune", "--run", str(teacher_dir), "--amount", str(args.keep), "--prune-every", str(args.prune_every),
-                     "--threads", threads, "--out", str(fisher_dir), "--resume"]) == 0
+                     "--batch-size", str(getattr(args, "fisher_batch", 128)), "--threads", threads, "--out",
+                     str(fisher_dir), "--resume"]) == 0
     return load_trained(teacher_dir), fisher_dir
 
 

@@ -198,7 +198,7 @@ SUBCOMMANDS = {
               ["--epochs", "--batch-size", "--limit-train", "--limit-test", "--lr", "--seed", "--threads",
                "--train-device", "--precision"]),
     "prune": (["prune", "resnet20", "--method", "uniform", "--out", "T/prune"],
-              ["--amount", "--round", "--prune-every", "--penalty", "--threads", "--target", "--method",
+              ["--amount", "--round", "--prune-every", "--batch-size", "--penalty", "--threads", "--target", "--method",
                "--round-mode", "--train-device"]),
     "profile": (["profile", "resnet20", "--table", "T/app.db"], ["--threads", "--target", "--device", "--tune-trials",
                                                                        "--build-workers"]),

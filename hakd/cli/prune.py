@@ -84,7 +84,8 @@ def _prune(args):
             if args.penalty_on == "latency":
                 stairs = sweep.load_or_measure(out / "unpruned-staircases.json", prof, gm, groups, None)
                 latency_saved = sweep.latency_saved(stairs, full_s, groups.slices())
-        config = PruneConfig(target=args.target, amount=amount, prune_every=args.prune_every, penalty=args.penalty,
+        config = PruneConfig(target=args.target, amount=amount, prune_every=args.prune_every, batch_size=args.batch_size,
+                             penalty=args.penalty,
                              penalty_on=args.penalty_on, threads=args.threads, device=args.train_device,
                              precision=args.precision)
         result = fisher_prune(gm, groups, train, config, out, resume=args.resume, latency_of=latency_of,
@@ -189,6 +190,7 @@ def add_prune_commands(sub) -> None:
     p.add_argument("--amount", type=float, default=0.5,
                    help="fraction of params/MACs/predicted latency to keep, or channels to keep")
     p.add_argument("--prune-every", type=int, default=100, help="Fisher: fine-tuning steps between removals")
+    p.add_argument("--batch-size", type=int, default=128, help="Fisher: images per fine-tuning step")
     p.add_argument("--penalty", type=float, default=0.0, help="Fisher: penalised variant's weight on what a channel saves")
     p.add_argument("--penalty-on", default="params", choices=PENALTIES, help="Fisher: the penalty counts parameters or latency")
     p.add_argument("--round", type=int, default=0, help="round widths to this multiple (Torch-Pruning style)")
