@@ -363,6 +363,8 @@ def run():
                          "for another recipe; plans and latency table shared) and print the accuracies")
     ap.add_argument("--replot", action="store_true",
                     help="only rewrite methods.md, the Pareto column and the PNGs from results/methods.csv")
+    ap.add_argument("--build-workers", type=int, default=1,
+                    help="processes compiling kernels for the staircases and exports (timing stays in this one)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads of each distillation (and of the teacher and Fisher runs it makes)")
     ap.add_argument("--recipe", choices=("short", "long"), default="short",
@@ -395,7 +397,7 @@ def run():
     for name in args.models:
         t0 = time.time()
         (bench.runs / "methods").mkdir(parents=True, exist_ok=True)
-        prof = Profiler("host", table=LatencyTable(bench.runs / "methods" / f"{name}.sqlite"))
+        prof = Profiler("host", table=LatencyTable(bench.runs / "methods" / f"{name}.sqlite"), build_workers=args.build_workers)
         gm, groups, plans = plans_of(name, teacher_args, prof, args.min_keep, train, args.only)
         if args.plans_only:
             for method, plan in plans.items():
