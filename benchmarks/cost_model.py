@@ -200,6 +200,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="one model, one small staircase (a smoke run)")
     ap.add_argument("--only", choices=["e2e", "staircases", "reuse", "profile", "tune"], default=None)
     ap.add_argument("--models", nargs="+", default=["resnet20", "resnet56", "mobilenet_v2", "densenet40"], help="e2e models")
+    ap.add_argument("--rounds", type=int, default=3, help="e2e: profiles and measurements per model")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}, {platform.processor() or platform.machine()}", flush=True)
@@ -207,7 +208,7 @@ def main():
         if args.only in (None, "profile"):
             profile_time()
         if args.only in (None, "e2e"):
-            e2e(["resnet20"] if args.quick else args.models, folder, rounds=1 if args.quick else 3)
+            e2e(["resnet20"] if args.quick else args.models, folder, rounds=1 if args.quick else args.rounds)
         if args.only in (None, "staircases"):
             cases = [("resnet56", "layers.0.conv1")] if args.quick else [
                 ("resnet56", "layers.0.conv1"), ("resnet56", "layers.9.conv1"), ("resnet56", "layers.18.conv1"),
