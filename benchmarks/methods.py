@@ -150,7 +150,6 @@ def plan_choosers(teacher, gm, groups, fisher, stairs, importance, prof, shape, 
     plan). ``trials``: hakd_trial's folder."""
     params, _ = count(rebuild(gm, groups, fisher), shape)
     full, _ = count(gm, shape)
-    teacher_s = predict(prof, gm, groups, groups.plan())
 
     def budget(seconds):
         return fit_budget(prof, gm, groups, fisher, stairs, importance, seconds, log=log).plan
@@ -159,8 +158,9 @@ def plan_choosers(teacher, gm, groups, fisher, stairs, importance, prof, shape, 
         student, _ = at_params(teacher, shape, params, round_to, kind)
         return plan_from_pruned(teacher, student, groups)
 
-    def at_peer_params(choose, **how):
+    def at_peer_params(choose, **how):  # bisection on the budget between 0.2x and 1x the teacher's latency
         peer_params, _ = count(rebuild(gm, groups, choose(PEER)), shape)
+        teacher_s = predict(prof, gm, groups, groups.plan())
         return equal_params_budget(prof, gm, groups, fisher, stairs, importance, peer_params, 0.2 * teacher_s, teacher_s,
                                    shape, log=log, **how).plan
 
