@@ -69,6 +69,7 @@ from hakd.sweep import load_or_measure, predict
 from hakd.train import evaluate
 from hakd.trials import chosen, spending_ways, try_plans
 from backends import time_call  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from cost_model import retimed_prediction_s  # noqa: E402
 from common import RESULTS, Bench, add_data_args, merge_rows, progress, write_csv  # noqa: E402
 from peers import IMPORTANCE, at_params, plan_from_pruned  # noqa: E402
 from recipes import LONG, PEER, accuracy_stats, goals  # noqa: E402
@@ -119,7 +120,7 @@ def method_names(min_keeps) -> list:
     """
     torch_pruning = [f"torch_pruning_{kind}{suffix}" for kind in IMPORTANCE for suffix in ("", "_r8")]
     return ["fisher", "hakd_snap_up", "hakd_snap_down", "hakd_budget=fisher", "l1", "uniform", "round_to_8",
-            *torch_pruning, f"hakd_budget={PEER}", f"hakd_trial={PEER}", f"hakd_budget@params={PEER}",
+            *torch_pruning, f"hakd_budget={PEER}", f"hakd_budget={PEER},retimed", f"hakd_trial={PEER}", f"hakd_budget@params={PEER}",
             *(f"hakd_budget@params={PEER},params,min_keep={m:g}" for m in min_keeps)]
 
 
@@ -175,6 +176,9 @@ def plan_choosers(teacher, gm, groups, fisher, stairs, importance, prof, shape, 
         for round_to in (None, 8):
             choosers[f"torch_pruning_{kind}{'_r8' if round_to else ''}"] = lambda c, k=kind, r=round_to: torch_pruning(k, r)
     choosers[f"hakd_budget={PEER}"] = lambda c: budget(predict(prof, gm, groups, c(PEER)))
+    # the same, its budget the peer's kernels timed afresh on a new table (entries timed minutes earlier can be off)
+    choosers[f"hakd_budget={PEER},retimed"] = lambda c: budget(retimed_prediction_s(trace(rebuild(gm, groups, c(PEER)),
+                                                                                          torch.zeros(shape)), prof))
     choosers[f"hakd_trial={PEER}"] = lambda c: tried_plan(gm, groups, fisher, stairs, importance, prof, c(PEER), min_keeps,
                                                           train, trials, log)
     choosers[f"hakd_budget@params={PEER}"] = at_peer_params
