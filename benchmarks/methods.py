@@ -120,7 +120,7 @@ def method_names(min_keeps) -> list:
     """
     torch_pruning = [f"torch_pruning_{kind}{suffix}" for kind in IMPORTANCE for suffix in ("", "_r8")]
     return ["fisher", "hakd_snap_up", "hakd_snap_down", "hakd_budget=fisher", "l1", "uniform", "round_to_8",
-            *torch_pruning, f"hakd_budget={PEER}", f"hakd_budget={PEER},retimed", f"hakd_trial={PEER}", f"hakd_budget@params={PEER}",
+            *torch_pruning, f"hakd_budget={PEER}", f"hakd_budget={PEER},retimed", f"hakd_budget=0.85*{PEER},retimed", f"hakd_trial={PEER}", f"hakd_budget@params={PEER}",
             *(f"hakd_budget@params={PEER},params,min_keep={m:g}" for m in min_keeps)]
 
 
@@ -177,8 +177,9 @@ def plan_choosers(teacher, gm, groups, fisher, stairs, importance, prof, shape, 
             choosers[f"torch_pruning_{kind}{'_r8' if round_to else ''}"] = lambda c, k=kind, r=round_to: torch_pruning(k, r)
     choosers[f"hakd_budget={PEER}"] = lambda c: budget(predict(prof, gm, groups, c(PEER)))
     # the same, its budget the peer's kernels timed afresh on a new table (entries timed minutes earlier can be off)
-    choosers[f"hakd_budget={PEER},retimed"] = lambda c: budget(retimed_prediction_s(trace(rebuild(gm, groups, c(PEER)),
-                                                                                          torch.zeros(shape)), prof))
+    peer_retimed = lambda c: retimed_prediction_s(trace(rebuild(gm, groups, c(PEER)), torch.zeros(shape)), prof)  # noqa: E731
+    choosers[f"hakd_budget={PEER},retimed"] = lambda c: budget(peer_retimed(c))
+    choosers[f"hakd_budget=0.85*{PEER},retimed"] = lambda c: budget(0.85 * peer_retimed(c))  # issue 33's goal
     choosers[f"hakd_trial={PEER}"] = lambda c: tried_plan(gm, groups, fisher, stairs, importance, prof, c(PEER), min_keeps,
                                                           train, trials, log)
     choosers[f"hakd_budget@params={PEER}"] = at_peer_params
