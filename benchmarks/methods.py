@@ -120,7 +120,8 @@ def method_names(min_keeps) -> list:
     """
     torch_pruning = [f"torch_pruning_{kind}{suffix}" for kind in IMPORTANCE for suffix in ("", "_r8")]
     return ["fisher", "hakd_snap_up", "hakd_snap_down", "hakd_budget=fisher", "l1", "uniform", "round_to_8",
-            *torch_pruning, f"hakd_budget={PEER}", f"hakd_budget={PEER},retimed", f"hakd_budget=0.85*{PEER},retimed", f"hakd_trial={PEER}", f"hakd_budget@params={PEER}",
+            *torch_pruning, f"hakd_budget={PEER}", f"hakd_budget={PEER},retimed", f"hakd_budget=0.85*{PEER},retimed",
+            f"hakd_trial={PEER}", f"hakd_budget@params={PEER}",
             *(f"hakd_budget@params={PEER},params,min_keep={m:g}" for m in min_keeps)]
 
 
