@@ -72,7 +72,7 @@ from backends import time_call  # noqa: E402  (benchmarks/ is on sys.path when r
 from cost_model import retimed_prediction_s  # noqa: E402
 from common import RESULTS, Bench, add_data_args, merge_rows, progress, write_csv  # noqa: E402
 from peers import IMPORTANCE, at_params, plan_from_pruned  # noqa: E402
-from recipes import LONG, PEER, accuracy_stats, goals  # noqa: E402
+from recipes import LONG, PEER, PEER_GOAL, accuracy_stats, goals  # noqa: E402
 from snap import equal_params_budget, prepare  # noqa: E402
 
 
@@ -120,7 +120,7 @@ def method_names(min_keeps) -> list:
     """
     torch_pruning = [f"torch_pruning_{kind}{suffix}" for kind in IMPORTANCE for suffix in ("", "_r8")]
     return ["fisher", "hakd_snap_up", "hakd_snap_down", "hakd_budget=fisher", "l1", "uniform", "round_to_8",
-            *torch_pruning, f"hakd_budget={PEER}", f"hakd_budget={PEER},retimed", f"hakd_budget=0.85*{PEER},retimed",
+            *torch_pruning, f"hakd_budget={PEER}", f"hakd_budget={PEER},retimed", f"hakd_budget={PEER_GOAL}*{PEER},retimed",
             f"hakd_trial={PEER}", f"hakd_budget@params={PEER}",
             *(f"hakd_budget@params={PEER},params,min_keep={m:g}" for m in min_keeps)]
 
@@ -180,7 +180,7 @@ def plan_choosers(teacher, gm, groups, fisher, stairs, importance, prof, shape, 
     # the same, its budget the peer's kernels timed afresh on a new table (entries timed minutes earlier can be off)
     peer_retimed = lambda c: retimed_prediction_s(trace(rebuild(gm, groups, c(PEER)), torch.zeros(shape)), prof)  # noqa: E731
     choosers[f"hakd_budget={PEER},retimed"] = lambda c: budget(peer_retimed(c))
-    choosers[f"hakd_budget=0.85*{PEER},retimed"] = lambda c: budget(0.85 * peer_retimed(c))  # issue 33's goal
+    choosers[f"hakd_budget={PEER_GOAL}*{PEER},retimed"] = lambda c: budget(PEER_GOAL * peer_retimed(c))
     choosers[f"hakd_trial={PEER}"] = lambda c: tried_plan(gm, groups, fisher, stairs, importance, prof, c(PEER), min_keeps,
                                                           train, trials, log)
     choosers[f"hakd_budget@params={PEER}"] = at_peer_params

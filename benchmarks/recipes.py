@@ -14,6 +14,7 @@ import math
 import statistics
 
 PEER = "torch_pruning_group_norm_r8"
+PEER_GOAL = 0.85  # issue 33: a HAKD student at most this fraction of PEER's ONNX Runtime latency, as accurate
 LONG = dict(teacher_epochs=15, epochs=5, limit_train=None, seeds="0,1,2",
             only=["fisher", "hakd_budget=fisher", PEER, f"hakd_trial={PEER}"])
 
@@ -44,7 +45,7 @@ def goals(rows: list) -> list:
     ``accuracies`` (per seed, ';'-separated), ``hakd_over_fisher``, ``hakd_us``, ``onnxruntime_us`` and
     ``hakd_over_peer_onnxruntime`` (if present): HAKD at Fisher's
     latency >= Fisher + 1 point, and HAKD at the Torch-Pruning round-to-8 student's latency at
-    >= its accuracy and <= 0.85x its ONNX Runtime latency."""
+    >= its accuracy and <= PEER_GOAL x its ONNX Runtime latency."""
     lines = []
     for name in dict.fromkeys(r["model"] for r in rows):
         by = {r["method"]: r for r in rows if r["model"] == name}
@@ -60,8 +61,8 @@ def goals(rows: list) -> list:
         d, se = difference(acc(hakd), acc(peer))
         per_round = by[hakd].get("hakd_over_peer_onnxruntime")  # the median of per-round ratios, when timed with it
         ratio = float(per_round) if per_round else us(hakd, "hakd") / us(peer, "onnxruntime")
-        met = d >= 0 and ratio <= 0.85
+        met = d >= 0 and ratio <= PEER_GOAL
         lines.append(f"- {name}: HAKD at Torch-Pruning round_to=8's latency {'meets' if met else 'misses'} the goal: "
                      f"{d * 100:+.2f} points (SE {se * 100:.2f}) at {ratio:.2f}x that student's ONNX Runtime latency "
-                     f"(goal: >= 0 points at <= 0.85x; on hakd's backend {us(hakd, 'hakd') / us(peer, 'hakd'):.2f}x).")
+                     f"(goal: >= 0 points at <= {PEER_GOAL}x; on hakd's backend {us(hakd, 'hakd') / us(peer, 'hakd'):.2f}x).")
     return lines

@@ -85,9 +85,8 @@ def _prune(args):
                 stairs = sweep.load_or_measure(out / "unpruned-staircases.json", prof, gm, groups, None)
                 latency_saved = sweep.latency_saved(stairs, full_s, groups.slices())
         config = PruneConfig(target=args.target, amount=amount, prune_every=args.prune_every, batch_size=args.batch_size,
-                             penalty=args.penalty,
-                             penalty_on=args.penalty_on, threads=args.threads, device=args.train_device,
-                             precision=args.precision)
+                             penalty=args.penalty, penalty_on=args.penalty_on, threads=args.threads,
+                             device=args.train_device, precision=args.precision)
         result = fisher_prune(gm, groups, train, config, out, resume=args.resume, latency_of=latency_of,
                               latency_saved=latency_saved)
         gm, plan, importance = result.model, result.plan, result.importance
