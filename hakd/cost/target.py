@@ -4,7 +4,8 @@ Accepted target forms (TVM 0.27 itself only takes the dict form):
 
 - legacy strings: ``"llvm"``, ``"llvm -mcpu=cortex-a57"``,
   ``"llvm -mtriple=aarch64-linux-gnu -mcpu=cortex-a72 -mattr=+neon -num-cores=4"``;
-- ``"host"``: this machine's CPU (``-mcpu`` set to what LLVM detects);
+- ``"host"``: this machine's CPU (``-mcpu`` set to what LLVM detects, less the vector extensions
+  the operating system does not report: see :func:`host_target`);
 - a dict ``{"kind": "llvm", "mcpu": ...}`` or a ``tvm.target.Target``.
 
 A known ARM core implies its triple (``cortex-a57`` -> ``aarch64-linux-gnu``). Devices:
@@ -29,7 +30,8 @@ import tvm
 
 from hakd.errors import HakdError
 
-__all__ = ["TargetSpec", "DeviceSpec", "TargetError", "parse_target", "parse_device", "host_arch", "check_runnable"]
+__all__ = ["TargetSpec", "DeviceSpec", "TargetError", "parse_target", "parse_device", "host_target", "host_arch",
+           "check_runnable"]
 
 FORMS = ('"llvm"', '"llvm -mcpu=cortex-a57"', '"llvm -mtriple=aarch64-linux-gnu -mcpu=cortex-a72 -num-cores=4"',
          '"host"', '{"kind": "llvm", "mcpu": "cortex-a57"}', "a tvm.target.Target")
@@ -113,6 +115,44 @@ class DeviceSpec:
         return "local" if self.kind == "local" else f"rpc://{self.host}:{self.port}/{self.key}"
 
 
+VECTOR_FEATURES = ("avx512f", "avx2", "fma", "avx")  # LLVM's and Linux's names alike
+
+
+def host_target(cpu_flags: Optional[frozenset] = None) -> TargetSpec:
+    """This CPU as LLVM names it, with ``-mattr=-FEATURE`` for each vector extension that name implies
+    but the operating system does not report (``cpu_flags``: /proc/cpuinfo's, read when None).
+
+    LLVM names the CPU from its model number, so a VM that hides AVX-512 from its guest still reads
+    as, say, ``rocketlake``; compiled for that name, kernels would use instructions the OS has not
+    enabled. With no flags to read (not Linux), the name alone.
+
+    >>> from unittest import mock
+    >>> with mock.patch("tvm.target.codegen.llvm_get_system_cpu", return_value="skylake-avx512"):
+    ...     spec = host_target(frozenset({"avx", "avx2", "fma"}))
+    >>> spec.key(), spec.channel_block
+    ('llvm -mcpu=skylake-avx512 -mattr=-avx512f', 8)
+    """
+    spec = TargetSpec(mcpu=tvm.target.codegen.llvm_get_system_cpu())
+    flags = _linux_cpu_flags() if cpu_flags is None else cpu_flags
+    if not flags or spec.arch != "x86_64":
+        return spec
+    implied = set(tvm.target.codegen.llvm_get_cpu_features(spec.tvm_target()))
+    hidden = tuple(f"-{f}" for f in VECTOR_FEATURES if f in implied and f not in flags)
+    return dataclasses.replace(spec, mattr=hidden) if hidden else spec
+
+
+def _linux_cpu_flags() -> frozenset:
+    """The first CPU's flags in /proc/cpuinfo (what the kernel found and enabled); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def host_arch() -> str:
     machine = platform.machine().lower()
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
@@ -170,7 +210,7 @@ def parse_target(target: Union[str, dict, "tvm.target.Target", TargetSpec]) -> T
         raise _bad(target, "expected a string, a dict or a tvm.target.Target")
     text = target.strip()
     if text == "host":
-        return TargetSpec(mcpu=tvm.target.codegen.llvm_get_system_cpu())
+        return host_target()
     try:
         words = shlex.split(text)
     except ValueError as e:  # an unclosed quote

@@ -1,7 +1,8 @@
 import pytest
 import tvm
 
-from hakd.cost.target import DeviceSpec, TargetError, check_runnable, host_arch, parse_device, parse_target
+from hakd.cost.target import (DeviceSpec, TargetError, TargetSpec, check_runnable, host_arch, host_target, parse_device,
+                              parse_target)
 from hakd.errors import HakdError
 
 
@@ -52,3 +53,14 @@ def test_foreign_target_without_a_board_explains_how_to_attach_one():
     with pytest.raises(TargetError, match="cannot run, and no board.*rpc_tracker.*device='rpc://"):
         check_runnable(parse_target("llvm -mcpu=cortex-a57"), parse_device(None))
     check_runnable(parse_target("llvm -mcpu=cortex-a57"), parse_device("rpc://127.0.0.1:9190/a57"))  # fine with a board
+
+
+def test_host_drops_vector_extensions_the_os_does_not_report(monkeypatch):
+    """A VM that hides AVX-512 keeps the CPU's model number: hakd must not compile AVX-512 for it."""
+    monkeypatch.setattr(tvm.target.codegen, "llvm_get_system_cpu", lambda: "sapphirerapids")
+    avx2_only = frozenset({"sse4_2", "avx", "avx2", "fma"})
+    hidden = host_target(avx2_only)
+    assert hidden.key() == "llvm -mcpu=sapphirerapids -mattr=-avx512f" and hidden.channel_block == 8
+    assert host_target(avx2_only | {"avx512f"}) == TargetSpec(mcpu="sapphirerapids")
+    assert host_target(frozenset({"sse4_2"})).mattr == ("-avx512f", "-avx2", "-fma", "-avx")
+    assert host_target(frozenset()) == TargetSpec(mcpu="sapphirerapids")  # nothing to read: the name alone
