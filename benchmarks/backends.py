@@ -34,7 +34,7 @@ import torch
 from hakd.cost.profile import Profiler
 from hakd.export import META, export, export_onnx, load
 from hakd.passes.trace import trace
-from common import calibrated, isa, write_csv
+from common import add_hide_avx512_arg, calibrated, cpu, hide_avx512, host, isa, merge_rows, write_csv
 
 SIZES = {"32": (1, 3, 32, 32), "28": (1, 1, 28, 28)}
 
@@ -44,8 +44,8 @@ def backends(model, gm, shape, folder: Path):
     import onnxruntime as ort
 
     x = torch.zeros(shape)
-    export(gm, folder / "hakd", Profiler("host"))
-    export(gm, folder / "hakd_nchw", Profiler("host", channel_block=0))
+    export(gm, folder / "hakd", Profiler(host()))
+    export(gm, folder / "hakd_nchw", Profiler(host(), channel_block=0))
     hakd_model, hakd_nchw = load(folder / "hakd"), load(folder / "hakd_nchw")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
@@ -112,17 +112,20 @@ def zoo_model(name: str, shape):
 
 
 def add_zoo_args(ap, models: str, sizes: str, rounds: int) -> None:
-    """--models, --sizes and --rounds, with these defaults."""
+    """--models, --sizes, --rounds (with these defaults) and --hide-avx512."""
     ap.add_argument("--models", default=models,
                     help="zoo models; NAME_tp8: Torch-Pruning's student of NAME at ratio 0.5, round_to=8")
     ap.add_argument("--sizes", default=sizes, help="input sizes: 32 (3x32x32), 28 (1x28x28)")
     ap.add_argument("--rounds", type=int, default=rounds)
+    add_hide_avx512_arg(ap)
 
 
 def say_host() -> None:
-    """Print the host's machine, vector ISA and hakd's channel block, and use one torch thread."""
+    """Print the host's machine, vector ISA, hakd's target and channel block, and use one torch thread."""
     torch.set_num_threads(1)
-    print(f"host {platform.machine()}, vector ISA {isa()}, hakd's channel block {Profiler('host').channel_block}", flush=True)
+    prof = Profiler(host())
+    print(f"host {platform.machine()} {cpu()}, vector ISA {isa()}, hakd's target '{prof.target.key()}' with channel "
+          f"block {prof.channel_block}, torch's CPU capability {torch.backends.cpu.get_cpu_capability()}", flush=True)
 
 
 def conv_gflops(folder: Path, top=3):
@@ -143,6 +146,7 @@ def run():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_zoo_args(ap, "resnet20,resnet56,mobilenet_v2,densenet40,resnet56_tp8,mobilenet_v2_tp8", "32,28", 7)
     args = ap.parse_args()
+    hide_avx512(args.hide_avx512)
     say_host()
     rows, kernel_rows = [], []
     peak = []
@@ -163,11 +167,11 @@ def run():
                     for b in order[r % len(order):] + order[:r % len(order)]:
                         times[b].append(time_call(calls[b], x))
                 for k in conv_gflops(Path(d) / "hakd"):
-                    kernel_rows.append(dict(model=name, size=size, isa=isa(), kernel=k[1], weight_to_output=k[2], gflops=f"{k[3]:.1f}",
+                    kernel_rows.append(dict(model=name, size=size, cpu=cpu(), isa=isa(), kernel=k[1], weight_to_output=k[2], gflops=f"{k[3]:.1f}",
                                             schedule=k[4], share_of_model=f"{k[0] / statistics.median(times['hakd']):.3f}"))
             for b, ts in times.items():
                 ratios = [t / h for t, h in zip(ts, times["hakd"])]
-                rows.append(dict(model=name, size=size, isa=isa(), backend=b, median_us=f"{statistics.median(ts) * 1e6:.1f}",
+                rows.append(dict(model=name, size=size, cpu=cpu(), isa=isa(), backend=b, median_us=f"{statistics.median(ts) * 1e6:.1f}",
                                  over_hakd_median=f"{statistics.median(ratios):.3f}",
                                  over_hakd_range=f"{min(ratios):.3f}-{max(ratios):.3f}", max_abs_error=f"{error[b]:.1e}",
                                  rounds=args.rounds))
@@ -176,9 +180,9 @@ def run():
     for k in kernel_rows:
         k["share_of_sgemm"] = f"{float(k['gflops']) / sgemm:.2f}"
         k["sgemm_gflops"] = f"{sgemm:.1f}"
-    write_csv("backends.csv", rows)
-    write_csv("backends_kernels.csv", kernel_rows)
-    print(f"host {platform.machine()} {Profiler('host').target.tvm_target()} sgemm {sgemm:.1f} GFLOP/s", file=sys.stderr)
+    write_csv("backends.csv", merge_rows("backends.csv", rows, ("model", "size", "cpu", "isa", "backend")))
+    write_csv("backends_kernels.csv", merge_rows("backends_kernels.csv", kernel_rows, ("model", "size", "cpu", "isa", "kernel")))
+    print(f"host {platform.machine()} {Profiler(host()).target.key()} sgemm {sgemm:.1f} GFLOP/s", file=sys.stderr)
 
 
 if __name__ == "__main__":

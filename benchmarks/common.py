@@ -2,7 +2,9 @@
 
 import csv
 import dataclasses
+import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -98,10 +100,71 @@ def calibrated(name: str, shape=(1, 3, 32, 32)):
     return model.eval()
 
 
+HIDDEN = "HAKD_BENCH_AVX512_HIDDEN"  # set in a benchmark rerun with AVX-512 hidden from CPUID
+
+
+def cpu_flags() -> frozenset:
+    """/proc/cpuinfo's flags of the first CPU, less AVX-512's when this process hides it."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    line = next((l for l in text.splitlines() if l.startswith("flags")), "flags:")
+    flags = frozenset(line.split(":", 1)[1].split())
+    return frozenset(f for f in flags if not f.startswith("avx512")) if os.environ.get(HIDDEN) else flags
+
+
 def isa() -> str:
-    """The host's widest vector instruction set, as hakd's kernels use it (every benchmark prints it)."""
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return "avx512" if " avx512f" in flags else "avx2" if " avx2" in flags else platform.machine()
+    """The host's widest vector instruction set, as hakd's kernels use it (every benchmark prints it):
+    ``avx512``, ``avx2``, ``avx2 (avx512 hidden)`` (--hide-avx512) or the machine's name."""
+    flags = cpu_flags()
+    if "avx512f" in flags:
+        return "avx512"
+    if "avx2" in flags:
+        return "avx2 (avx512 hidden)" if os.environ.get(HIDDEN) else "avx2"
+    return platform.machine()
+
+
+def host():
+    """The target benchmarks time on: ``"host"``, or with AVX-512 hidden the host less AVX-512 (what
+    hakd's ``"host"`` gives on a VM that hides AVX-512, :func:`hakd.cost.target.host_target`)."""
+    from hakd.cost.target import host_target
+
+    return host_target(cpu_flags()) if os.environ.get(HIDDEN) else "host"
+
+
+def add_hide_avx512_arg(ap) -> None:
+    ap.add_argument("--hide-avx512", action="store_true",
+                    help="on an AVX-512 host, run as an AVX2 host would: AVX-512 hidden from CPUID (ONNX Runtime, "
+                         "PyTorch) and hakd compiling for the host less AVX-512 (an emulation: see hide_avx512.c)")
+
+
+def hide_avx512(asked: bool) -> None:
+    """With ``asked``, run this script again with AVX-512 hidden from CPUID (benchmarks/hide_avx512.c,
+    built into runs/bench/), unless this is that run; checks that the mask took hold."""
+    if not asked:
+        return
+    if os.environ.get(HIDDEN):
+        import ctypes
+
+        if ctypes.CDLL(os.environ["LD_PRELOAD"]).hide_avx512_cpuid_avx512f():
+            raise SystemExit("--hide-avx512: CPUID still reports AVX-512F in this process")
+        return
+    flags = cpu_flags()
+    if "avx512f" not in flags or "cpuid_fault" not in flags:
+        raise SystemExit("--hide-avx512 needs an x86-64 Linux host with AVX-512 and CPUID faulting "
+                         f"(/proc/cpuinfo flags avx512f, cpuid_fault); this one has {isa()}")
+    source = Path(__file__).parent / "hide_avx512.c"
+    lib = Path("runs/bench/hide_avx512.so").resolve()
+    if not lib.exists() or lib.stat().st_mtime < source.stat().st_mtime:
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cc", "-O2", "-shared", "-fPIC", str(source), "-o", str(lib), "-ldl"], check=True)
+    print(f"rerunning with AVX-512 hidden from CPUID ({lib})", file=sys.stderr, flush=True)
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "LD_PRELOAD": str(lib), HIDDEN: "1"})
+
+
+def cpu() -> str:
+    """LLVM's name for this CPU (``znver5``, ``sapphirerapids`` ...): result rows tell hosts apart by it."""
+    import tvm
+
+    return str(tvm.target.codegen.llvm_get_system_cpu())
 
 
 def code_version() -> str:

@@ -32,7 +32,7 @@ from hakd.cost.table import LatencyTable
 from hakd.export import export_onnx
 from hakd.passes.trace import trace
 from backends import SIZES, add_zoo_args, say_host, zoo_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from common import isa, write_csv  # noqa: E402
+from common import cpu, hide_avx512, host, isa, merge_rows, write_csv  # noqa: E402
 
 
 def conv_key(channels: int, h_in: int, h_out: int, w_out: int) -> tuple:
@@ -82,7 +82,7 @@ def measure(model, shape, rounds: int, runs: int, folder: Path) -> list:
     import onnxruntime as ort
 
     gm = trace(model, torch.zeros(shape))
-    prof = Profiler("host", table=LatencyTable(folder / "table.sqlite"))
+    prof = Profiler(host(), table=LatencyTable(folder / "table.sqlite"))
     low = prof.lower(gm)
     context = prof.context(low)
     kernels = [k for k in low.kernels.values() if k.signature.startswith("depthwise|")]
@@ -120,6 +120,7 @@ def run():
     add_zoo_args(ap, "mobilenet_v2,mobilenet_v2_tp8", "28,32", 5)
     ap.add_argument("--runs", type=int, default=50, help="whole-model runs of ONNX Runtime per round")
     args = ap.parse_args()
+    hide_avx512(args.hide_avx512)
     say_host()
     rows = []
     for name in args.models.split(","):
@@ -128,9 +129,9 @@ def run():
             model = zoo_model(name, shape)
             with tempfile.TemporaryDirectory() as d:
                 for row in measure(model, shape, args.rounds, args.runs, Path(d)):
-                    rows.append(dict(model=name, size=size, isa=isa(), **row, rounds=args.rounds))
+                    rows.append(dict(model=name, size=size, cpu=cpu(), isa=isa(), **row, rounds=args.rounds))
                     print(rows[-1], flush=True)
-    write_csv("depthwise.csv", rows)
+    write_csv("depthwise.csv", merge_rows("depthwise.csv", rows, ("model", "size", "cpu", "isa", "channels", "out_hw", "stride")))
 
 
 if __name__ == "__main__":
