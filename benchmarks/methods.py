@@ -177,8 +177,15 @@ def plan_choosers(teacher, gm, groups, fisher, stairs, importance, prof, shape, 
         for round_to in (None, 8):
             choosers[f"torch_pruning_{kind}{'_r8' if round_to else ''}"] = lambda c, k=kind, r=round_to: torch_pruning(k, r)
     choosers[f"hakd_budget={PEER}"] = lambda c: budget(predict(prof, gm, groups, c(PEER)))
-    # the same, its budget the peer's kernels timed afresh on a new table (entries timed minutes earlier can be off)
-    peer_retimed = lambda c: retimed_prediction_s(trace(rebuild(gm, groups, c(PEER)), torch.zeros(shape)), prof)  # noqa: E731
+    # the same, its budget the peer's kernels timed afresh on a new table (entries timed minutes earlier can be off),
+    # once per run: both methods that use it take their budgets from the same spell of the machine
+    retimed = {}
+
+    def peer_retimed(choose):
+        if PEER not in retimed:
+            retimed[PEER] = retimed_prediction_s(trace(rebuild(gm, groups, choose(PEER)), torch.zeros(shape)), prof)
+        return retimed[PEER]
+
     choosers[f"hakd_budget={PEER},retimed"] = lambda c: budget(peer_retimed(c))
     choosers[f"hakd_budget={PEER_GOAL}*{PEER},retimed"] = lambda c: budget(PEER_GOAL * peer_retimed(c))
     choosers[f"hakd_trial={PEER}"] = lambda c: tried_plan(gm, groups, fisher, stairs, importance, prof, c(PEER), min_keeps,
