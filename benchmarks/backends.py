@@ -180,8 +180,8 @@ def run():
     for k in kernel_rows:
         k["share_of_sgemm"] = f"{float(k['gflops']) / sgemm:.2f}"
         k["sgemm_gflops"] = f"{sgemm:.1f}"
-    write_csv("backends.csv", merge_rows("backends.csv", rows, ("model", "size", "cpu", "isa", "backend")))
-    write_csv("backends_kernels.csv", merge_rows("backends_kernels.csv", kernel_rows, ("model", "size", "cpu", "isa", "kernel")))
+    write_csv("backends.csv", merge_rows("backends.csv", rows, ("model", "size", "cpu", "isa")))
+    write_csv("backends_kernels.csv", merge_rows("backends_kernels.csv", kernel_rows, ("model", "size", "cpu", "isa")))
     print(f"host {platform.machine()} {Profiler(host()).target.key()} sgemm {sgemm:.1f} GFLOP/s", file=sys.stderr)
 
 

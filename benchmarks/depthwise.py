@@ -131,7 +131,7 @@ def run():
                 for row in measure(model, shape, args.rounds, args.runs, Path(d)):
                     rows.append(dict(model=name, size=size, cpu=cpu(), isa=isa(), **row, rounds=args.rounds))
                     print(rows[-1], flush=True)
-    write_csv("depthwise.csv", merge_rows("depthwise.csv", rows, ("model", "size", "cpu", "isa", "channels", "out_hw", "stride")))
+    write_csv("depthwise.csv", merge_rows("depthwise.csv", rows, ("model", "size", "cpu", "isa")))
 
 
 if __name__ == "__main__":
