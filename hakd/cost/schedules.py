@@ -159,11 +159,16 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
     output pixels (and, for a dense conv, one or two channel blocks) as the vector registers hold,
     four kept for weights and inputs; and half as many pixels. A dense conv of one block also
     tries all registers but two (one weight vector, one broadcast input): with AVX2's 16, a
-    14-pixel tile on 28- and 14-wide maps, 8-18% faster than 7 pixels on ResNet-20's 3x3 convs
-    (measured with AVX-512 hidden on a Golden Cove core, 2026-12-03).
+    14-pixel tile on 28- and 14-wide maps, 8-18% faster than 7 pixels on ResNet-20's 3x3 convs.
+    With 16 registers a dense conv of 3 or more blocks also tries 4 blocks by 3 pixels (12
+    accumulators, as ONNX Runtime's AVX2 kernel tiles), whatever the width: its tails (pixels
+    past the width, blocks past the channels) are predicated. On 7- and 14-wide maps that tile
+    took 0.74-0.90x the time of the best dividing tile on MobileNetV2's 1x1 and ResNet-20's 3x3
+    convs (on 4-wide maps 1.1-1.17x: the measurement picks). Both measured with AVX-512 hidden
+    on a Golden Cove core (benchmarks/hide_avx512.c), 2026-12-03.
 
     >>> [c.key() for c in _nchwc("conv2d", (1, 4, 14, 14, 8))]
-    ['nchwc/oc8/v7/r1', 'nchwc/oc8/v14/r1', 'nchwc/oc8/v2/r1', 'nchwc/oc16/v2/r1']
+    ['nchwc/oc8/v7/r1', 'nchwc/oc8/v14/r1', 'nchwc/oc8/v2/r1', 'nchwc/oc16/v2/r1', 'nchwc/oc32/v3/r1']
     >>> [c.key() for c in _nchwc("conv2d", (1, 4, 14, 14, 16))]  # AVX-512: 28 pixels already cover the map's width
     ['nchwc/oc16/v14/r2', 'nchwc/oc16/v14/r1', 'nchwc/oc32/v14/r1']
     """
@@ -177,6 +182,8 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
         cfg = ScheduleConfig("nchwc" if kind == "conv2d" else "dwc", oc_tile=oc_blocks * block, vector=columns, rows=rows)
         if cfg not in configs:
             configs.append(cfg)
+    if kind == "conv2d" and _registers(block) == 16 and blocks >= 3 and width > 3:
+        configs.append(ScheduleConfig("nchwc", oc_tile=4 * block, vector=3, rows=1))  # see the note above
     return configs
 
 
