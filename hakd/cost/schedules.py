@@ -165,7 +165,7 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
     past the width, blocks past the channels) are predicated. On 7- and 14-wide maps that tile
     took 0.74-0.90x the time of the best dividing tile on MobileNetV2's 1x1 and ResNet-20's 3x3
     convs (on 4-wide maps 1.1-1.17x: the measurement picks). Both measured with AVX-512 hidden
-    on a Golden Cove core (benchmarks/hide_avx512.c), 2026-12-03.
+    on an Intel Xeon with AMX (LLVM: rocketlake; benchmarks/hide_avx512.c), 2026-12-03.
 
     >>> [c.key() for c in _nchwc("conv2d", (1, 4, 14, 14, 8))]
     ['nchwc/oc8/v7/r1', 'nchwc/oc8/v14/r1', 'nchwc/oc8/v2/r1', 'nchwc/oc16/v2/r1', 'nchwc/oc32/v3/r1']
