@@ -158,7 +158,7 @@ _EVICTION = {"buffer": np.zeros(0, dtype=np.float32), "hot": (0,)}
 @tvm.register_global_func("hakd.evict_caches", override=True)
 def _evict_caches(*args):
     """time_evaluator's pre-call hook in a reuse context: stream the eviction buffer, then
-    touch the kernel's activation inputs again (their producers ran just before it)."""
+    touch the kernel's hot arguments again (inputs their producers just wrote, the output buffer)."""
     try:
         _EVICTION["buffer"].sum()
         for i in _EVICTION["hot"]:
@@ -212,8 +212,8 @@ class LocalRunner:
     def time(self, lib, shapes, compile_s: float = 0.0, entry: str = "main", context: str = "warm",
              hot: Sequence[int] = (0,), dtypes: Sequence[str] = ()) -> Measurement:
         """Time ``lib[entry]`` on random arguments of ``shapes`` (and ``dtypes``, default float32)
-        in cache ``context``; ``hot``: the positions of the arguments a model's earlier kernels
-        just wrote (kept in cache)."""
+        in cache ``context``; ``hot``: the positions of the arguments a model run keeps in cache
+        (:attr:`hakd.cost.lower.Kernel.hot_args`: the inputs earlier kernels just wrote, the output)."""
         try:
             dev = tvm.cpu(0)
             mod = lib.mod if hasattr(lib, "mod") else lib

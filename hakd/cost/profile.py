@@ -157,7 +157,7 @@ class Profiler:
                 out[key] = self._record(kernel, cfg, context, Measurement(error=_build_error(e)))
                 continue
             jobs.append(TimingJob(lib, kernel.shapes, compile_s, getattr(lib, "entry", "main"), context,
-                                  kernel.activation_args or (0,), kernel.dtypes))
+                                  kernel.hot_args, kernel.dtypes))
             timed.append((key, kernel, cfg))
 
         def done(i: int, m: Measurement) -> None:  # recorded as each finishes: an interrupted batch keeps them
@@ -205,7 +205,7 @@ class Profiler:
             lib, compile_s = self._build(kernel, cfg)
             self._trim()
         m = self.runner.time(lib, kernel.shapes, compile_s, getattr(lib, "entry", "main"), context,
-                             kernel.activation_args or (0,), kernel.dtypes)
+                             kernel.hot_args, kernel.dtypes)
         if old is not None and old.ok and (not m.ok or old.latency_s <= m.latency_s):
             return old
         self.table.record(*key, m, str(self.device), context=context)

@@ -19,7 +19,7 @@ def test_footprint_counts_weights_and_outputs():
     low = lower(trace(model, torch.zeros(1, 3, 8, 8)))
     (k,) = low.kernels.values()
     assert k.shapes == ((1, 3, 8, 8), (1, 3, 3, 3, 16), (1, 8, 1, 1), (1, 8, 8, 8))  # weights packed by 16 output channels
-    assert k.weight_args == (1, 2) and k.activation_args == (0,)
+    assert k.weight_args == (1, 2) and k.activation_args == (0,) and k.hot_args == (0, 3)  # input and output kept hot
     assert k.call_modules == (("0",),)  # the packed weights still name their conv
     assert low.footprint_bytes == 4 * (16 * 3 * 3 * 3 + 8 + 8 * 8 * 8) and low.calls == 1
 
