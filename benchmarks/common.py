@@ -105,9 +105,9 @@ HIDDEN = "HAKD_BENCH_AVX512_HIDDEN"  # set in a benchmark rerun with AVX-512 hid
 
 def cpu_flags() -> frozenset:
     """/proc/cpuinfo's flags of the first CPU, less AVX-512's when this process hides it."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    line = next((row for row in text.splitlines() if row.startswith("flags")), "flags:")
-    flags = frozenset(line.split(":", 1)[1].split())
+    from hakd.cost.target import os_cpu_flags
+
+    flags = os_cpu_flags()
     return frozenset(f for f in flags if not f.startswith("avx512")) if os.environ.get(HIDDEN) else flags
 
 

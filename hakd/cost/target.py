@@ -30,8 +30,8 @@ import tvm
 
 from hakd.errors import HakdError
 
-__all__ = ["TargetSpec", "DeviceSpec", "TargetError", "parse_target", "parse_device", "host_target", "host_arch",
-           "check_runnable"]
+__all__ = ["TargetSpec", "DeviceSpec", "TargetError", "parse_target", "parse_device", "host_target", "os_cpu_flags",
+           "host_arch", "check_runnable"]
 
 FORMS = ('"llvm"', '"llvm -mcpu=cortex-a57"', '"llvm -mtriple=aarch64-linux-gnu -mcpu=cortex-a72 -num-cores=4"',
          '"host"', '{"kind": "llvm", "mcpu": "cortex-a57"}', "a tvm.target.Target")
@@ -133,7 +133,7 @@ def host_target(cpu_flags: Optional[frozenset] = None) -> TargetSpec:
     ('llvm -mcpu=skylake-avx512 -mattr=-avx512f', 8)
     """
     spec = TargetSpec(mcpu=tvm.target.codegen.llvm_get_system_cpu())
-    flags = _linux_cpu_flags() if cpu_flags is None else cpu_flags
+    flags = os_cpu_flags() if cpu_flags is None else cpu_flags
     if not flags or spec.arch != "x86_64":
         return spec
     implied = set(tvm.target.codegen.llvm_get_cpu_features(spec.tvm_target()))
@@ -141,8 +141,12 @@ def host_target(cpu_flags: Optional[frozenset] = None) -> TargetSpec:
     return dataclasses.replace(spec, mattr=hidden) if hidden else spec
 
 
-def _linux_cpu_flags() -> frozenset:
-    """The first CPU's flags in /proc/cpuinfo (what the kernel found and enabled); empty elsewhere."""
+def os_cpu_flags() -> frozenset:
+    """The first CPU's flags in /proc/cpuinfo (what the kernel found and enabled); empty elsewhere.
+
+    >>> isinstance(os_cpu_flags(), frozenset)
+    True
+    """
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
