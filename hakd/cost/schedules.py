@@ -159,7 +159,7 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
     output pixels (and, for a dense conv, one or two channel blocks) as the vector registers hold,
     four kept for weights and inputs; and half as many pixels. A dense conv of one block also
     tries all registers but two (one weight vector, one broadcast input): with AVX2's 16, a
-    14-pixel tile on 28- and 14-wide maps, 8-18% faster than 7 pixels on ResNet-20's 3x3 convs.
+    14-pixel tile on 28- and 14-wide maps, 10-19% faster than 7 pixels on ResNet-20's 3x3 convs.
     With 16 registers a dense conv of 3 or more blocks also tries 4 blocks by 3 pixels (12
     accumulators, as ONNX Runtime's AVX2 kernel tiles), whatever the width: its tails (pixels
     past the width, blocks past the channels) are predicated. On 7- and 14-wide maps that tile
