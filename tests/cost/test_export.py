@@ -28,6 +28,10 @@ def test_export_runs_the_measured_kernels_and_matches_pytorch(tiny, tmp_path):
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         np.testing.assert_allclose(model(x.numpy()), gm(x).numpy(), atol=1e-4)
+        first, kept = model(x.numpy()), model(x.numpy()).copy()  # each call's output is its own array
+        second = model(x.double().numpy() + 1)  # any float input, cast as it is written into the input buffer
+        np.testing.assert_array_equal(first, kept)
+        np.testing.assert_allclose(second, gm(x + 1).numpy(), atol=1e-4)
     assert (model.time(number=2, repeat=2, min_repeat_ms=1) > 0).all()
     with pytest.raises(DeployError, match=r"compiled for input \(1, 3, 16, 16\)"):
         model(np.zeros((2, 3, 16, 16), dtype="float32"))
