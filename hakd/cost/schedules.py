@@ -10,7 +10,9 @@ On channel-blocked activations (``NCHW{b}c``, :mod:`hakd.cost.layout`, every tar
   or two blocks, a vector each) by ``rows`` x ``vector`` output pixels, as many as the target's
   vector registers hold (:func:`_nchwc`); a dense conv broadcasts each input value once per
   tile, a depthwise conv unrolls its window and reads its input unpadded (a padded copy cost
-  it up to half its time); the epilogue is applied as the tile is written back.
+  it up to half its time); the epilogue is applied as the tile is written back;
+- ``flat`` (dense conv, 16-register targets): the same tile over output pixels in row-major order,
+  rows wrapping, so that a map's width need not divide it: only the map's last tile has a tail.
 
 On plain NCHW activations (``Profiler(channel_block=0)``):
 
@@ -52,7 +54,7 @@ __all__ = ["ScheduleConfig", "SCHEDULE_VERSION", "TUNABLE", "TUNED", "kernel_kin
 
 TUNABLE = ("conv2d", "depthwise", "grouped")  # kinds hakd.cost.tune may hand to meta_schedule
 TUNED = "meta_schedule"  # the template name of a tuned kernel
-SCHEDULE_VERSION = 6  # bump when a template or the candidate set changes: table rows of older versions are not reused
+SCHEDULE_VERSION = 7  # bump when a template or the candidate set changes: table rows of older versions are not reused
 
 
 class ScheduleError(HakdError):
@@ -161,14 +163,16 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
     tries all registers but two (one weight vector, one broadcast input): with AVX2's 16, a
     14-pixel tile on 28- and 14-wide maps, 10-19% faster than 7 pixels on ResNet-20's 3x3 convs.
     With 16 registers a dense conv of 3 or more blocks also tries 4 blocks by 3 pixels (12
-    accumulators, as ONNX Runtime's AVX2 kernel tiles), whatever the width: its tails (pixels
-    past the width, blocks past the channels) are predicated. On 7- and 14-wide maps that tile
-    took 0.74-0.90x the time of the best dividing tile on MobileNetV2's 1x1 and ResNet-20's 3x3
-    convs (on 4-wide maps 1.1-1.17x: the measurement picks). Both measured with AVX-512 hidden
-    on an Intel Xeon with AMX (LLVM: rocketlake; benchmarks/hide_avx512.c), 2026-12-03.
+    accumulators, as ONNX Runtime's AVX2 kernel tiles) over the map's pixels in row-major order
+    (``flat``): only the last tile of the map has a tail (blocks past the channels: predicated).
+    Within rows (tails predicated in each row), that tile took 0.74-0.90x the time of the best
+    dividing tile on 7- and 14-wide maps; over flat pixels it is 0.84-0.94x that again on 7-, 4-
+    and 16-wide maps (a 7-wide row ended in a 1-pixel tile of 4 accumulators: half the FMA
+    throughput), level on 14-wide ones. Measured with AVX-512 hidden on an Intel Xeon with AMX
+    (LLVM: rocketlake; benchmarks/hide_avx512.c), 2026-12-03; on AVX-512 flat tiles lost.
 
     >>> [c.key() for c in _nchwc("conv2d", (1, 4, 14, 14, 8))]
-    ['nchwc/oc8/v7/r1', 'nchwc/oc8/v14/r1', 'nchwc/oc8/v2/r1', 'nchwc/oc16/v2/r1', 'nchwc/oc32/v3/r1']
+    ['nchwc/oc8/v7/r1', 'nchwc/oc8/v14/r1', 'nchwc/oc8/v2/r1', 'nchwc/oc16/v2/r1', 'flat/oc32/v3']
     >>> [c.key() for c in _nchwc("conv2d", (1, 4, 14, 14, 16))]  # AVX-512: 28 pixels already cover the map's width
     ['nchwc/oc16/v14/r2', 'nchwc/oc16/v14/r1', 'nchwc/oc32/v14/r1']
     """
@@ -183,7 +187,7 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
         if cfg not in configs:
             configs.append(cfg)
     if kind == "conv2d" and _registers(block) == 16 and blocks >= 3 and width > 3:
-        configs.append(ScheduleConfig("nchwc", oc_tile=4 * block, vector=3, rows=1))  # see the note above
+        configs.append(ScheduleConfig("flat", oc_tile=4 * block, vector=3))  # see the note above
     return configs
 
 
@@ -335,19 +339,53 @@ def _nchwc_conv(sch, names, cfg: ScheduleConfig):
     sch.reverse_compute_at(acc, xo)
     for loop in sch.get_loops(acc)[-4:-1]:
         sch.unroll(loop)
-    sch.vectorize(sch.get_loops(acc)[-1])
     window = reduction[-3:-1] if main == "conv2d_NCHWc" and len(reduction) == 4 else reduction[-2:]
-    for loop in ([] if main == "conv2d_NCHWc" else window) + [oi, yi, xi]:
+    _finish_tile(sch, names, cfg, conv, acc, ([] if main == "conv2d_NCHWc" else window) + [oi, yi, xi], lanes,
+                 sch.fuse(n, oo, yo), reduction[0])
+
+
+def _flat_conv(sch, names, cfg: ScheduleConfig):
+    """Dense conv on blocked channels: a register tile of ``oc_tile`` channels by ``vector``
+    consecutive output pixels in row-major order (``p = y * width + x``, rows wrapping), so that
+    only the map's last tile has a tail; otherwise as :func:`_nchwc_conv`."""
+    if "conv2d_NCHWc" not in names:
+        raise ValueError("the flat template needs a dense conv on blocked channels")
+    conv = sch.get_sblock("conv2d_NCHWc")
+    epi = _inline_epilogue(sch, names, "conv2d_NCHWc")
+    n, o, y, x, lanes, *reduction = sch.get_loops(conv)
+    width, block = _extent(sch, x), _extent(sch, lanes)
+    flat = tirx.IndexMap.from_func(lambda b, o, y, x, i, *rest: (b, o, y * width + x, i, *rest), ndim=5 + len(reduction))
+    sch.transform_block_layout(conv, flat)
+    n, o, p, lanes, *reduction = sch.get_loops(conv)
+    oo, oi = sch.split(o, [None, max(1, cfg.oc_tile // block)])
+    po, pi = sch.split(p, [None, cfg.vector])
+    sch.reorder(n, oo, po, *reduction, oi, pi, lanes)
+    acc = sch.cache_write(conv, 0, "local")
+    sch.transform_layout(conv, ("write", 0), lambda b, o, y, x, i: (b, o, y * width + x, i))  # the tile: a few registers
+    if epi is not None:
+        sch.reverse_compute_inline(epi)
+    sch.transform_block_layout(acc, lambda b, o, y, x, i: (b, o, y * width + x, i))
+    sch.reverse_compute_at(acc, po)
+    for loop in sch.get_loops(acc)[-3:-1]:
+        sch.unroll(loop)
+    _finish_tile(sch, names, cfg, conv, acc, [oi, pi], lanes, sch.fuse(n, oo), reduction[0])
+
+
+def _finish_tile(sch, names, cfg: ScheduleConfig, conv, acc, unrolled, lanes, outer, reduction):
+    """The register tile's loops unrolled and its channels vectorised (in the accumulation and in
+    the write-back), ``outer`` parallel, the padded copy inlined (depthwise) or vectorised."""
+    sch.vectorize(sch.get_loops(acc)[-1])
+    for loop in unrolled:
         sch.unroll(loop)
     sch.vectorize(lanes)
-    sch.parallel(sch.fuse(n, oo, yo))
+    sch.parallel(outer)
     if "pad_temp" in names and cfg.template == "dwc":  # a padded copy cost depthwise kernels up to half their time
         sch.compute_inline(sch.get_sblock("pad_temp"))
     elif "pad_temp" in names:
         pad = sch.get_loops(sch.get_sblock("pad_temp"))
         sch.vectorize(pad[-1])
         sch.parallel(sch.fuse(*pad[:2]))
-    sch.decompose_reduction(conv, reduction[0])
+    sch.decompose_reduction(conv, reduction)
 
 
 def _generic_block(sch, block):
@@ -379,7 +417,7 @@ def _default(sch, names, cfg: ScheduleConfig):
     """TVM's own loop nest, unscheduled: a candidate too, since it wins for some tiny kernels."""
 
 
-TEMPLATES = {"nchwc": _nchwc_conv, "dwc": _nchwc_conv, "conv2d": _conv2d, "blocked": _blocked_conv2d, "rows": _rows, "depthwise": _conv2d, "grouped": _conv2d, "generic": _generic, "default": _default}
+TEMPLATES = {"nchwc": _nchwc_conv, "dwc": _nchwc_conv, "flat": _flat_conv, "conv2d": _conv2d, "blocked": _blocked_conv2d, "rows": _rows, "depthwise": _conv2d, "grouped": _conv2d, "generic": _generic, "default": _default}
 
 
 def apply_schedule(func: tirx.PrimFunc, cfg: ScheduleConfig) -> tirx.PrimFunc:
