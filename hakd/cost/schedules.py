@@ -14,28 +14,11 @@ On channel-blocked activations (``NCHW{b}c``, :mod:`hakd.cost.layout`, every tar
 - ``flat`` (dense conv, 16-register targets): the same tile over output pixels in row-major order,
   rows wrapping, so that a map's width need not divide it: only the map's last tile has a tail.
 
-On plain NCHW activations (``Profiler(channel_block=0)``):
-
-- ``conv2d``: NCHW conv (3x3, 1x1, strided) with its fused epilogue (bias, residual
-  add, ReLU): output channels split by ``oc_tile`` (unrolled), output width split by
-  ``vector`` (vectorised), accumulation in registers, epilogue computed per output
-  row, outer loops parallel;
-- ``blocked``: the same conv vectorised over output channels instead (weights packed in
-  blocks of 16 output channels by :mod:`hakd.cost.packed_conv`): a register tile of
-  ``oc_tile`` channels by ``rows`` x ``vector`` output pixels, each input value broadcast
-  once per tile, the epilogue applied as the tile is written back. It fills the vector
-  unit on small maps (8x8, 7x7, 4x4), where ``conv2d`` has short vectors;
-- ``depthwise`` and ``grouped``: the conv template on TVM's grouped conv block;
-- ``rows`` (depthwise): a tile of channels by several output rows by a vector of columns,
-  the window unrolled so that each input row loaded serves every output row it overlaps;
-- ``generic``: everything else (pooling, dense, reshapes): outer loops parallel;
-- ``default``: TVM's unscheduled loop nest (it wins for a few tiny kernels).
-
-A dense conv tries ``conv2d`` and up to three ``blocked`` tiles (:func:`candidates`), a
-depthwise or grouped one the oc tiles 8 and 16 with the longest vector that divides the
-output width (and ``rows`` if depthwise), and ``default`` where it can win (depthwise and
-grouped convs, and convs of fewer than 8 output channels); the fastest is recorded and
-deployed.
+Everywhere: ``generic`` for every other kernel (pooling, dense, reshapes; outer loops parallel) and
+``default``, TVM's unscheduled loop nest (it wins for a few tiny kernels). Kernels on plain NCHW
+activations (``Profiler(channel_block=0)``) have templates of their own:
+:mod:`hakd.cost.nchw_schedules`. :func:`candidates` lists what is tried for a kernel; the fastest
+is recorded and deployed.
 
 >>> ScheduleConfig("conv2d", oc_tile=8, vector=16).key(), ScheduleConfig("blocked", oc_tile=16, vector=8, rows=2).key()
 ('conv2d/oc8/v16', 'blocked/oc16/v8/r2')
@@ -43,17 +26,17 @@ deployed.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import List
 
 from tvm import s_tir, tirx
 
+from hakd.cost.nchw_schedules import NCHW_TEMPLATES, nchw_candidates, packed
+from hakd.cost.schedule_steps import TUNED, ScheduleConfig, block_names, extent, generic_block, inline_epilogue, pixel_tile
 from hakd.errors import HakdError
 
 __all__ = ["ScheduleConfig", "SCHEDULE_VERSION", "TUNABLE", "TUNED", "kernel_kind", "candidates", "apply_schedule", "ScheduleError"]
 
 TUNABLE = ("conv2d", "depthwise", "grouped")  # kinds hakd.cost.tune may hand to meta_schedule
-TUNED = "meta_schedule"  # the template name of a tuned kernel
 SCHEDULE_VERSION = 7  # bump when a template or the candidate set changes: table rows of older versions are not reused
 
 
@@ -61,43 +44,9 @@ class ScheduleError(HakdError):
     """A schedule template does not fit a kernel."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ScheduleConfig:
-    """One point of a template's configuration space."""
-
-    template: str
-    oc_tile: int = 0
-    vector: int = 0
-    digest: str = ""  # a tuned schedule (hakd.cost.tune): the digest of the scheduled kernel
-    rows: int = 0  # blocked, rows: output rows per register tile (vector: output columns)
-
-    def key(self) -> str:
-        return "/".join([self.template] + ([f"oc{self.oc_tile}"] if self.oc_tile else []) + ([f"v{self.vector}"] if self.vector else [])
-                        + ([f"r{self.rows}"] if self.rows else []) + ([self.digest] if self.digest else []))
-
-    @classmethod
-    def from_key(cls, key: str) -> "ScheduleConfig":
-        parts = key.split("/")
-        if parts[0] == TUNED:
-            return cls(parts[0], digest=parts[1] if len(parts) > 1 else "")
-        kw = {}
-        for p in parts[1:]:
-            if p.startswith("oc"):
-                kw["oc_tile"] = int(p[2:])
-            elif p.startswith("v"):
-                kw["vector"] = int(p[1:])
-            elif p.startswith("r"):
-                kw["rows"] = int(p[1:])
-        return cls(parts[0], **kw)
-
-
-def _block_names(sch: s_tir.Schedule) -> List[str]:
-    return [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
-
-
 def kernel_kind(func: tirx.PrimFunc) -> str:
     """``conv2d``, ``depthwise``, ``grouped`` or ``generic``, from the blocks of a fused kernel."""
-    names = _block_names(s_tir.Schedule(func))
+    names = block_names(s_tir.Schedule(func))
     if "conv2d_nchw" in names or "conv2d_NCHWc" in names:
         return "conv2d"
     if "depthwise_conv2d_NCHWc" in names:
@@ -106,48 +55,6 @@ def kernel_kind(func: tirx.PrimFunc) -> str:
         weight = [int(x) for x in func.params[1].ty.shape]
         return "depthwise" if weight[1] == 1 else "grouped"
     return "generic"
-
-
-def _extent(sch, loop) -> int:
-    return int(sch.get(loop).extent)
-
-
-def _vectors(width: int) -> List[int]:
-    """Vector lengths that divide the output width (no tail), longest first, at most 16.
-
-    LLVM legalises odd lengths (7, 14) well; a predicated tail is far slower (measured:
-    a 14-wide 32->32 conv takes 26 us with vector 14, 250-400 us with vector 4 or 16)."""
-    return [v for v in range(16, 3, -1) if width % v == 0] or [width if width < 4 else 1]
-
-
-def _pixel_tile(height: int, width: int, pixels: int):
-    """(rows, columns) of a register tile of at most ``pixels`` output pixels with no tail:
-    columns the largest divisor of the width, then whole rows while they fit."""
-    columns = max(c for c in range(1, min(width, pixels) + 1) if width % c == 0)
-    rows = max(r for r in range(1, height + 1) if height % r == 0 and (r == 1 or columns == width) and r * columns <= pixels)
-    return rows, columns
-
-
-def _blocked(out_channels: int, height: int, width: int) -> List[ScheduleConfig]:
-    """``blocked`` tiles for a dense conv: 16 channels by ~16 and ~8 pixels, 32 channels by ~8
-    (the register file of AVX-512; LLVM splits them for narrower vectors). Channels not a
-    multiple of the tile leave a scalar tail, so 8-channel tiles serve widths of 8k."""
-    if out_channels % 8:
-        return []
-    tile = 16 if out_channels % 16 == 0 else 8
-    shapes = [(tile, 16), (tile, 8)] + ([(32, 8)] if out_channels % 32 == 0 else [])
-    configs = []
-    for oc_tile, pixels in shapes:
-        rows, columns = _pixel_tile(height, width, pixels)
-        cfg = ScheduleConfig("blocked", oc_tile=oc_tile, vector=columns, rows=rows)
-        if cfg not in configs:
-            configs.append(cfg)
-    return configs
-
-
-def _packed(func: tirx.PrimFunc) -> bool:
-    """Does this conv read weights packed by :mod:`hakd.cost.packed_conv` (5-D)?"""
-    return len(func.params[1].ty.shape) == 5
 
 
 def _registers(block: int) -> int:
@@ -182,7 +89,7 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
               if kind == "conv2d" else [(1, budget // 2), (1, budget // 4)])
     configs = []
     for oc_blocks, pixels in shapes:
-        rows, columns = _pixel_tile(height, width, pixels)
+        rows, columns = pixel_tile(height, width, pixels)
         cfg = ScheduleConfig("nchwc" if kind == "conv2d" else "dwc", oc_tile=oc_blocks * block, vector=columns, rows=rows)
         if cfg not in configs:
             configs.append(cfg)
@@ -199,122 +106,7 @@ def candidates(func: tirx.PrimFunc) -> List[ScheduleConfig]:
     if len(func.params[-1].ty.shape) == 5:  # a conv writing blocked channels (hakd.cost.blocked_conv)
         return _nchwc(kind, func.params[-1].ty.shape)
     out_channels, out_height, out_width = (int(x) for x in func.params[-1].ty.shape[1:])
-    vector = _vectors(out_width)[0]
-    if kind == "conv2d" and out_channels < 8:  # one tile either way; TVM's loop nest wins for narrow 1x1 convs
-        return [ScheduleConfig(kind, oc_tile=8, vector=vector), ScheduleConfig("default")]
-    if kind == "conv2d":
-        # TVM's loop nest never beat a template on a conv2d of 8 or more output channels (0 of ~500
-        # signatures in four tables): compiling it is waste. Both row tiles stay: on 2727 kernels
-        # timed with both (version 1 tables) the one dividing the channels was within 3% of the
-        # best on only 0.56 of them (up to 3.4x slower).
-        rows = [ScheduleConfig(kind, oc_tile=t, vector=vector) for t in (8, 16)]
-        return rows + (_blocked(out_channels, out_height, out_width) if _packed(func) else [])
-    # TVM's loop nest does win some strided depthwise convs.
-    rows = [ScheduleConfig("rows", oc_tile=4, vector=vector, rows=max(r for r in (1, 2, 4) if out_height % r == 0))] \
-        if kind == "depthwise" else []
-    return [ScheduleConfig(kind, oc_tile=t, vector=vector) for t in (8, 16)] + rows + [ScheduleConfig("default")]
-
-
-def _inline_epilogue(sch, names, main: str):
-    """Inline the elementwise chain after ``main`` into its last block; return that block, or
-    None if there is none or it writes another shape than ``main`` (a pad for the next conv,
-    a gate broadcast over a map): that one gets a loop nest of its own."""
-    after = names[names.index(main) + 1:]
-    for name in after[:-1]:
-        sch.compute_inline(sch.get_sblock(name))
-    if not after:
-        return None
-    last = sch.get_sblock(after[-1])
-    shape = lambda block: [int(d) for d in sch.get(block).writes[0].source.shape]  # noqa: E731
-    if shape(last) != shape(sch.get_sblock(main)):
-        _generic_block(sch, last)
-        return None
-    return last
-
-
-def _parallel_pad(sch, names):
-    if "pad_temp" in names:
-        loops = sch.get_loops(sch.get_sblock("pad_temp"))
-        sch.parallel(sch.fuse(*loops[:2]))
-
-
-def _conv2d(sch, names, cfg: ScheduleConfig):
-    main = "conv2d_nchw" if "conv2d_nchw" in names else "group_conv2d_nchw"
-    conv = sch.get_sblock(main)
-    epi = _inline_epilogue(sch, names, main)
-    n, ff, yy, xx, rc, ry, rx = sch.get_loops(conv)
-    ffo, ffi = sch.split(ff, [None, cfg.oc_tile])
-    xo, xi = sch.split(xx, [None, cfg.vector])
-    sch.reorder(n, ffo, yy, xo, rc, ry, rx, ffi, xi)
-    acc = sch.cache_write(conv, 0, "local")
-    sch.reverse_compute_at(acc, xo)
-    if epi is not None:
-        sch.reverse_compute_at(epi, yy)
-        sch.vectorize(sch.split(sch.get_loops(epi)[-1], [None, cfg.vector])[1])
-    sch.vectorize(sch.get_loops(acc)[-1])
-    sch.vectorize(xi)
-    sch.unroll(ffi)
-    sch.parallel(sch.fuse(n, ffo, yy))
-    _parallel_pad(sch, names)
-    sch.decompose_reduction(conv, rc)
-
-
-def _blocked_conv2d(sch, names, cfg: ScheduleConfig):
-    """Register tile: ``oc_tile`` output channels (vectorised, in vectors of at most 16) by
-    ``rows`` x ``vector`` output pixels (unrolled), accumulated with channels innermost; the
-    epilogue runs on the tile as it is written back."""
-    if "conv2d_nchw" not in names or not _packed(sch.mod["main"]):
-        raise ValueError("the blocked template needs a dense conv with packed weights")
-    conv = sch.get_sblock("conv2d_nchw")
-    epi = _inline_epilogue(sch, names, "conv2d_nchw")
-    n, ff, yy, xx, rc, ry, rx = sch.get_loops(conv)
-    ffo, ffi = sch.split(ff, [None, cfg.oc_tile])
-    yo, yi = sch.split(yy, [None, cfg.rows])
-    xo, xi = sch.split(xx, [None, cfg.vector])
-    lanes = min(cfg.oc_tile, 16)
-    fv, fl = sch.split(ffi, [None, lanes])
-    sch.reorder(n, ffo, yo, xo, rc, ry, rx, fv, yi, xi, fl)
-    acc = sch.cache_write(conv, 0, "local")
-    if epi is not None:
-        sch.reverse_compute_inline(epi)
-    sch.reverse_compute_at(acc, xo)
-    sch.transform_layout(conv, ("write", 0), lambda b, o, y, x: (b, y, x, o))  # channels contiguous in registers
-    for loop in sch.get_loops(acc)[-3:-1]:
-        sch.unroll(loop)
-    sch.vectorize(sch.get_loops(acc)[-1])
-    for loop in (fv, yi, xi):
-        sch.unroll(loop)
-    sch.vectorize(fl)
-    sch.parallel(sch.fuse(n, ffo, yo, xo))
-    _parallel_pad(sch, names)
-    sch.decompose_reduction(conv, rc)
-
-
-def _rows(sch, names, cfg: ScheduleConfig):
-    """Depthwise: per tile of ``oc_tile`` channels, ``rows`` output rows by a ``vector`` of
-    columns accumulated together, the 3x3 window unrolled, so that each input row loaded serves
-    every output row it overlaps (1.3-2.1x the row template on MobileNetV2's depthwise convs)."""
-    main = "group_conv2d_nchw"
-    conv = sch.get_sblock(main)
-    epi = _inline_epilogue(sch, names, main)
-    n, ff, yy, xx, rc, ry, rx = sch.get_loops(conv)
-    ffo, ffi = sch.split(ff, [None, cfg.oc_tile])
-    yo, yi = sch.split(yy, [None, cfg.rows])
-    xo, xi = sch.split(xx, [None, cfg.vector])
-    sch.reorder(n, ffo, yo, xo, ffi, rc, ry, rx, yi, xi)
-    acc = sch.cache_write(conv, 0, "local")
-    sch.reverse_compute_at(acc, ffi)
-    if epi is not None:
-        sch.reverse_compute_inline(epi)
-    for loop in (ry, rx, yi):
-        sch.unroll(loop)
-    sch.vectorize(xi)
-    loops = sch.get_loops(acc)
-    sch.unroll(loops[-2])
-    sch.vectorize(loops[-1])
-    sch.parallel(sch.fuse(n, ffo, yo, xo))
-    _parallel_pad(sch, names)
-    sch.decompose_reduction(conv, rc)
+    return nchw_candidates(kind, out_channels, out_height, out_width, packed(func))
 
 
 def _nchwc_conv(sch, names, cfg: ScheduleConfig):
@@ -326,9 +118,9 @@ def _nchwc_conv(sch, names, cfg: ScheduleConfig):
     if main not in names:
         raise ValueError("the nchwc and dwc templates need a conv on blocked channels")
     conv = sch.get_sblock(main)
-    epi = _inline_epilogue(sch, names, main)
+    epi = inline_epilogue(sch, names, main)
     n, o, y, x, lanes, *reduction = sch.get_loops(conv)
-    block = _extent(sch, lanes)
+    block = extent(sch, lanes)
     oo, oi = sch.split(o, [None, max(1, cfg.oc_tile // block)])
     yo, yi = sch.split(y, [None, cfg.rows])
     xo, xi = sch.split(x, [None, cfg.vector])
@@ -351,9 +143,9 @@ def _flat_conv(sch, names, cfg: ScheduleConfig):
     if "conv2d_NCHWc" not in names:
         raise ValueError("the flat template needs a dense conv on blocked channels")
     conv = sch.get_sblock("conv2d_NCHWc")
-    epi = _inline_epilogue(sch, names, "conv2d_NCHWc")
+    epi = inline_epilogue(sch, names, "conv2d_NCHWc")
     n, o, y, x, lanes, *reduction = sch.get_loops(conv)
-    width, block = _extent(sch, x), _extent(sch, lanes)
+    width, block = extent(sch, x), extent(sch, lanes)
     flat = tirx.IndexMap.from_func(lambda b, o, y, x, i, *rest: (b, o, y * width + x, i, *rest), ndim=5 + len(reduction))
     sch.transform_block_layout(conv, flat)
     n, o, p, lanes, *reduction = sch.get_loops(conv)
@@ -388,42 +180,22 @@ def _finish_tile(sch, names, cfg: ScheduleConfig, conv, acc, unrolled, lanes, ou
     sch.decompose_reduction(conv, reduction)
 
 
-def _generic_block(sch, block):
-    """One loop nest: the last dim vectorised (a concat's branch depends on an outer loop
-    only: one per vector), the two outer dims parallel."""
-    loops = sch.get_loops(block)
-    if not loops:
-        return
-    iters = sch.get(block).iter_vars
-    spatial = [lp for lp, iv in zip(loops, iters) if iv.iter_type == tirx.IterVar.DataPar]
-    lead = [lp for lp in spatial[:2] if _extent(sch, lp) > 1]
-    innermost = loops[-1]
-    if len(loops) > 2 and spatial and spatial[-1] == innermost and _extent(sch, innermost) >= 4:
-        vector = _vectors(_extent(sch, innermost))[0]
-        if vector > 1:
-            sch.vectorize(sch.split(innermost, [None, vector])[1])
-    if len(lead) == 2 and spatial[:2] == loops[:2]:
-        sch.parallel(sch.fuse(*lead))
-    elif lead and lead[0] == loops[0]:
-        sch.parallel(lead[0])
-
-
 def _generic(sch, names, cfg: ScheduleConfig):
     for name in names:
-        _generic_block(sch, sch.get_sblock(name))
+        generic_block(sch, sch.get_sblock(name))
 
 
 def _default(sch, names, cfg: ScheduleConfig):
     """TVM's own loop nest, unscheduled: a candidate too, since it wins for some tiny kernels."""
 
 
-TEMPLATES = {"nchwc": _nchwc_conv, "dwc": _nchwc_conv, "flat": _flat_conv, "conv2d": _conv2d, "blocked": _blocked_conv2d, "rows": _rows, "depthwise": _conv2d, "grouped": _conv2d, "generic": _generic, "default": _default}
+TEMPLATES = {"nchwc": _nchwc_conv, "dwc": _nchwc_conv, "flat": _flat_conv, "generic": _generic, "default": _default, **NCHW_TEMPLATES}
 
 
 def apply_schedule(func: tirx.PrimFunc, cfg: ScheduleConfig) -> tirx.PrimFunc:
     """``func`` scheduled by ``cfg``'s template; raises ScheduleError if the template does not fit."""
     sch = s_tir.Schedule(func)
-    names = _block_names(sch)
+    names = block_names(sch)
     try:
         TEMPLATES[cfg.template](sch, names, cfg)
     except (KeyError, ValueError) as e:
