@@ -127,6 +127,7 @@ class Staircases:
     context: str
     groups: Mapping[str, GroupStaircase]
     kernels: int = 0  # the version of the kernel templates that were timed (files older than the field: 0)
+    prediction: int = 0  # how kernel timings were summed (hakd.cost.profile.PREDICTION; older files: 0)
 
     def __post_init__(self):
         object.__setattr__(self, "model_widths", {k: int(v) for k, v in sorted(self.model_widths.items())})
@@ -169,7 +170,7 @@ class Staircases:
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "model_widths": dict(self.model_widths), "target": self.target, "threads": self.threads,
-                "context": self.context, "kernels": self.kernels, "groups": {g: st.to_dict() for g, st in self.groups.items()}}
+                "context": self.context, "kernels": self.kernels, "prediction": self.prediction, "groups": {g: st.to_dict() for g, st in self.groups.items()}}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
@@ -184,7 +185,8 @@ class Staircases:
             raise StaircaseError(f"{where} is not a hakd staircases file (expected format {FORMAT!r})")
         try:
             groups = {g: GroupStaircase.from_dict(st) for g, st in d["groups"].items()}
-            return cls(d["model_widths"], d["target"], d["threads"], d["context"], groups, int(d.get("kernels", 0)))
+            return cls(d["model_widths"], d["target"], d["threads"], d["context"], groups, int(d.get("kernels", 0)),
+                       int(d.get("prediction", 0)))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise StaircaseError(f"{where} is damaged: {type(e).__name__}: {e}") from e
 

@@ -20,7 +20,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from tqdm import tqdm
 
 from hakd.cost.lower import Lowered, lower
-from hakd.cost.profile import Profiler, ProfileError
+from hakd.cost.profile import PREDICTION, Profiler, ProfileError
 from hakd.cost.width_sweep import sweep_widths
 from hakd.cost.schedules import SCHEDULE_VERSION
 from hakd.errors import PlanError, StaircaseError
@@ -174,13 +174,15 @@ def model_staircases(profiler: Profiler, gm: fx.GraphModule, groups: ChannelGrou
                                  f"{', '.join(g.name for g in groups.prunable())}")
     at_plan = profiler.lower(rebuild(gm, groups, groups.plan(widths)))
     context = profiler.context(at_plan)
-    stairs = Staircases(groups.widths(), profiler.target_key, profiler.measure.threads, context, {}, SCHEDULE_VERSION)
+    stairs = Staircases(groups.widths(), profiler.target_key, profiler.measure.threads, context, {}, SCHEDULE_VERSION,
+                        PREDICTION)
     if previous is not None:
         previous.check_model(groups.widths())
         fresh = set(previous.groups) - set(previous.stale_groups(widths))
         if tol is not None:  # measured with another noise tolerance: swept again with this one (kernels from the table)
             fresh = {g for g in fresh if previous.groups[g].tol == tol}
-        if (previous.target, previous.threads, previous.kernels) == (stairs.target, stairs.threads, stairs.kernels):  # else: other kernels
+        same = ("target", "threads", "kernels", "prediction")  # else: other kernels, or another sum of their timings
+        if all(getattr(previous, f) == getattr(stairs, f) for f in same):
             stairs = stairs.with_groups({g: previous.groups[g] for g in names if g in fresh})
     todo = [g for g in names if g not in stairs]
     bar = tqdm(todo, desc="staircases", unit="group", disable=None if progress is None else not progress)

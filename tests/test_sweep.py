@@ -121,9 +121,10 @@ def test_the_same_profiler_sweeps_warm_without_timing_again(tiny, tmp_path, monk
     assert timed == [] and warm.evaluations > 0 and cold.optimal  # every kernel here was timed (twice) already
 
 
-def test_staircases_timed_with_other_kernels_are_measured_again(tiny, tmp_path):
+def test_staircases_timed_with_other_kernels_or_summed_otherwise_are_measured_again(tiny, tmp_path):
     import dataclasses
 
+    from hakd.cost.profile import PREDICTION
     from hakd.cost.schedules import SCHEDULE_VERSION
     from hakd.staircases import Staircases
     from hakd.sweep import load_or_measure
@@ -141,6 +142,11 @@ def test_staircases_timed_with_other_kernels_are_measured_again(tiny, tmp_path):
     old.save(path)  # as a file written before the templates changed
     again = load_or_measure(path, prof, gm, groups, plan, log=lambda s: None)
     assert again.kernels == SCHEDULE_VERSION and all(set(st.latency.values()) != {1.0} for st in again.groups.values())
+    summed_before = dataclasses.replace(old, kernels=SCHEDULE_VERSION, prediction=PREDICTION - 1)
+    summed_before.save(path)  # as a file written before kernel timings were summed as now
+    assert Staircases.load(path).prediction == PREDICTION - 1
+    again = load_or_measure(path, prof, gm, groups, plan, log=lambda s: None)
+    assert again.prediction == PREDICTION and all(set(st.latency.values()) != {1.0} for st in again.groups.values())
 
 
 def test_a_group_in_slices_is_swept_in_whole_slices_and_its_students_export_exactly(tmp_path):

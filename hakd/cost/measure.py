@@ -5,15 +5,8 @@ Timing follows TVM's ``time_evaluator``: one warm-up call (discarded), then
 measurement lasts ``min_repeat_ms``). The latency is the median over repeats and the
 noise is (max - min) / median. A failure is a value: ``Measurement(error=...)``.
 
-A kernel called in a loop finds its weights and output in cache; inside a model it
-does not: between two inferences the rest of the model streams its own weights and
-activations through the caches. The *cache context* of a timing says which case is
-measured (see :func:`cache_context`): ``"warm"`` (repeated calls), ``"cold"`` (every
-operand but the first input flushed to memory before each call) or ``"reuse-<N>MiB"``
-(N MiB of other data read before each call, then the kernel's activation inputs touched
-again: the state a kernel finds in a model whose inference touches N MiB, where its
-weights and output were last used an inference ago and its inputs were just computed).
-Each context is a separate table row.
+Every timing is taken in a *cache context* (:mod:`hakd.cost.cache_context`): warm, cold,
+or the state a kernel finds inside a model (its first call, or a later one).
 
 >>> m = Measurement(latency_s=1e-4, noise=0.02)
 >>> m.ok, round(m.latency_us)
@@ -33,14 +26,14 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import tvm
 
+from hakd.cost import cache_context as contexts
+from hakd.cost.cache_context import CACHE_MODES, cache_context, repeat_context
 from hakd.cost.target import DeviceSpec, TargetSpec, host_arch
 from hakd.errors import HakdError
 
 __all__ = ["MeasureConfig", "Measurement", "LocalRunner", "RpcRunner", "DeviceError", "build_kernel", "export_kernel",
            "TimingJob", "make_runner", "time_vm_main",
-           "pin_threads", "cache_context", "CACHE_MODES"]
-
-CACHE_MODES = ("model", "warm", "cold")
+           "pin_threads", "cache_context", "repeat_context", "CACHE_MODES"]
 
 
 class DeviceError(HakdError):
@@ -133,66 +126,15 @@ class TimingJob:
         return runner.time(self.lib, self.shapes, self.compile_s, self.entry, self.context, self.hot, self.dtypes)
 
 
-def cache_context(mode: str, footprint_bytes: int, evict_here: bool = True) -> str:
-    """The cache context kernels of a model touching ``footprint_bytes`` per inference are
-    timed in. Footprints are rounded up to a power of two MiB, so models of similar size
-    share table rows; where hakd cannot run code beside the kernel (an RPC board), the
-    model context is ``"cold"``, the limit of a footprint larger than the board's caches.
-
-    >>> cache_context("model", 5 * 2**20), cache_context("model", 100), cache_context("model", 10**7, evict_here=False)
-    ('reuse-8MiB', 'reuse-1MiB', 'cold')
-    """
-    if mode != "model":
-        return mode
-    if not evict_here:
-        return "cold"
-    mib = 1
-    while mib * 2**20 < footprint_bytes:
-        mib *= 2
-    return f"reuse-{mib}MiB"
-
-
-_EVICTION = {"buffer": np.zeros(0, dtype=np.float32), "hot": (0,)}
-
-
-@tvm.register_global_func("hakd.evict_caches", override=True)
-def _evict_caches(*args):
-    """time_evaluator's pre-call hook in a reuse context: stream the eviction buffer, then
-    touch the kernel's hot arguments again (inputs their producers just wrote, the output buffer)."""
-    try:
-        _EVICTION["buffer"].sum()
-        for i in _EVICTION["hot"]:
-            np.from_dlpack(args[i]).sum()  # read in place: a copy would evict as much as it touches
-    except KeyboardInterrupt:  # Ctrl-C here reaches the timer's caller as a TVM error: LocalRunner.time says what it was
-        _EVICTION["interrupted"] = True
-        raise
-
-
-def _timer(mod, entry: str, dev, config: MeasureConfig, context: str, hot: Sequence[int] = (0,)):
-    if context == "warm":
-        return mod.time_evaluator(entry, dev, number=config.number, repeat=config.repeat, min_repeat_ms=config.min_repeat_ms)
-    if context == "cold":
-        preproc = "cache_flush_cpu_non_first_arg"
-    elif context.startswith("reuse-") and context.endswith("MiB"):
-        size = int(context[len("reuse-"):-len("MiB")]) * 2**20 // 4
-        if _EVICTION["buffer"].size != size:
-            _EVICTION["buffer"] = np.ones(size, dtype=np.float32)
-        _EVICTION["hot"] = tuple(hot)
-        preproc = "hakd.evict_caches"
-    else:
-        raise ValueError(f"unknown cache context {context!r}")
-    return mod.time_evaluator(entry, dev, number=1, repeat=config.cold_repeat, f_preproc=preproc)
-
-
 def _summarise(results: Sequence[float], compile_s: float) -> Measurement:
     r = np.asarray(results, dtype=float)
     median = float(np.median(r))
     return Measurement(median, float((r.max() - r.min()) / median) if median > 0 else 0.0, None, compile_s)
 
 
-def _random_args(shapes, dev, dtypes=()):
+def _random_args(shapes, dev, dtypes=(), seed: int = 0):
     """Random float arguments; integer ones (a gather's indices) are zeros: always in bounds."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     dtypes = dtypes or ("float32",) * len(shapes)
     return [tvm.runtime.tensor(rng.standard_normal(s).astype(d) if "float" in d else np.zeros(s, dtype=d), dev)
             for s, d in zip(shapes, dtypes)]
@@ -218,12 +160,15 @@ class LocalRunner:
             dev = tvm.cpu(0)
             mod = lib.mod if hasattr(lib, "mod") else lib
             args = _random_args(shapes, dev, dtypes)
+            other = _random_args(shapes, dev, dtypes, seed=1) if context.endswith(contexts.REPEAT) else ()
             mod[entry](*args)  # warm-up, discarded
-            return _summarise(_timer(mod, entry, dev, self.config, context, hot)(*args).results, compile_s)
+            return _summarise(contexts.timer(mod, entry, dev, self.config, context, hot, other)(*args).results, compile_s)
         except Exception as e:  # a kernel that crashes or fails to run is a failed measurement
-            if _EVICTION.pop("interrupted", False):  # not the kernel: Ctrl-C during the eviction between calls
+            if contexts.release():  # not the kernel: Ctrl-C during the eviction between calls
                 raise KeyboardInterrupt from e
             return Measurement(error=f"{type(e).__name__}: {str(e)[:300]}", compile_s=compile_s)
+        finally:
+            contexts.release()
 
     def check(self) -> None:
         """This host is always there."""
@@ -332,7 +277,7 @@ class RpcRunner:
         def run(mod, dev):
             args = _random_args(shapes, dev, dtypes)
             mod[entry](*args)  # warm-up, discarded
-            return _timer(mod, entry, dev, self.config, context)(*args).results
+            return contexts.timer(mod, entry, dev, self.config, context)(*args).results
 
         return self._remote(lib, run, compile_s)
 

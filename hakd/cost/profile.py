@@ -5,8 +5,9 @@ fused kernel it tries every schedule candidate (reusing table rows first), recor
 each timing, and takes the fastest (timed once more, the lower value kept: a load burst
 must not stay in the table): the very schedule :mod:`hakd.export` deploys.
 Kernels are timed in the cache context of the model they belong to
-(:func:`hakd.cost.measure.cache_context`), and the runtime's cost per kernel call
-(:mod:`hakd.cost.dispatch`) is measured once per target and added per call::
+(:mod:`hakd.cost.cache_context`): a kernel's first call in an inference in the model's reuse
+context, its later calls (if any) in the repeat context, where its code is warm. The runtime's
+cost per kernel call (:mod:`hakd.cost.dispatch`) is measured once per target and added per call::
 
     prof = Profiler("host", table=LatencyTable(":memory:"))
     timing = prof.model(trace(resnet20(), torch.zeros(1, 3, 32, 32)))
@@ -28,13 +29,17 @@ from torch import fx
 from hakd.cost.dispatch import CHAIN, SHAPE, SIGNATURE, build_chain
 from hakd.cost.lower import Kernel, Lowered, lower
 from hakd.cost.build_pool import MIN_BATCH, BuildPool
-from hakd.cost.measure import MeasureConfig, Measurement, TimingJob, build_kernel, make_runner
+from hakd.cost.measure import MeasureConfig, Measurement, TimingJob, build_kernel, make_runner, repeat_context
 from hakd.cost.schedules import TUNABLE, TUNED, ScheduleConfig, ScheduleError, apply_schedule, candidates
 from hakd.cost.table import DEFAULT_TABLE, LatencyTable
 from hakd.cost.target import parse_device, parse_target
 from hakd.errors import HakdError
 
-__all__ = ["Profiler", "KernelTiming", "ModelTiming", "ProfileError"]
+__all__ = ["Profiler", "KernelTiming", "ModelTiming", "ProfileError", "PREDICTION"]
+
+# How a model's latency is summed from its kernels' timings (staircases hold it: another sum, measured again):
+# 1: every call as a kernel's first in an inference; 2: a kernel's later calls timed in its repeat context.
+PREDICTION = 2
 
 
 class ProfileError(HakdError):
@@ -43,22 +48,36 @@ class ProfileError(HakdError):
 
 @dataclasses.dataclass(frozen=True)
 class KernelTiming:
+    """One fused kernel's deployed schedule and its latency: ``latency_s`` for its first call in an
+    inference, ``repeat_s`` for each later one (None: timed as the first)."""
+
     kernel: str
     signature: str
     schedule: str
     latency_s: float
     noise: float
-    call_modules: tuple = ()  # per call, the fx modules whose weights it reads
+    call_modules: tuple = ()  # per call in program order, the fx modules whose weights it reads
+    repeat_s: Optional[float] = None
 
     @property
     def calls(self) -> int:
         return len(self.call_modules)
 
+    def call_s(self, i: int) -> float:
+        """Seconds of the kernel's ``i``-th call in an inference (from 0).
+
+        >>> k = KernelTiming("conv", "sig", "tile", 2e-5, 0.01, (("a",), ("b",)), repeat_s=1.5e-5)
+        >>> k.call_s(0), k.call_s(1)
+        (2e-05, 1.5e-05)
+        """
+        return self.latency_s if i == 0 or self.repeat_s is None else self.repeat_s
+
 
 @dataclasses.dataclass
 class ModelTiming:
-    """Predicted latency of a lowered model: the sum over fused kernels of (latency + the
-    runtime's cost of a call) x calls, every kernel timed in cache context ``context``."""
+    """Predicted latency of a lowered model: the sum over its kernel calls of (the call's latency
+    + the runtime's cost of a call), kernels timed in cache context ``context`` (later calls of a
+    kernel in its repeat context)."""
 
     kernels: List[KernelTiming]
     call_overhead_s: float = 0.0
@@ -66,12 +85,13 @@ class ModelTiming:
 
     @property
     def latency_s(self) -> float:
-        return sum((k.latency_s + self.call_overhead_s) * k.calls for k in self.kernels)
+        return sum(k.call_s(i) + self.call_overhead_s for k in self.kernels for i in range(k.calls))
 
     def latency_of_modules(self, modules) -> float:
         """Latency of the kernel calls that read the weights of any of ``modules``."""
         modules = set(modules)
-        return sum(k.latency_s + self.call_overhead_s for k in self.kernels for call in k.call_modules if modules & set(call))
+        return sum(k.call_s(i) + self.call_overhead_s for k in self.kernels
+                   for i, call in enumerate(k.call_modules) if modules & set(call))
 
     def kernels_of_modules(self, modules) -> List[KernelTiming]:
         """The kernels with a call that reads the weights of any of ``modules``."""
@@ -152,7 +172,7 @@ class Profiler:
         jobs, timed = [], []
         for key, (kernel, cfg) in todo.items():
             try:
-                lib, compile_s = self._build(kernel, cfg)
+                lib, compile_s = self._kept(kernel, cfg) or self._build(kernel, cfg)
             except Exception as e:  # a template that does not fit (ScheduleError) or fails to build
                 out[key] = self._record(kernel, cfg, context, Measurement(error=_build_error(e)))
                 continue
@@ -199,9 +219,10 @@ class Profiler:
         if self._timings.get(timed, 0) >= times and old is not None and old.ok:
             return old
         self._timings[timed] = self._timings.get(timed, 0) + 1
-        lib = self._winners.get((kernel.signature, schedule), self._built.get((kernel.signature, schedule)))
-        compile_s = old.compile_s if old is not None else 0.0
-        if lib is None:
+        kept, compile_s = self._kept(kernel, cfg), old.compile_s if old is not None else 0.0
+        if kept is not None:
+            lib = kept[0]
+        else:
             lib, compile_s = self._build(kernel, cfg)
             self._trim()
         m = self.runner.time(lib, kernel.shapes, compile_s, getattr(lib, "entry", "main"), context,
@@ -215,6 +236,12 @@ class Profiler:
         """Was this schedule of ``kernel`` built (and timed) by this profiler, rather than read from the table?
         A table value already had its second timing in the run that measured it."""
         return (kernel.signature, schedule) in self._timed
+
+    def _kept(self, kernel: Kernel, cfg: ScheduleConfig):
+        """(library, 0.0) when this profiler still keeps it built (timed in another context), else None."""
+        key = (kernel.signature, cfg.key())
+        lib = self._winners.get(key, self._built.get(key))
+        return (lib, 0.0) if lib is not None else None
 
     def _build(self, kernel: Kernel, cfg: ScheduleConfig):
         """(library, compile seconds): built ahead by the pool (:meth:`prepare`), else built here
@@ -319,7 +346,22 @@ class Profiler:
         ``only``: per kernel (keyed by its ``call_modules``), the schedule keys to try."""
         context, only = context or self.context(low), only or {}
         kernels = self.kernels([(k, only.get(k.call_modules)) for k in low.kernels.values()], context)
-        return ModelTiming(kernels, self.call_overhead(), context)
+        return ModelTiming(self._with_repeats(low, kernels, context), self.call_overhead(), context)
+
+    def _with_repeats(self, low: Lowered, kernels: List[KernelTiming], context: str) -> List[KernelTiming]:
+        """``kernels`` with the latency of their later calls: each kernel called more than once per
+        inference, its deployed schedule timed in the repeat context (never above its first call:
+        a repeat finds more in cache, so a slower one was a load burst)."""
+        again = repeat_context(context)
+        repeated = [k for k in kernels if k.calls > 1]
+        if again is None or not repeated:
+            return kernels
+        measured = self.time_configs([(low.kernels[k.kernel], ScheduleConfig.from_key(k.schedule)) for k in repeated], again)
+        out = []
+        for k in kernels:
+            m = measured.get((k.signature, k.schedule)) if k.calls > 1 else None
+            out.append(dataclasses.replace(k, repeat_s=min(m.latency_s, k.latency_s)) if m is not None and m.ok else k)
+        return out
 
     def lower(self, gm: fx.GraphModule, input_shape=None, bind_params: bool = False) -> Lowered:
         """``gm`` lowered as this profiler's target runs it (its channel block)."""

@@ -29,7 +29,7 @@ def test_every_context_times_the_kernel_and_a_bad_one_is_a_failed_value(tiny):
     k = max(lower(gm).kernels.values(), key=lambda k: k.shapes[1][0] * k.shapes[1][1])
     runner = LocalRunner(QUICK)
     lib, _ = build_kernel(k.func, Profiler("host", table=LatencyTable(":memory:"), measure=QUICK).target)
-    for context in ("warm", "cold", "reuse-2MiB"):
+    for context in ("warm", "cold", "reuse-2MiB", "reuse-2MiB+repeat"):
         m = runner.time(lib, k.shapes, context=context, hot=k.activation_args)
         assert m.ok and m.latency_s > 0, (context, m.error)
     bad = runner.time(lib, k.shapes, context="lukewarm")
@@ -50,6 +50,31 @@ def test_profiles_use_the_models_context_and_measure_the_call_cost_once(tiny, tm
     assert again.model(gm).latency_s == timing.latency_s and again.compiles == 0
     warm = Profiler("host", table=table, measure=MeasureConfig(number=2, repeat=2, min_repeat_ms=1, cache="warm"))
     assert warm.model(gm).context == "warm" and warm.compiles > 0  # another context: other rows
+
+
+def test_a_kernel_called_again_has_its_later_calls_timed_in_the_repeat_context(tmp_path):
+    """Two convs of one shape share a kernel: its second call finds its code warm."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU()).eval()
+    gm = trace(model, torch.zeros(1, 16, 16, 16))
+    table = LatencyTable(tmp_path / "t.sqlite")
+    prof = Profiler("host", table=table, measure=QUICK)
+    timing = prof.model(gm)
+    (conv,) = [k for k in timing.kernels if k.calls == 2]
+    assert conv.call_modules == (("0",), ("2",)) and 0 < conv.repeat_s <= conv.latency_s
+    assert [k.repeat_s for k in timing.kernels if k.calls == 1] == [None] * (len(timing.kernels) - 1)
+    overhead = timing.call_overhead_s
+    assert timing.latency_of_modules({"0"}) == pytest.approx(conv.latency_s + overhead)  # the first call
+    assert timing.latency_of_modules({"2"}) == pytest.approx(conv.repeat_s + overhead)  # the later one
+    assert timing.latency_s == pytest.approx(sum(k.latency_s + (k.calls - 1) * (k.repeat_s or 0) for k in timing.kernels)
+                                             + sum(k.calls for k in timing.kernels) * overhead)
+    repeats = [r for r in table.rows() if r["context"] == timing.context + "+repeat"]
+    assert [(r["signature"], r["schedule"]) for r in repeats] == [(conv.signature, conv.schedule)]  # the winner only
+    compiles = prof.compiles
+    assert Profiler("host", table=table, measure=QUICK).model(gm).latency_s == timing.latency_s  # from the table
+    assert prof.compiles == compiles
+    warm = Profiler("host", table=table, measure=MeasureConfig(number=2, repeat=2, min_repeat_ms=1, cache="warm"))
+    assert all(k.repeat_s is None for k in warm.model(gm).kernels)  # warm: every call is timed alike
 
 
 def test_unknown_cache_mode_lists_the_valid_ones():
