@@ -4,10 +4,11 @@ A Relax pass run before legalisation (:data:`hakd.cost.lower.FUSION_PIPELINE`): 
 and depthwise float32 conv with at least ``b`` output channels computes in the blocked layout
 (:mod:`hakd.cost.blocked_conv`), and its output stays blocked through what works per channel:
 elementwise ops (bias, ReLU, clip, sigmoid, residual adds, per-channel scale and shift),
-pooling, a spatial mean kept 4-D (an SE gate), and channel concatenations whose parts fill
-whole blocks. Anything else (a flatten into the classifier, a channel shuffle's ``take``, a
-concat at an odd offset, a grouped conv) gets plain NCHW, unblocked once however many
-consumers read it; the model's input and output are plain NCHW.
+pooling, a spatial mean kept 4-D (an SE gate), and channel concatenations with a blocked part
+(parts that fill whole blocks are joined as they are; a part at an offset that is not a multiple
+of ``b``, DenseNet's 12-channel growth, is shifted into place by one ``concat_channels`` kernel).
+Anything else (a flatten into the classifier, a channel shuffle's ``take``, a grouped conv) gets
+plain NCHW, unblocked once however many consumers read it; the model's input and output are plain NCHW.
 
 Narrow activations (fewer than ``b`` channels) computed from plain ones stay plain NCHW, where
 hakd's NCHW kernels fill the vector with output pixels instead (:mod:`hakd.cost.packed_conv`): a
@@ -83,6 +84,24 @@ def _to_blocked(x: te.Tensor, block: int, pad: float):
 def _to_plain(x: te.Tensor, channels: int):
     n, _, h, w, block = (int(d) for d in x.shape)
     return te.compute((n, channels, h, w), lambda b, c, y, z: x[b, c // block, y, z, c % block], name="unblock_channels")
+
+
+def _concat_blocked(parts, channels, block: int):
+    """Blocked parts of ``channels`` true channels each, concatenated into blocks: part ``i``'s channel
+    ``k`` lands at channel ``offset_i + k`` (``offset_i``: the channels before it), whatever the offset's
+    remainder by ``block``; padding lanes are zero."""
+    n, _, h, w, _ = (int(d) for d in parts[0].shape)
+    total, dtype = sum(channels), parts[0].dtype
+    offsets = [sum(channels[:i]) for i in range(len(channels))]
+
+    def value(b, o, y, z, i):
+        c, out = o * block + i, tirx.const(0.0, dtype)
+        for part, offset, count in reversed(list(zip(parts, offsets, channels))):
+            k = tirx.max(tirx.min(c - offset, count - 1), 0)  # in bounds where the select does not take it
+            out = tirx.if_then_else(tirx.all(offset <= c, c < offset + count), part[b, k // block, y, z, k % block], out)
+        return out
+
+    return te.compute((n, _blocks(total, block), h, w, block), value, name="concat_channels")
 
 
 def _pack_dense(weight: te.Tensor, block: int, blocked_input: bool):
@@ -249,10 +268,15 @@ class _Blocker:
         if not isinstance(parts, relax.Tuple) or int(call.attrs.axis) % 4 != 1:
             return None
         fields = list(parts.fields)
-        if not all(f in self.channels and self.channels[f] % self.block == 0 for f in fields):
+        if not any(f in self.channels for f in fields) or any(_shape(f) is None or _dtype(f) != "float32" for f in fields):
             return None
-        out = self.bb.emit(relax.op.concat(fields, axis=1))
-        return self._mark(out, sum(self.channels[f] for f in fields))
+        fields = [self.blocked(f) for f in fields]
+        channels = [self.channels[f] for f in fields]
+        if all(c % self.block == 0 for c in channels[:-1]):  # every part starts on a block: blocks concatenated as they are
+            out = self.bb.emit(relax.op.concat(fields, axis=1))
+        else:
+            out = self.bb.emit_te(_concat_blocked, fields, channels, self.block, primfunc_name_hint="concat_channels")
+        return self._mark(out, sum(channels))
 
 
 def block_channels(mod: tvm.IRModule, block: int) -> tvm.IRModule:

@@ -80,6 +80,37 @@ def test_layout_changes_only_at_the_edges_of_a_resnet():
     assert lower(gm).kernels.keys() != low.kernels.keys()
 
 
+class Dense(nn.Module):
+    """DenseNet's pattern: each layer's 12 new channels concatenated after its input (24, 36, 48, 60 channels:
+    most offsets not a multiple of a block), BatchNorm and ReLU on the concatenation."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 24, 3, padding=1)
+        self.layers = nn.ModuleList(nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, 12, 3, padding=1))
+                                    for c in (24, 36, 48))
+        self.head = nn.Sequential(nn.BatchNorm2d(60), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(60, 10))
+
+    def forward(self, x):
+        x = self.stem(x)
+        for layer in self.layers:
+            x = torch.cat([x, layer(x)], 1)
+        return self.head(x)
+
+
+@pytest.mark.parametrize("block", [8, 16])
+def test_concatenations_at_odd_offsets_stay_blocked(block):
+    torch.manual_seed(0)
+    model = randomised(Dense()).eval()
+    x = torch.randn(1, 3, 8, 8)
+    low, vm = _build(trace(model, x), block, x.shape)
+    with torch.no_grad():
+        np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(x.numpy())).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-4)
+    names = [k.name for k in low.kernels.values()]
+    assert sum("unblock_channels" in n for n in names) == 1  # only before the classifier
+    assert sum("concat_channels" in n for n in names) == (2 if block == 16 else 1)  # the others start on a block
+
+
 def conv_kernels(width, block=16):
     gm = trace(nn.Sequential(nn.Conv2d(16, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 16, 3, padding=1)).eval(),
                torch.zeros(1, 16, 8, 8))
