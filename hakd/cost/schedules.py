@@ -37,7 +37,7 @@ from hakd.errors import HakdError
 __all__ = ["ScheduleConfig", "SCHEDULE_VERSION", "TUNABLE", "TUNED", "kernel_kind", "candidates", "apply_schedule", "ScheduleError"]
 
 TUNABLE = ("conv2d", "depthwise", "grouped")  # kinds hakd.cost.tune may hand to meta_schedule
-SCHEDULE_VERSION = 7  # bump when a template or the candidate set changes: table rows of older versions are not reused
+SCHEDULE_VERSION = 8  # bump when a template, the candidate set or the layout rewrite changes: older table rows and staircases are not reused
 
 
 class ScheduleError(HakdError):
