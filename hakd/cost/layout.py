@@ -97,7 +97,9 @@ def _concat_blocked(parts, channels, block: int):
     def value(b, o, y, z, i):
         c, out = o * block + i, tirx.const(0.0, dtype)
         for part, offset, count in reversed(list(zip(parts, offsets, channels))):
-            k = tirx.max(tirx.min(c - offset, count - 1), 0)  # in bounds where the select does not take it
+            # if_then_else, not Select: the simplifier drops this clamp under the condition, and only a lazy
+            # branch (scalarised by TVM: the condition varies by lane) then keeps the read inside the part
+            k = tirx.max(tirx.min(c - offset, count - 1), 0)
             out = tirx.if_then_else(tirx.all(offset <= c, c < offset + count), part[b, k // block, y, z, k % block], out)
         return out
 
