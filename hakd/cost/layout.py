@@ -45,6 +45,7 @@ import tvm
 from tvm import relax, te, tirx
 
 from hakd.cost.blocked_conv import conv2d_nchwc, depthwise_nchwc
+from hakd.cost.winograd import conv2d_winograd_nchwc, tile_size, winograd_weight
 
 __all__ = ["BlockChannels", "block_channels"]
 
@@ -128,6 +129,15 @@ def _pack_depthwise(weight: te.Tensor, block: int):
         name="weight_pack")
 
 
+def _winograd_tile(data_shape, weight_shape, conv) -> int:
+    """``m`` of the Winograd conv computing a dense conv on blocked channels, 0 for a direct one:
+    3x3 kernels of stride and dilation 1 only (:func:`hakd.cost.winograd.tile_size`)."""
+    if weight_shape[2:] != (3, 3) or conv["strides"] != [1, 1] or conv["dilation"] != [1, 1]:
+        return 0
+    top, left, bottom, right = conv["padding"]
+    return tile_size(data_shape[2] + top + bottom - 2, data_shape[3] + left + right - 2, weight_shape[1], weight_shape[0])
+
+
 class _Blocker:
     """Rewrites one function's bindings; ``channels`` maps each blocked var to its true channel count."""
 
@@ -203,6 +213,11 @@ class _Blocker:
         if groups == 1:
             blocked_input = x in self.channels or data_shape[1] >= self.block  # a narrow input is read plain
             x = self.blocked(x) if blocked_input else x
+            m = _winograd_tile(data_shape, weight_shape, conv) if blocked_input else 0
+            if m:
+                packed = self.bb.emit_te(winograd_weight, w, m, self.block, primfunc_name_hint="winograd_weight")
+                out = self.bb.emit_te(conv2d_winograd_nchwc, x, packed, conv["padding"], m, primfunc_name_hint="conv2d_winograd")
+                return self._mark(out, weight_shape[0])
             packed = self.bb.emit_te(_pack_dense, w, self.block, blocked_input, primfunc_name_hint="weight_pack")
             out = self.bb.emit_te(conv2d_nchwc, x, packed, conv["strides"], conv["padding"], conv["dilation"],
                                   primfunc_name_hint="conv2d_NCHWc")

@@ -37,7 +37,7 @@ from hakd.errors import HakdError
 __all__ = ["ScheduleConfig", "SCHEDULE_VERSION", "TUNABLE", "TUNED", "kernel_kind", "candidates", "apply_schedule", "ScheduleError"]
 
 TUNABLE = ("conv2d", "depthwise", "grouped")  # kinds hakd.cost.tune may hand to meta_schedule
-SCHEDULE_VERSION = 8  # bump when a template, the candidate set or the layout rewrite changes: older table rows and staircases are not reused
+SCHEDULE_VERSION = 9  # bump when a template, the candidate set or the layout rewrite changes: older table rows and staircases are not reused
 
 
 class ScheduleError(HakdError):
@@ -47,7 +47,7 @@ class ScheduleError(HakdError):
 def kernel_kind(func: tirx.PrimFunc) -> str:
     """``conv2d``, ``depthwise``, ``grouped`` or ``generic``, from the blocks of a fused kernel."""
     names = block_names(s_tir.Schedule(func))
-    if "conv2d_nchw" in names or "conv2d_NCHWc" in names:
+    if "conv2d_nchw" in names or "conv2d_NCHWc" in names or "winograd_gemm" in names:
         return "conv2d"
     if "depthwise_conv2d_NCHWc" in names:
         return "depthwise"
@@ -98,11 +98,34 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
     return configs
 
 
+def _winograd(products_shape, block: int) -> List[ScheduleConfig]:
+    """Register tiles of a Winograd conv's products (:mod:`hakd.cost.winograd`): ``vector`` tiles by
+    ``oc_tile`` channels, at most the vector registers but four. The best of each conv measured
+    (2026-12-04, ResNet-20/56, DenseNet and 2x2-56x56 maps) was among these: on AVX2 4x2 blocks
+    and 3x4, on AVX-512 28x1, 6x2 and 4x4.
+
+    >>> [c.key() for c in _winograd((36, 2, 49, 8), 8)]
+    ['wino/oc8/v12', 'wino/oc16/v4', 'wino/oc16/v6']
+    """
+    out_blocks, tiles = int(products_shape[1]), int(products_shape[2])
+    shapes = [(12, 1), (4, 2), (6, 2), (3, 4)] if _registers(block) == 16 else [(28, 1), (6, 2), (4, 4), (7, 4)]
+    configs = []
+    for pixels, blocks in shapes:
+        cfg = ScheduleConfig("wino", oc_tile=blocks * block, vector=min(pixels, tiles))
+        if blocks <= out_blocks and cfg not in configs:
+            configs.append(cfg)
+    return configs
+
+
 def candidates(func: tirx.PrimFunc) -> List[ScheduleConfig]:
     """The configurations hakd tries for a kernel (a few per kernel: compiling is the cost)."""
     kind = kernel_kind(func)
     if kind == "generic":
         return [ScheduleConfig("generic"), ScheduleConfig("default")]
+    sch = s_tir.Schedule(func)
+    if "winograd_gemm" in block_names(sch):
+        products = sch.get(sch.get_sblock("winograd_gemm")).writes[0].source.shape
+        return _winograd(products, int(products[-1]))
     if len(func.params[-1].ty.shape) == 5:  # a conv writing blocked channels (hakd.cost.blocked_conv)
         return _nchwc(kind, func.params[-1].ty.shape)
     out_channels, out_height, out_width = (int(x) for x in func.params[-1].ty.shape[1:])
@@ -180,6 +203,67 @@ def _finish_tile(sch, names, cfg: ScheduleConfig, conv, acc, unrolled, lanes, ou
     sch.decompose_reduction(conv, reduction)
 
 
+def _winograd_conv(sch, names, cfg: ScheduleConfig):
+    """A Winograd conv (:mod:`hakd.cost.winograd`): each stage over whole arrays, its transform
+    positions unrolled (their coefficients fold) and its channels vectorised; the products in a
+    register tile of ``vector`` tiles by ``oc_tile`` channels, as a direct conv's; the output
+    transform per output tile, with the epilogue."""
+    if "winograd_gemm" not in names:
+        raise ValueError("the wino template needs a Winograd conv")
+    pad = sch.get_loops(sch.get_sblock("pad_temp"))
+    sch.vectorize(pad[-1])
+    sch.parallel(sch.fuse(*pad[:2]))
+    data = sch.get_sblock("winograd_data")
+    e, p, cb, ci = sch.get_loops(data)
+    sch.reorder(p, cb, e, ci)
+    rows = sch.get_sblock("winograd_rows")
+    sch.compute_at(rows, cb)
+    for loops in (sch.get_loops(rows), sch.get_loops(data)):
+        sch.unroll(loops[-2])
+        sch.vectorize(loops[-1])
+    sch.parallel(p)
+    gemm = sch.get_sblock("winograd_gemm")
+    e, o, p, lanes, *reduction = sch.get_loops(gemm)
+    block = extent(sch, lanes)
+    oo, oi = sch.split(o, [None, max(1, cfg.oc_tile // block)])
+    po, pi = sch.split(p, [None, cfg.vector])
+    sch.reorder(e, oo, po, *reduction, oi, pi, lanes)
+    acc = sch.cache_write(gemm, 0, "local")
+    sch.reverse_compute_at(acc, po)
+    for loop in sch.get_loops(acc)[-3:-1]:
+        sch.unroll(loop)
+    sch.vectorize(sch.get_loops(acc)[-1])
+    sch.unroll(oi)
+    sch.unroll(pi)
+    sch.vectorize(lanes)
+    sch.parallel(e)
+    sch.decompose_reduction(gemm, reduction[0])
+    out = sch.get_sblock("winograd_out")
+    epi = inline_epilogue(sch, names, "winograd_out")
+    if epi is not None:
+        sch.reverse_compute_inline(epi)
+    n, o, y, x, lanes = sch.get_loops(out)
+    tile = _winograd_tile(sch)
+    ty, vy = sch.split(y, [None, tile])
+    tx, vx = sch.split(x, [None, tile])
+    sch.reorder(n, o, ty, tx, vy, vx, lanes)
+    cols = sch.get_sblock("winograd_cols")
+    sch.compute_at(cols, tx)
+    loops = sch.get_loops(cols)
+    sch.unroll(loops[-2])
+    sch.vectorize(loops[-1])
+    sch.unroll(vy)
+    sch.unroll(vx)
+    sch.vectorize(lanes)
+    sch.parallel(sch.fuse(n, o, ty))
+
+
+def _winograd_tile(sch) -> int:
+    """``m`` of a Winograd conv's ``F(m x m, 3 x 3)``: its output transform has ``(m+2) m`` rows."""
+    rows = int(sch.get(sch.get_sblock("winograd_cols")).writes[0].source.shape[0])
+    return next(m for m in range(2, 9) if (m + 2) * m == rows)
+
+
 def _generic(sch, names, cfg: ScheduleConfig):
     for name in names:
         generic_block(sch, sch.get_sblock(name))
@@ -189,7 +273,7 @@ def _default(sch, names, cfg: ScheduleConfig):
     """TVM's own loop nest, unscheduled: a candidate too, since it wins for some tiny kernels."""
 
 
-TEMPLATES = {"nchwc": _nchwc_conv, "dwc": _nchwc_conv, "flat": _flat_conv, "generic": _generic, "default": _default, **NCHW_TEMPLATES}
+TEMPLATES = {"nchwc": _nchwc_conv, "dwc": _nchwc_conv, "flat": _flat_conv, "wino": _winograd_conv, "generic": _generic, "default": _default, **NCHW_TEMPLATES}
 
 
 def apply_schedule(func: tirx.PrimFunc, cfg: ScheduleConfig) -> tirx.PrimFunc:

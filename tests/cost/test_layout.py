@@ -148,14 +148,18 @@ def test_every_blocked_template_computes_what_the_default_build_computes(block):
                 templates.add(cfg.template)
                 got = _run(apply_schedule(k.func, cfg), args, target)
                 np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=f"{k.name} {cfg.key()}")
-    assert {"nchwc", "generic"} | ({"dwc", "flat"} if block == 8 else set()) <= templates  # 13-channel depthwise: narrow at 16
+    assert {"nchwc", "wino", "generic"} | ({"dwc", "flat"} if block == 8 else set()) <= templates  # 13-channel depthwise: narrow at 16
 
 
 def test_register_tiles_follow_the_targets_registers():
-    """AVX-512 (16 floats, 32 registers) and AVX2 (8 floats, 16 registers) tile differently."""
-    gm = trace(nn.Sequential(nn.Conv2d(32, 32, 3, padding=1)).eval(), torch.zeros(1, 32, 28, 28))
-    keys = {block: [c.key() for k in lower(gm, block=block).kernels.values() if k.kind == "conv2d" for c in candidates(k.func)]
-            for block in (8, 16)}
-    assert keys[16] == ["nchwc/oc16/v28/r1", "nchwc/oc16/v14/r1", "nchwc/oc32/v14/r1"]
+    """AVX-512 (16 floats, 32 registers) and AVX2 (8 floats, 16 registers) tile differently: a direct
+    conv (1x1) and a Winograd one (3x3; 49 tiles of 4x4 pixels)."""
+    def keys(kernel_size, block):
+        gm = trace(nn.Sequential(nn.Conv2d(32, 32, kernel_size, padding=kernel_size // 2)).eval(), torch.zeros(1, 32, 28, 28))
+        return [c.key() for k in lower(gm, block=block).kernels.values() if k.kind == "conv2d" for c in candidates(k.func)]
+
+    assert keys(1, 16) == ["nchwc/oc16/v28/r1", "nchwc/oc16/v14/r1", "nchwc/oc32/v14/r1"]
     # 12, 14 and 6 pixels as whole divisors of 28, and 4 blocks by 3 pixels in row-major order (AVX2's 16 registers)
-    assert keys[8] == ["nchwc/oc8/v7/r1", "nchwc/oc8/v14/r1", "nchwc/oc8/v4/r1", "nchwc/oc16/v4/r1", "flat/oc32/v3"]
+    assert keys(1, 8) == ["nchwc/oc8/v7/r1", "nchwc/oc8/v14/r1", "nchwc/oc8/v4/r1", "nchwc/oc16/v4/r1", "flat/oc32/v3"]
+    assert keys(3, 16) == ["wino/oc16/v28", "wino/oc32/v6"]  # tiles by channel blocks, at most 28 and 12 accumulators
+    assert keys(3, 8) == ["wino/oc8/v12", "wino/oc16/v4", "wino/oc16/v6", "wino/oc32/v3"]
