@@ -2,7 +2,8 @@
 
 A Relax pass run before legalisation (:data:`hakd.cost.lower.FUSION_PIPELINE`): every dense
 and depthwise float32 conv with at least ``b`` output channels computes in the blocked layout
-(:mod:`hakd.cost.blocked_conv`), and its output stays blocked through what works per channel:
+(:mod:`hakd.cost.blocked_conv`; a 3x3 stride-1 dense conv on blocked input by Winograd's
+algorithm, :mod:`hakd.cost.winograd`), and its output stays blocked through what works per channel:
 elementwise ops (bias, ReLU, clip, sigmoid, residual adds, per-channel scale and shift),
 pooling, a spatial mean kept 4-D (an SE gate), and channel concatenations with a blocked part
 (parts that fill whole blocks are joined as they are; a part at an offset that is not a multiple
@@ -34,7 +35,7 @@ that deploy.
 >>> mod = from_fx(trace(resnet20(), torch.zeros(1, 3, 32, 32)).eval(), [((1, 3, 32, 32), "float32")])
 >>> mod = BlockChannels(16)(relax.transform.DecomposeOpsForInference()(mod))
 >>> sorted({gv.name_hint.rstrip("0123456789") for gv in mod.get_global_vars()})  # one unblock: before the classifier
-['block_channels', 'conv2d_NCHWc', 'main', 'unblock_channels', 'weight_pack']
+['block_channels', 'conv2d_NCHWc', 'conv2d_winograd', 'main', 'unblock_channels', 'weight_pack', 'winograd_weight']
 """
 
 from __future__ import annotations
