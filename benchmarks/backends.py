@@ -90,10 +90,14 @@ def sgemm_gflops(n=512, seconds=0.5):
     return 2 * n ** 3 / time_call(lambda _: torch.mm(a, b), None, seconds) / 1e9
 
 
-def macs_per_output(kind: str, weight) -> int:
+def macs_per_output(kind: str, weight, winograd: bool = False) -> int:
     """Multiply-adds per output value of a conv of ``kind`` with this (packed) weight shape:
     OIHW and (O/16)IHW16o (NCHW), (O/b)(I/b)HWb(b) and (O/b)IHWb (blocked; padded channels
-    counted), C1HW (NCHW depthwise) and (C/b)HWb (blocked depthwise)."""
+    counted), C1HW (NCHW depthwise) and (C/b)HWb (blocked depthwise). A Winograd conv's weights,
+    ((m+2)^2)(O/b)(I/b)bb, count as the direct 3x3 conv's (9 per input channel): its GFLOP/s is the
+    rate a direct conv would need to match it, as Winograd's speed is usually stated."""
+    if winograd:
+        return 9 * int(weight[2] * weight[3])
     if len(weight) == 6:
         return int(np.prod(weight[1:5]))
     if kind == "depthwise" and len(weight) == 4 and weight[1] != 1:  # blocked depthwise
@@ -140,7 +144,7 @@ def conv_gflops(folder: Path, top=3):
             continue
         shapes = [tuple(int(d) for d in s.split("x")) for s in k["signature"].split("|")[1].split(";")]
         weight, out = shapes[1], shapes[-1]
-        flops = 2 * int(np.prod(out)) * macs_per_output(k["signature"].split("|")[0], weight)
+        flops = 2 * int(np.prod(out)) * macs_per_output(k["signature"].split("|")[0], weight, "winograd" in k["kernel"])
         rows.append((k["latency_s"] * k["calls"], k["kernel"], f"{weight}->{out}", flops / k["latency_s"] / 1e9, k["schedule"]))
     return sorted(rows, reverse=True)[:top]
 
