@@ -130,13 +130,13 @@ def _pack_depthwise(weight: te.Tensor, block: int):
         name="weight_pack")
 
 
-def _winograd_tile(data_shape, weight_shape, conv) -> int:
+def _winograd_tile(data_shape, weight_shape, conv, block: int) -> int:
     """``m`` of the Winograd conv computing a dense conv on blocked channels, 0 for a direct one:
     3x3 kernels of stride and dilation 1 only (:func:`hakd.cost.winograd.tile_size`)."""
     if weight_shape[2:] != (3, 3) or conv["strides"] != [1, 1] or conv["dilation"] != [1, 1]:
         return 0
     top, left, bottom, right = conv["padding"]
-    return tile_size(data_shape[2] + top + bottom - 2, data_shape[3] + left + right - 2, weight_shape[1], weight_shape[0])
+    return tile_size(data_shape[2] + top + bottom - 2, data_shape[3] + left + right - 2, weight_shape[1], weight_shape[0], block)
 
 
 class _Blocker:
@@ -214,7 +214,7 @@ class _Blocker:
         if groups == 1:
             blocked_input = x in self.channels or data_shape[1] >= self.block  # a narrow input is read plain
             x = self.blocked(x) if blocked_input else x
-            m = _winograd_tile(data_shape, weight_shape, conv) if blocked_input else 0
+            m = _winograd_tile(data_shape, weight_shape, conv, self.block) if blocked_input else 0
             if m:
                 packed = self.bb.emit_te(winograd_weight, w, m, self.block, primfunc_name_hint="winograd_weight")
                 out = self.bb.emit_te(conv2d_winograd_nchwc, x, packed, conv["padding"], m, primfunc_name_hint="conv2d_winograd")

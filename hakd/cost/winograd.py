@@ -26,10 +26,11 @@ Measured, warm, one thread, against hakd's best direct template for the same con
 AVX-512; 64->64 at 4x4 0.30-0.32; 128->128 at 2x2 0.49-0.52. The transformed weights are
 ``(m+2)^2 / 9`` times the conv's weights, and where they outgrow the core's cache Winograd loses:
 256->256 at 4x4 (4 MiB in ``F(2x2)``) took 1.13x the direct time on AVX-512 (0.69x on AVX2).
-Hence :func:`tile_size`.
+In a model the transformed weights come from L3, and there fewer multiplications do not always
+pay: :func:`tile_size`.
 
->>> tile_size(28, 28, 16, 16), tile_size(4, 4, 64, 64), tile_size(8, 8, 256, 256), tile_size(4, 4, 256, 256)
-(4, 2, 2, 0)
+>>> [tile_size(size, size, 64, 64, 16) for size in (28, 14, 7, 4)], tile_size(7, 7, 64, 64, 8), tile_size(4, 4, 256, 256, 16)
+([4, 4, 2, 2], 4, 0)
 """
 
 from __future__ import annotations
@@ -51,15 +52,23 @@ def _matrices(m: int):
     return tuple(map(tuple, a.tolist())), tuple(map(tuple, b.tolist())), tuple(map(tuple, g.tolist()))
 
 
-def tile_size(out_height: int, out_width: int, in_channels: int, out_channels: int) -> int:
-    """``m`` of the ``F(m x m, 3 x 3)`` hakd computes a 3x3 stride-1 conv with, 0 for a direct conv.
-    4 on maps of 6 or more (the fewest multiplications: best on every map of 7 to 56 measured) while
-    its transformed weights take at most 4 MiB, else 2; on smaller maps 2 (a 4x4 tile would be mostly
-    padding) up to 2 MiB of transformed weights (256->256 at 4x4, 4 MiB, lost to a direct conv on
-    AVX-512), on larger ones up to 8 MiB (twice the largest measured: 256->256 at 8x8 won)."""
+def tile_size(out_height: int, out_width: int, in_channels: int, out_channels: int, block: int) -> int:
+    """``m`` of the ``F(m x m, 3 x 3)`` hakd computes a 3x3 stride-1 conv with on ``block``-channel
+    vectors, 0 for a direct conv. ``F(4x4)`` multiplies least, but its transformed weights are 4x
+    the conv's, and in a model they come from L3 (:mod:`hakd.cost.cache_context`): each is used
+    once per tile, so it pays only with enough tiles per weight for the vector unit's speed, at
+    least ``block / 2`` (AVX-512: maps of 9 or more; AVX2: 5 or more). ``F(2x2)`` otherwise, up to
+    2 MiB of transformed weights on maps under 6 (256->256 at 4x4, 4 MiB, lost to a direct conv
+    warm on AVX-512) and 8 MiB on larger ones (twice the largest measured, 256->256 at 8x8, won).
+
+    In model context (ResNet-20, profiler, 2026-12-04), F(4x4) / F(2x2) / direct per 3x3 conv
+    stage: AVX-512 28x28 110 / 156 / 148 us, 14x14 92 / 94 / 120, 7x7 125 / 102 / 126; 32x32
+    156 / 216, 8x8 125 / 105; AVX2 (emulated) 28x28 124 / 151 / 225, 14x14 121 / 109 / 169, 7x7
+    124 / 161 / 172."""
     weights = lambda m: (m + 2) ** 2 * in_channels * out_channels * 4  # noqa: E731
+    tiles = lambda m: -(-out_height // m) * -(-out_width // m)  # noqa: E731
     large = min(out_height, out_width) >= 6
-    if large and weights(4) <= 4 << 20:
+    if large and tiles(4) >= block / 2 and weights(4) <= 4 << 20:
         return 4
     return 2 if weights(2) <= (8 << 20 if large else 2 << 20) else 0
 

@@ -59,7 +59,8 @@ def test_only_3x3_stride_1_convs_on_blocked_channels_are_winograd():
     assert sum("winograd" in n for n in names) == 1 and len(names) == 5  # the stem reads plain NCHW
 
 
-def test_tile_size_follows_the_map_and_the_transformed_weights():
-    assert tile_size(56, 56, 64, 64) == 4 and tile_size(7, 7, 128, 128) == 4  # 2.4 MiB of F(4x4) weights
-    assert tile_size(8, 8, 256, 256) == 2 and tile_size(5, 5, 32, 32) == 2  # 9.4 MiB in F(4x4); a small map
-    assert tile_size(4, 4, 256, 256) == 0 and tile_size(8, 8, 512, 512) == 0  # weights streamed for few tiles
+def test_tile_size_follows_the_map_the_vector_and_the_transformed_weights():
+    assert tile_size(56, 56, 64, 64, 16) == 4 and tile_size(14, 14, 128, 128, 16) == 4  # 2.4 MiB of F(4x4) weights
+    assert tile_size(7, 7, 64, 64, 16) == 2 and tile_size(7, 7, 64, 64, 8) == 4  # 4 tiles: too few for 16 lanes, not for 8
+    assert tile_size(8, 8, 256, 256, 8) == 2 and tile_size(5, 5, 32, 32, 8) == 2  # 9.4 MiB in F(4x4); a small map
+    assert tile_size(4, 4, 256, 256, 8) == 0 and tile_size(8, 8, 512, 512, 8) == 0  # weights streamed for few tiles
