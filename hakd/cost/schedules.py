@@ -13,6 +13,9 @@ On channel-blocked activations (``NCHW{b}c``, :mod:`hakd.cost.layout`, every tar
   it up to half its time); the epilogue is applied as the tile is written back;
 - ``flat`` (dense conv, 16-register targets): the same tile over output pixels in row-major order,
   rows wrapping, so that a map's width need not divide it: only the map's last tile has a tail.
+- ``wino`` (a 3x3 stride-1 conv by Winograd's algorithm, :mod:`hakd.cost.winograd`): the
+  transforms vectorised over channels, the products in a register tile of ``vector`` tiles by
+  ``oc_tile`` channels.
 
 Everywhere: ``generic`` for every other kernel (pooling, dense, reshapes; outer loops parallel) and
 ``default``, TVM's unscheduled loop nest (it wins for a few tiny kernels). Kernels on plain NCHW
