@@ -49,7 +49,10 @@ class ScheduleError(HakdError):
 
 def kernel_kind(func: tirx.PrimFunc) -> str:
     """``conv2d``, ``depthwise``, ``grouped`` or ``generic``, from the blocks of a fused kernel."""
-    names = block_names(s_tir.Schedule(func))
+    return _kind(func, block_names(s_tir.Schedule(func)))
+
+
+def _kind(func: tirx.PrimFunc, names) -> str:
     if "conv2d_nchw" in names or "conv2d_NCHWc" in names or "winograd_gemm" in names:
         return "conv2d"
     if "depthwise_conv2d_NCHWc" in names:
@@ -122,11 +125,12 @@ def _winograd(products_shape, block: int) -> List[ScheduleConfig]:
 
 def candidates(func: tirx.PrimFunc) -> List[ScheduleConfig]:
     """The configurations hakd tries for a kernel (a few per kernel: compiling is the cost)."""
-    kind = kernel_kind(func)
+    sch = s_tir.Schedule(func)
+    names = block_names(sch)
+    kind = _kind(func, names)
     if kind == "generic":
         return [ScheduleConfig("generic"), ScheduleConfig("default")]
-    sch = s_tir.Schedule(func)
-    if "winograd_gemm" in block_names(sch):
+    if "winograd_gemm" in names:
         products = sch.get(sch.get_sblock("winograd_gemm")).writes[0].source.shape
         return _winograd(products, int(products[-1]))
     if len(func.params[-1].ty.shape) == 5:  # a conv writing blocked channels (hakd.cost.blocked_conv)
