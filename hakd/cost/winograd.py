@@ -126,7 +126,6 @@ def conv2d_winograd_nchwc(data: te.Tensor, weight: te.Tensor, padding, m: int) -
     tiles_h, tiles_w = -(-out_h // m), -(-out_w // m)
     padded = topi.nn.pad(data, [0, 0, top, left, 0], [0, 0, tiles_h * m + 2 - height - top, tiles_w * m + 2 - width - left, 0],
                          name="pad_temp")
-
     tiles = n * tiles_h * tiles_w  # tile p: image p // (tiles_h * tiles_w), row-major within it
 
     def rows(e, p, cb, ci):  # e = eps * alpha + column: B^T applied down each column of the input tile
