@@ -1,15 +1,18 @@
 """hakd.optimize killed with SIGKILL at several points, then run again with the same command: the
 same student as an uninterrupted run.
 
-Both read copies of one latency table that a first run filled, so that they see the same
-measurements: a run that builds kernels times its winners again and keeps the lower value, so
-two runs on a table that is still filling see different numbers by design. A kill while kernels
-are being timed is tests/cost/test_sweep_resume.py's."""
+Both read copies of one latency table that earlier runs filled until a run measured nothing new,
+so that they see the same measurements: a run that builds kernels times its winners again and
+keeps the lower value, so two runs on a table that is still filling see different numbers by
+design (the first run's choices, made on values it later lowered, can differ from a second
+run's, which then measures kernels the first never needed). A kill while kernels are being
+timed is tests/cost/test_sweep_resume.py's."""
 
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -40,6 +43,25 @@ def _start(table, out):
                             env={**os.environ, "PYTHONPATH": str(REPO), "TVM_NUM_THREADS": "1"})
 
 
+def _rows(table) -> list:
+    with sqlite3.connect(table) as db:
+        return sorted(db.execute("SELECT * FROM latency").fetchall(), key=repr)
+
+
+def _settled_run(table, out, runs=3) -> None:
+    """Run to the end on a copy of ``table`` until a run leaves it unchanged (that run's folder is
+    ``out``), copying each run's measurements back into ``table``."""
+    copy = table.with_name("settling.sqlite")
+    for _ in range(runs):
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copy(table, copy)
+        assert _start(copy, out).wait(timeout=600) == 0
+        if _rows(copy) == _rows(table):
+            return
+        shutil.copy(copy, table)
+    raise AssertionError(f"the latency table still changed after {runs} runs on it")
+
+
 def _kill_when(proc, reached, timeout=300) -> bool:
     """SIGKILL ``proc`` as soon as ``reached()``; False if it ended first."""
     end = time.time() + timeout
@@ -57,9 +79,8 @@ def _kill_when(proc, reached, timeout=300) -> bool:
 
 def test_killed_at_several_points_then_rerun_gives_the_uninterrupted_student(tmp_path):
     assert _start(tmp_path / "t.sqlite", tmp_path / "first").wait(timeout=600) == 0  # fills the table
-    for copy in ("whole.sqlite", "killed.sqlite"):
-        shutil.copy(tmp_path / "t.sqlite", tmp_path / copy)
-    assert _start(tmp_path / "whole.sqlite", tmp_path / "whole").wait(timeout=600) == 0  # uninterrupted
+    _settled_run(tmp_path / "t.sqlite", tmp_path / "whole")  # uninterrupted, on a table it leaves as it was
+    shutil.copy(tmp_path / "t.sqlite", tmp_path / "killed.sqlite")
     out = tmp_path / "killed"
     points = {  # in pipeline order; each kill lands after the point, the rerun resumes from what was kept
         "Fisher, mid-run": lambda: (out / "fisher" / "checkpoint.pt").is_file(),
@@ -72,6 +93,7 @@ def test_killed_at_several_points_then_rerun_gives_the_uninterrupted_student(tmp
     killed = [name for name, reached in points.items() if _kill_when(_start(tmp_path / "killed.sqlite", out), reached)]
     assert len(killed) >= 4, f"too few kills landed before the run ended: {killed}"
     assert _start(tmp_path / "killed.sqlite", out).wait(timeout=600) == 0  # the same command, to the end
+    assert _rows(tmp_path / "killed.sqlite") == _rows(tmp_path / "t.sqlite"), "the killed runs measured kernels anew"
     whole = tmp_path / "whole"
     for folder in ("student", "uniform"):
         if (whole / folder / "plan.json").is_file() or (out / folder / "plan.json").is_file():
