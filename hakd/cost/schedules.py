@@ -7,7 +7,7 @@ template per kernel kind, and the same schedule is used to measure and to deploy
 On channel-blocked activations (``NCHW{b}c``, :mod:`hakd.cost.layout`, every target's default):
 
 - ``nchwc`` (dense conv) and ``dwc`` (depthwise): a register tile of ``oc_tile`` channels (one
-  or two blocks, a vector each) by ``rows`` x ``vector`` output pixels, as many as the target's
+  to three blocks, a vector each) by ``rows`` x ``vector`` output pixels, as many as the target's
   vector registers hold (:func:`_nchwc`); a dense conv broadcasts each input value once per
   tile, a depthwise conv unrolls its window and reads its input unpadded (a padded copy cost
   it up to half its time); the epilogue is applied as the tile is written back;
@@ -40,7 +40,7 @@ from hakd.errors import HakdError
 __all__ = ["ScheduleConfig", "SCHEDULE_VERSION", "TUNABLE", "TUNED", "kernel_kind", "candidates", "apply_schedule", "ScheduleError"]
 
 TUNABLE = ("conv2d", "depthwise", "grouped")  # kinds hakd.cost.tune may hand to meta_schedule
-SCHEDULE_VERSION = 9  # bump when a template, the candidate set or the layout rewrite changes: older table rows and staircases are not reused
+SCHEDULE_VERSION = 10  # bump when a template, the candidate set or the layout rewrite changes: older table rows and staircases are not reused
 
 
 class ScheduleError(HakdError):
@@ -83,15 +83,24 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
     and 16-wide maps (a 7-wide row ended in a 1-pixel tile of 4 accumulators: half the FMA
     throughput), level on 14-wide ones. Measured with AVX-512 hidden on an Intel Xeon with AMX
     (LLVM: rocketlake; benchmarks/hide_avx512.c), 2026-12-03; on AVX-512 flat tiles lost.
+    With 32 registers a dense conv whose blocks three divide also tries 3 blocks by 8 pixels (24
+    accumulators: each broadcast input feeds three FMAs, as ONNX Runtime's MLAS tiles its
+    pointwise convs): MobileNetV2's 1x1 convs in model context took 0.83-0.94x the time of the
+    best other tile on 28x28, 32x32 and 7x7 maps (its 144-channel expand convs 0.83-0.88x), level
+    or slower on 8x8 and 4x4 ones; 27 accumulators (9 pixels) spilled (1.2-1.7x). Same Intel host,
+    AVX-512, 2026-12-04.
 
     >>> [c.key() for c in _nchwc("conv2d", (1, 4, 14, 14, 8))]
     ['nchwc/oc8/v7/r1', 'nchwc/oc8/v14/r1', 'nchwc/oc8/v2/r1', 'nchwc/oc16/v2/r1', 'flat/oc32/v3']
     >>> [c.key() for c in _nchwc("conv2d", (1, 4, 14, 14, 16))]  # AVX-512: 28 pixels already cover the map's width
     ['nchwc/oc16/v14/r2', 'nchwc/oc16/v14/r1', 'nchwc/oc32/v14/r1']
+    >>> [c.key() for c in _nchwc("conv2d", (1, 9, 28, 28, 16))][-1]
+    'nchwc/oc48/v7/r1'
     """
     blocks, height, width, block = (int(d) for d in out_shape[1:])
     budget = _registers(block) - 4
     shapes = ([(1, budget), (1, budget + 2), (1, budget // 2)] + ([(2, budget // 2)] if blocks % 2 == 0 else [])
+              + ([(3, 8)] if blocks % 3 == 0 and budget == 28 else [])
               if kind == "conv2d" else [(1, budget // 2), (1, budget // 4)])
     configs = []
     for oc_blocks, pixels in shapes:

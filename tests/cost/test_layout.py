@@ -151,14 +151,29 @@ def test_every_blocked_template_computes_what_the_default_build_computes(block):
     assert {"nchwc", "wino", "generic"} | ({"dwc", "flat"} if block == 8 else set()) <= templates  # 13-channel depthwise: narrow at 16
 
 
+def test_three_block_tile_matches_the_loop_nest():
+    """The 3-block register tile (48 output channels at a 16-float block) computes what TVM's
+    unscheduled loop nest does, on a 7-wide map and a 4x4 one (2 rows of 4 pixels)."""
+    rng, target = np.random.default_rng(0), parse_target("host")
+    for size in (7, 4):
+        gm = trace(nn.Sequential(nn.Conv2d(32, 48, 1), nn.ReLU6()).eval(), torch.zeros(1, 32, size, size))
+        (k,) = [k for k in lower(gm, block=16).kernels.values() if k.kind == "conv2d"]
+        args = [rng.standard_normal(s).astype("float32") for s in k.shapes]
+        (cfg,) = [c for c in candidates(k.func) if c.oc_tile == 48]
+        np.testing.assert_allclose(_run(apply_schedule(k.func, cfg), args, target), _run(k.func, args, target),
+                                   rtol=1e-4, atol=1e-4, err_msg=cfg.key())
+
+
 def test_register_tiles_follow_the_targets_registers():
     """AVX-512 (16 floats, 32 registers) and AVX2 (8 floats, 16 registers) tile differently: a direct
     conv (1x1) and a Winograd one (3x3; 49 tiles of 4x4 pixels)."""
-    def keys(kernel_size, block):
-        gm = trace(nn.Sequential(nn.Conv2d(32, 32, kernel_size, padding=kernel_size // 2)).eval(), torch.zeros(1, 32, 28, 28))
+    def keys(kernel_size, block, channels=32):
+        gm = trace(nn.Sequential(nn.Conv2d(32, channels, kernel_size, padding=kernel_size // 2)).eval(), torch.zeros(1, 32, 28, 28))
         return [c.key() for k in lower(gm, block=block).kernels.values() if k.kind == "conv2d" for c in candidates(k.func)]
 
     assert keys(1, 16) == ["nchwc/oc16/v28/r1", "nchwc/oc16/v14/r1", "nchwc/oc32/v14/r1"]
+    # three blocks by 7 pixels where three divide the blocks (AVX-512: 21 accumulators, ONNX Runtime's MLAS tiles so)
+    assert keys(1, 16, channels=48) == ["nchwc/oc16/v28/r1", "nchwc/oc16/v14/r1", "nchwc/oc48/v7/r1"]
     # 12, 14 and 6 pixels as whole divisors of 28, and 4 blocks by 3 pixels in row-major order (AVX2's 16 registers)
     assert keys(1, 8) == ["nchwc/oc8/v7/r1", "nchwc/oc8/v14/r1", "nchwc/oc8/v4/r1", "nchwc/oc16/v4/r1", "flat/oc32/v3"]
     assert keys(3, 16) == ["wino/oc16/v28", "wino/oc32/v6"]  # tiles by channel blocks, at most 28 and 12 accumulators
