@@ -88,7 +88,9 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
     pointwise convs): MobileNetV2's 1x1 convs in model context took 0.83-0.94x the time of the
     best other tile on 28x28, 32x32 and 7x7 maps (its 144-channel expand convs 0.83-0.88x), level
     or slower on 8x8 and 4x4 ones; 27 accumulators (9 pixels) spilled (1.2-1.7x). Same Intel host,
-    AVX-512, 2026-12-04.
+    AVX-512, 2026-12-04. With 16 registers such a conv also tries 3 blocks by 4 flat pixels: 0.95-0.99x
+    on MobileNetV2's 28x28 and 4x4 maps, 1.14-1.20x on 7x7 ones (where 4 by 3 stays), and
+    where four do not divide the blocks 4 by 3 is predicated (2.4x on the 144-channel expand).
 
     >>> [c.key() for c in _nchwc("conv2d", (1, 4, 14, 14, 8))]
     ['nchwc/oc8/v7/r1', 'nchwc/oc8/v14/r1', 'nchwc/oc8/v2/r1', 'nchwc/oc16/v2/r1', 'flat/oc32/v3']
@@ -110,6 +112,8 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
             configs.append(cfg)
     if kind == "conv2d" and _registers(block) == 16 and blocks >= 3 and width > 3:
         configs.append(ScheduleConfig("flat", oc_tile=4 * block, vector=3))  # see the note above
+        if blocks % 3 == 0:
+            configs.append(ScheduleConfig("flat", oc_tile=3 * block, vector=4))
     return configs
 
 

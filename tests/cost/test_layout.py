@@ -151,15 +151,16 @@ def test_every_blocked_template_computes_what_the_default_build_computes(block):
     assert {"nchwc", "wino", "generic"} | ({"dwc", "flat"} if block == 8 else set()) <= templates  # 13-channel depthwise: narrow at 16
 
 
-def test_three_block_tile_matches_the_loop_nest():
-    """The 3-block register tile (48 output channels at a 16-float block) computes what TVM's
-    unscheduled loop nest does, on a 7-wide map and a 4x4 one (2 rows of 4 pixels)."""
+def test_three_block_tiles_match_the_loop_nest():
+    """The 3-block register tiles (48 output channels: 3 blocks of 16 by 8 pixels, or of 8 by 4
+    flat pixels) compute what TVM's unscheduled loop nest does, on a 7-wide map (a tail) and a
+    4x4 one (2 rows of 4 pixels)."""
     rng, target = np.random.default_rng(0), parse_target("host")
-    for size in (7, 4):
+    for block, size in ((16, 7), (16, 4), (8, 7), (8, 4)):
         gm = trace(nn.Sequential(nn.Conv2d(32, 48, 1), nn.ReLU6()).eval(), torch.zeros(1, 32, size, size))
-        (k,) = [k for k in lower(gm, block=16).kernels.values() if k.kind == "conv2d"]
+        (k,) = [k for k in lower(gm, block=block).kernels.values() if k.kind == "conv2d"]
         args = [rng.standard_normal(s).astype("float32") for s in k.shapes]
-        (cfg,) = [c for c in candidates(k.func) if c.oc_tile == 48]
+        (cfg,) = [c for c in candidates(k.func) if c.oc_tile == 3 * block]
         np.testing.assert_allclose(_run(apply_schedule(k.func, cfg), args, target), _run(k.func, args, target),
                                    rtol=1e-4, atol=1e-4, err_msg=cfg.key())
 
