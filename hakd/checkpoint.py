@@ -1,4 +1,4 @@
-"""Crash-safe files: atomic writes, and checkpoint loading with clear errors.
+"""Crash-safe files: atomic writes, checkpoint loading with clear errors, and user paths.
 
 A write goes to a temporary file in the same folder, is flushed to disk, then
 renamed over the target, so a killed process leaves either the old file or the
@@ -21,7 +21,20 @@ import torch
 
 from hakd.errors import CheckpointError
 
-__all__ = ["atomic_write", "atomic_write_text", "save_checkpoint", "load_checkpoint"]
+__all__ = ["atomic_write", "atomic_write_text", "save_checkpoint", "load_checkpoint", "expand_user"]
+
+
+def expand_user(path) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded, as a shell does: left as it is when
+    there is no such user or no home (pathlib raises there).
+
+    >>> expand_user("~0/t.sqlite") == Path("~0/t.sqlite"), expand_user("t.sqlite")
+    (True, PosixPath('t.sqlite'))
+    """
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        return Path(path)
 
 
 def _umask() -> int:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hakd.checkpoint import expand_user
 from hakd.config import DataConfig
 from hakd.errors import DataError
 
@@ -178,14 +179,14 @@ def _cifar10(root: Path, files: list) -> Tuple[torch.Tensor, torch.Tensor]:
 def load(config: DataConfig = DataConfig()) -> Tuple[Split, Split]:
     """The (train, test) splits of ``config.name``, read from ``config.root``."""
     if config.name == "fashion-mnist":
-        root = Path(config.root or FASHION_MNIST_ROOT).expanduser()
+        root = expand_user(config.root or FASHION_MNIST_ROOT)
         if not root.is_dir():
             raise DataError(f"Fashion-MNIST folder {root} does not exist; {FASHION_HOWTO}")
         train, test = _fashion_mnist(root, "train"), _fashion_mnist(root, "t10k")
     else:
         if config.root is None:
             raise DataError(f"CIFAR-10 needs a data root; {CIFAR_HOWTO}")
-        root = Path(config.root).expanduser()
+        root = expand_user(config.root)
         train = _cifar10(root, [f"data_batch_{i}" for i in range(1, 6)])
         test = _cifar10(root, ["test_batch"])
     mean, std = STATS[config.name]

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Union
 
+from hakd.checkpoint import expand_user
 from hakd.cost.measure import Measurement
 from hakd.cost.schedules import SCHEDULE_VERSION
 from hakd.errors import HakdError
@@ -87,16 +88,15 @@ class LatencyTable:
 
     def __init__(self, path: Union[str, Path] = DEFAULT_TABLE, readonly: bool = False):
         """``readonly``: open an existing table without changing the file in any way (list, export)."""
-        self.path = str(path)
-        on_disk = self.path != ":memory:"
-        if on_disk and readonly and not Path(self.path).expanduser().is_file():
+        on_disk = str(path) != ":memory:"
+        self.path = str(expand_user(path)) if on_disk else ":memory:"
+        if on_disk and readonly and not Path(self.path).is_file():
             raise TableError(f"no latency table at {self.path}")
         if on_disk and not readonly:
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
             if readonly and on_disk:
-                self.db = sqlite3.connect(f"file:{Path(self.path).expanduser()}?mode=ro", uri=True, timeout=30,
-                                          isolation_level=None)
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None)
             else:
                 self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}

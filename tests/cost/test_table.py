@@ -107,6 +107,18 @@ def test_a_read_only_open_changes_nothing(tmp_path):
     assert not (tmp_path / "missing.sqlite").exists()
 
 
+def test_a_home_folder_path_is_expanded_and_a_missing_user_left_as_typed(tmp_path, monkeypatch):
+    """``~/x`` is the home folder's x (the table is opened there, not in a folder named ``~``);
+    ``~0`` names no user, so it stays a relative path, as a shell leaves it."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    LatencyTable("~/tables/t.sqlite").record("llvm", "sig", "default", 1, Measurement(1e-5, 0.0))
+    assert len(LatencyTable(tmp_path / "home" / "tables" / "t.sqlite", readonly=True)) == 1
+    with pytest.raises(TableError, match="no latency table at ~0/t.sqlite"):
+        LatencyTable("~0/t.sqlite", readonly=True)
+    assert LatencyTable("~0/t.sqlite").path == "~0/t.sqlite" and (tmp_path / "~0" / "t.sqlite").is_file()
+
+
 WRITER = """
 import sys, time
 from hakd.cost.table import LatencyTable
