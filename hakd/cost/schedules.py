@@ -102,7 +102,7 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
     blocks, height, width, block = (int(d) for d in out_shape[1:])
     budget = _registers(block) - 4
     shapes = ([(1, budget), (1, budget + 2), (1, budget // 2)] + ([(2, budget // 2)] if blocks % 2 == 0 else [])
-              + ([(3, 8)] if blocks % 3 == 0 and budget == 28 else [])
+              + ([(3, 8)] if blocks % 3 == 0 and _registers(block) == 32 else [])
               if kind == "conv2d" else [(1, budget // 2), (1, budget // 4)])
     configs = []
     for oc_blocks, pixels in shapes:
