@@ -83,9 +83,9 @@ def _nchwc(kind: str, out_shape) -> List[ScheduleConfig]:
     and 16-wide maps (a 7-wide row ended in a 1-pixel tile of 4 accumulators: half the FMA
     throughput), level on 14-wide ones. Measured with AVX-512 hidden on an Intel Xeon with AMX
     (LLVM: rocketlake; benchmarks/hide_avx512.c), 2026-12-03; on AVX-512 flat tiles lost.
-    With 32 registers a dense conv whose blocks three divide also tries 3 blocks by 8 pixels (24
-    accumulators: each broadcast input feeds three FMAs, as ONNX Runtime's MLAS tiles its
-    pointwise convs): MobileNetV2's 1x1 convs in model context took 0.83-0.94x the time of the
+    With 32 registers a dense conv whose blocks three divide also tries 3 blocks by up to 8 pixels
+    (at most 24 accumulators; 7 pixels on 28-, 14- and 7-wide maps, as :func:`pixel_tile` divides
+    the width): each broadcast input feeds three FMAs, as ONNX Runtime's MLAS tiles its pointwise convs: MobileNetV2's 1x1 convs in model context took 0.83-0.94x the time of the
     best other tile on 28x28, 32x32 and 7x7 maps (its 144-channel expand convs 0.83-0.88x), level
     or slower on 8x8 and 4x4 ones; 27 accumulators (9 pixels) spilled (1.2-1.7x). Same Intel host,
     AVX-512, 2026-12-04. With 16 registers such a conv also tries 3 blocks by 4 flat pixels: 0.95-0.99x
