@@ -23,11 +23,17 @@ class Bench:
     """The data set a benchmark runs on, and where its runs and results go: the real Fashion-MNIST
     by default (runs/bench/, results/NAME.csv), or CIFAR-10 from a folder the user gives
     (runs/bench/cifar10/, results/NAME_cifar10.csv); ``recipe``: another recipe's own runs and
-    results (``long``: runs/bench/long/, results/NAME_long.csv)."""
+    results (``long``: runs/bench/long/, results/NAME_long.csv); ``tag``: a run's own runs and results
+    besides (``avx2``: runs/bench/avx2/, results/NAME_avx2.csv), e.g. for another kind of host.
+
+    >>> Bench(recipe="long", tag="avx2").results("methods.csv"), str(Bench(tag="avx2").runs)
+    ('methods_long_avx2.csv', 'runs/bench/avx2')
+    """
 
     data: str = "fashion-mnist"
     root: Optional[str] = None
     recipe: str = ""
+    tag: str = ""
 
     @property
     def shape(self) -> tuple:
@@ -36,13 +42,13 @@ class Bench:
     @property
     def runs(self) -> Path:
         runs = Path("runs/bench") if self.data == "fashion-mnist" else Path("runs/bench") / self.data
-        return runs / self.recipe if self.recipe else runs
+        return runs.joinpath(*[t for t in (self.recipe, self.tag) if t])
 
     def results(self, name: str) -> str:
         """``snap.csv`` -> ``snap.csv`` (Fashion-MNIST), ``snap_cifar10.csv``, or ``snap_long.csv``
         (the long recipe on Fashion-MNIST)."""
         stem, dot, ext = name.partition(".")
-        tags = ([self.data.replace("-", "_")] if self.data != "fashion-mnist" else []) + ([self.recipe] if self.recipe else [])
+        tags = ([self.data.replace("-", "_")] if self.data != "fashion-mnist" else []) + [t for t in (self.recipe, self.tag) if t]
         return "_".join([stem, *tags]) + dot + ext
 
     def cli(self) -> list:

@@ -39,6 +39,7 @@ import argparse
 import copy
 import hashlib
 import json
+import re
 import statistics
 import sys
 import time
@@ -338,6 +339,17 @@ def write_results(bench, rows):
     (RESULTS / bench.results("methods.md")).write_text("\n".join(lines) + "\n")
 
 
+def tag_name(text: str) -> str:
+    """--tag's value: a name for a folder and a file name's part.
+
+    >>> tag_name("avx2")
+    'avx2'
+    """
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", text):
+        raise ValueError(text)
+    return text
+
+
 def fractions(text: str) -> list:
     """--min-keep's values: comma-separated fractions in (0, 1]."""
     values = [float(v) for v in text.split(",")]
@@ -385,11 +397,14 @@ def run():
                          "Torch-Pruning round_to=8, HAKD at its latency) distilled 5 epochs each with a learning-rate "
                          "schedule, 3 seeds (benchmarks/recipes.py); its own runs (runs/bench/long/) and results "
                          "(methods_long.*); options given on the command line still win")
+    ap.add_argument("--tag", default="", type=tag_name,
+                    help="its own runs (runs/bench/TAG/) and results (methods_TAG.*), e.g. the host's ISA for a run "
+                         "on another kind of host, whose latencies are not comparable with the main results'")
     args = ap.parse_args()
     if args.recipe == "long":
         ap.set_defaults(**LONG)
         args = ap.parse_args()
-    args.bench = bench = Bench(args.data, args.data_root, "" if args.recipe == "short" else args.recipe)
+    args.bench = bench = Bench(args.data, args.data_root, "" if args.recipe == "short" else args.recipe, args.tag)
     if args.replot:
         return write_results(bench, merge_rows(bench.results("methods.csv"), []))
     if args.study and not args.train_only:
