@@ -8,7 +8,10 @@ Needs the bench extra (onnxruntime). Per model and input size, one thread, batch
 - hakd: the model lowered for the host (its channel block); every conv kernel's schedules built and
   timed from an empty latency table, the fastest kept, as an export chooses it; then timed once
   more in each round (``Profiler.retime``: the lowest timing is kept, as hakd keeps it), in the
-  model's cache context;
+  model's cache context; and inside the exported model itself (``in_model``: a VM instrument reads
+  the clock before and after every call over ``--runs`` whole-model runs per round, less what the
+  instrument's own call costs; the lowest round is kept), which is what ONNX Runtime's profile
+  measures;
 - ONNX Runtime: the model's ONNX export, all graph optimisations (its NCHWc rewrite, Conv + Clip or
   ReLU and the residual Sum fused), one intra- and inter-op thread, profiled: each round runs the
   whole model ``--runs`` times and takes the mean of each conv node's kernel time (ONNX Runtime
@@ -21,8 +24,10 @@ a block). Writes results/conv_nodes.csv; columns: benchmarks/README.md.
 """
 
 import argparse
+import collections
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +35,7 @@ import torch
 
 from hakd.cost.profile import Profiler
 from hakd.cost.table import LatencyTable
-from hakd.export import export_onnx
+from hakd.export import META, export, export_onnx, load
 from hakd.passes.trace import trace
 from backends import SIZES, add_zoo_args, say_host, zoo_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from common import cpu, hide_avx512, host, isa, merge_rows, write_csv  # noqa: E402
@@ -96,6 +101,54 @@ def onnxruntime_convs(profile: Path, runs: int, block: int) -> dict:
     return {key: np.mean(nodes, axis=0).tolist() for key, nodes in rounds.items()}
 
 
+class InModel:
+    """Seconds per call of each kernel of an exported hakd model, inside whole-model runs.
+
+    A VM instrument reads the clock at the end of its call before each kernel and at the start of
+    its call after it; what lies between beyond the kernel is the VM's call of a Python function
+    with the kernel's arguments, measured here on a function that does nothing and subtracted."""
+
+    def __init__(self, folder: Path, shape):
+        import tvm
+        from tvm import relax
+
+        self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(load(folder).library)), tvm.cpu(0))
+        self.x = tvm.runtime.tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+        self.seconds, self.calls, self.args, self._t = collections.defaultdict(float), collections.Counter(), {}, 0.0
+        self.vm.set_instrument(self._instrument)
+
+    def _instrument(self, func, symbol, before, ret, *args):
+        if before:
+            self._t = time.perf_counter()
+        else:
+            self.seconds[symbol] += time.perf_counter() - self._t
+            self.calls[symbol] += 1
+            self.args[symbol] = len(args)
+        return 0
+
+    def run(self, runs: int) -> dict:
+        """kernel name -> seconds per call over ``runs`` model runs, less the instrument's cost."""
+        import tvm_ffi
+
+        self.seconds.clear(), self.calls.clear()
+        for _ in range(runs):
+            self.vm["main"](self.x)
+        cost = {n: call_cost(tvm_ffi, n, self.x) for n in set(self.args.values())}
+        return {k: s / self.calls[k] - cost[self.args[k]] for k, s in self.seconds.items()}
+
+
+def call_cost(tvm_ffi, n_args: int, tensor, times: int = 20000) -> float:
+    """Seconds of a call from TVM's FFI of a Python function that does nothing with ``n_args`` tensors."""
+    f, args = tvm_ffi.convert(lambda *a: 0), (tensor,) * n_args
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(times):
+            f(*args)
+        best = min(best, (time.perf_counter() - t0) / times)
+    return best
+
+
 def measure(model, shape, kinds, rounds: int, runs: int, folder: Path) -> list:
     """One row per conv key of ``model`` whose kind is in ``kinds``."""
     import onnxruntime as ort
@@ -118,20 +171,27 @@ def measure(model, shape, kinds, rounds: int, runs: int, folder: Path) -> list:
         session.run(None, {"input": x})
     session.end_profiling()
     session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    export(gm, folder / "hakd", prof)  # every conv's schedule is in the table: the fastest of each is deployed
+    name_of = {k["signature"]: k["kernel"] for k in json.loads((folder / "hakd" / META).read_text())["kernels"]}
+    in_model, inside = InModel(folder / "hakd", shape), {}
     best = {k.signature: timed[k.signature].latency_s for k in kernels}
     for _ in range(rounds):
         for _ in range(runs):
             session.run(None, {"input": x})
         for k in kernels:
             best[k.signature] = prof.retime(k, timed[k.signature].schedule, context, times=rounds + 2).latency_s
+        for name, s in in_model.run(runs).items():
+            inside[name] = min(inside.get(name, s), s)
     ort_us = onnxruntime_convs(Path(session.end_profiling()), runs, block)
     rows = []
     for k in kernels:
         key = hakd_key(k.signature, block)
         hakd_us, theirs = best[k.signature] * 1e6, min(ort_us[key]) if key in ort_us else float("nan")
+        mine = inside[name_of[k.signature]] * 1e6 if name_of.get(k.signature) in inside else float("nan")
         rows.append(dict(kind=key[0], c_in=key[1], c_out=key[2], kernel=key[3], out_hw=f"{key[4]}x{key[5]}",
                          stride=key[6], residual=int(key[7]), convs=k.calls, hakd_us=f"{hakd_us:.2f}",
                          onnxruntime_us=f"{theirs:.2f}", hakd_over_onnxruntime=f"{hakd_us / theirs:.3f}",
+                         hakd_in_model_us=f"{mine:.2f}", in_model_over_onnxruntime=f"{mine / theirs:.3f}",
                          schedule=timed[k.signature].schedule))
     return sorted(rows, key=lambda r: (r["kind"], -int(r["out_hw"].split("x")[0]), r["c_in"], r["c_out"]))
 
