@@ -34,23 +34,19 @@ import torch
 from hakd.cost.profile import Profiler
 from hakd.export import META, export, export_onnx, load
 from hakd.passes.trace import trace
-from common import add_hide_avx512_arg, calibrated, cpu, hide_avx512, host, isa, merge_rows, write_csv
+from common import (add_hide_avx512_arg, calibrated, cpu, hide_avx512, host, isa, merge_rows, onnxruntime_session,
+                    write_csv)
 
 SIZES = {"32": (1, 3, 32, 32), "28": (1, 1, 28, 28)}
 
 
 def backends(model, gm, shape, folder: Path):
     """name -> callable(numpy) -> numpy, every one built from the same calibrated model."""
-    import onnxruntime as ort
-
     x = torch.zeros(shape)
     export(gm, folder / "hakd", Profiler(host()))
     export(gm, folder / "hakd_nchw", Profiler(host(), channel_block=0))
     hakd_model, hakd_nchw = load(folder / "hakd"), load(folder / "hakd_nchw")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(export_onnx(gm, folder / "model.onnx", x)), opts, providers=["CPUExecutionProvider"])
+    session = onnxruntime_session(export_onnx(gm, folder / "model.onnx", x))
     with torch.no_grad():
         frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x).eval()))
         compiled = torch.compile(model)

@@ -166,6 +166,19 @@ def hide_avx512(asked: bool) -> None:
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "LD_PRELOAD": str(lib), HIDDEN: "1"})
 
 
+def onnxruntime_session(model: Path, profile_prefix: str = ""):
+    """ONNX Runtime as every benchmark runs it: one thread, every graph optimisation, the CPU
+    provider; ``profile_prefix``: write a per-node profile there (``session.end_profiling()``)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if profile_prefix:
+        opts.enable_profiling, opts.profile_file_prefix = True, profile_prefix
+    return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+
+
 def cpu() -> str:
     """LLVM's name for this CPU (``znver5``, ``sapphirerapids`` ...): result rows tell hosts apart by it."""
     import tvm

@@ -38,7 +38,7 @@ from hakd.cost.table import LatencyTable
 from hakd.export import META, export, export_onnx, load
 from hakd.passes.trace import trace
 from backends import SIZES, add_zoo_args, say_host, zoo_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from common import cpu, hide_avx512, host, isa, merge_rows, write_csv  # noqa: E402
+from common import cpu, hide_avx512, host, isa, merge_rows, onnxruntime_session, write_csv  # noqa: E402
 
 KINDS = ("depthwise", "dense")
 
@@ -151,8 +151,6 @@ def call_cost(tvm_ffi, n_args: int, tensor, times: int = 20000) -> float:
 
 def measure(model, shape, kinds, rounds: int, runs: int, folder: Path) -> list:
     """One row per conv key of ``model`` whose kind is in ``kinds``."""
-    import onnxruntime as ort
-
     gm = trace(model, torch.zeros(shape))
     prof = Profiler(host(), table=LatencyTable(folder / "table.sqlite"))
     block = prof.channel_block
@@ -160,17 +158,12 @@ def measure(model, shape, kinds, rounds: int, runs: int, folder: Path) -> list:
     context = prof.context(low)
     kernels = [k for k in low.kernels.values() if (hakd_key(k.signature, block) or ("",))[0] in kinds]
     timed = {t.signature: t for t in prof.kernels([(k, None) for k in kernels], context)}
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.enable_profiling, opts.profile_file_prefix = True, str(folder / "ort")
-    session = ort.InferenceSession(str(export_onnx(gm, folder / "model.onnx", torch.zeros(shape))), opts,
-                                   providers=["CPUExecutionProvider"])
+    session = onnxruntime_session(export_onnx(gm, folder / "model.onnx", torch.zeros(shape)), str(folder / "ort"))
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     for _ in range(runs):  # warm-up, outside the profile's rounds
         session.run(None, {"input": x})
     session.end_profiling()
-    session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    session = onnxruntime_session(folder / "model.onnx", str(folder / "ort"))  # a new profile: the rounds only
     export(gm, folder / "hakd", prof)  # every conv's schedule is in the table: the fastest of each is deployed
     name_of = {k["signature"]: k["kernel"] for k in json.loads((folder / "hakd" / META).read_text())["kernels"]}
     in_model, inside = InModel(folder / "hakd", shape), {}

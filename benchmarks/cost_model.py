@@ -35,7 +35,7 @@ from hakd.export import export, load  # noqa: E402
 from hakd.passes.groups import find_groups  # noqa: E402
 from hakd.passes.trace import trace  # noqa: E402
 from hakd.report import measured_on, plot_sweeps  # noqa: E402
-from common import RESULTS, calibrated, write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from common import RESULTS, calibrated, cpu, isa, merge_rows, write_csv  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SHAPE = (1, 3, 32, 32)
 
@@ -82,7 +82,7 @@ def e2e(names, folder, rounds=3):
         pred, med = float(np.median(predicted)), float(np.median(measured))
         eager = torch_eager_s(model)
         meta = json.loads((Path(folder) / name / "hakd-export.json").read_text())
-        rows.append(dict(model=name, rounds=rounds, predicted_us=f"{pred * 1e6:.1f}", measured_us=f"{med * 1e6:.1f}",
+        rows.append(dict(model=name, cpu=cpu(), isa=isa(), rounds=rounds, predicted_us=f"{pred * 1e6:.1f}", measured_us=f"{med * 1e6:.1f}",
                          predicted_over_measured=f"{pred / med:.3f}",
                          ratio_per_round=" ".join(f"{x:.3f}" for x in ratios),
                          fastest_over_fastest=f"{min(predicted) / min(measured):.3f}",
@@ -93,7 +93,7 @@ def e2e(names, folder, rounds=3):
                          pytorch_eager_us=f"{eager * 1e6:.1f}", pytorch_over_hakd=f"{eager / med:.2f}",
                          max_abs_error=f"{result.max_abs_error:.2e}", export_s=f"{export_s:.1f}", compiles=prof.compiles))
         print(rows[-1], flush=True)
-    write_csv("e2e.csv", rows)
+    write_csv("e2e.csv", merge_rows("e2e.csv", rows, ("model", "cpu", "isa")))
 
 
 def staircases(cases, quick):

@@ -71,7 +71,7 @@ from hakd.train import evaluate
 from hakd.trials import chosen, spending_ways, try_plans
 from backends import time_call  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from cost_model import retimed_prediction_s  # noqa: E402
-from common import RESULTS, Bench, add_data_args, merge_rows, progress, write_csv  # noqa: E402
+from common import RESULTS, Bench, add_data_args, merge_rows, onnxruntime_session, progress, write_csv  # noqa: E402
 from peers import IMPORTANCE, at_params, plan_from_pruned  # noqa: E402
 from recipes import LONG, PEER, PEER_GOAL, accuracy_stats, goals  # noqa: E402
 from snap import equal_params_budget, prepare  # noqa: E402
@@ -122,6 +122,7 @@ def method_names(min_keeps) -> list:
     torch_pruning = [f"torch_pruning_{kind}{suffix}" for kind in IMPORTANCE for suffix in ("", "_r8")]
     return ["fisher", "hakd_snap_up", "hakd_snap_down", "hakd_budget=fisher", "l1", "uniform", "round_to_8",
             *torch_pruning, f"hakd_budget={PEER}", f"hakd_budget={PEER},retimed", f"hakd_budget={PEER_GOAL}*{PEER},retimed",
+            f"hakd_budget={PEER_GOAL}*{PEER},onnxruntime",
             f"hakd_trial={PEER}", f"hakd_budget@params={PEER}",
             *(f"hakd_budget@params={PEER},params,min_keep={m:g}" for m in min_keeps)]
 
@@ -187,7 +188,15 @@ def plan_choosers(teacher, gm, groups, fisher, stairs, importance, prof, shape, 
             retimed[PEER] = retimed_prediction_s(trace(rebuild(gm, groups, choose(PEER)), torch.zeros(shape)), prof)
         return retimed[PEER]
 
+    def peer_onnxruntime(choose):  # what a Torch-Pruning user deploys: its student on ONNX Runtime, on this host
+        path = export_onnx(rebuild(gm, groups, choose(PEER)), trials.parent / "peer_onnxruntime.onnx", torch.zeros(shape))
+        session, x = onnxruntime_session(path), np.zeros(shape, np.float32)
+        seconds = statistics.median(time_call(lambda a: session.run(None, {"input": a}), x) for _ in range(7))
+        log(f"{PEER} on ONNX Runtime: {seconds * 1e6:.1f} us (median of 7 batches of calls)")
+        return seconds
+
     choosers[f"hakd_budget={PEER},retimed"] = lambda c: budget(peer_retimed(c))
+    choosers[f"hakd_budget={PEER_GOAL}*{PEER},onnxruntime"] = lambda c: budget(PEER_GOAL * peer_onnxruntime(c))
     choosers[f"hakd_budget={PEER_GOAL}*{PEER},retimed"] = lambda c: budget(PEER_GOAL * peer_retimed(c))
     choosers[f"hakd_trial={PEER}"] = lambda c: tried_plan(gm, groups, fisher, stairs, importance, prof, c(PEER), min_keeps,
                                                           train, trials, log)
@@ -256,19 +265,13 @@ def deep_compression(name, args, gm, train, test, seed):
 
 def latencies(bench, name, students, prof, rounds):
     """{method: (hakd seconds per round, ONNX Runtime seconds per round, predicted s, export error)} for seed 0's student."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     calls, meta = {}, {}
     x = np.random.default_rng(0).standard_normal(bench.shape).astype(np.float32)
     for method, by_seed in students.items():
         student = next(iter(by_seed.values()))[0]
         folder = bench.runs / "methods" / name / "exports" / method.replace("=", "-")
         result = export(trace(student, torch.zeros(bench.shape)), folder, prof)
-        session = ort.InferenceSession(str(export_onnx(student, folder / "model.onnx", torch.zeros(bench.shape))), opts,
-                                       providers=["CPUExecutionProvider"])
+        session = onnxruntime_session(export_onnx(student, folder / "model.onnx", torch.zeros(bench.shape)))
         calls[method] = (load(folder), lambda a, s=session: s.run(None, {"input": a})[0])
         meta[method] = (result.predicted_latency_s, result.max_abs_error)
     times = {m: ([], []) for m in calls}
