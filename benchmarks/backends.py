@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from hakd.cost.profile import Profiler
+from hakd.cost.table import LatencyTable
 from hakd.export import META, export, export_onnx, load
 from hakd.passes.trace import trace
 from common import (add_hide_avx512_arg, calibrated, cpu, hide_avx512, host, isa, merge_rows, onnxruntime_session,
@@ -43,8 +44,9 @@ SIZES = {"32": (1, 3, 32, 32), "28": (1, 1, 28, 28)}
 def backends(model, gm, shape, folder: Path):
     """name -> callable(numpy) -> numpy, every one built from the same calibrated model."""
     x = torch.zeros(shape)
-    export(gm, folder / "hakd", Profiler(host()))
-    export(gm, folder / "hakd_nchw", Profiler(host(), channel_block=0))
+    table = LatencyTable(folder / "table.sqlite")  # a new table: every kernel timed in this run, not read from a cache
+    export(gm, folder / "hakd", Profiler(host(), table=table))
+    export(gm, folder / "hakd_nchw", Profiler(host(), channel_block=0, table=table))
     hakd_model, hakd_nchw = load(folder / "hakd"), load(folder / "hakd_nchw")
     session = onnxruntime_session(export_onnx(gm, folder / "model.onnx", x))
     with torch.no_grad():
