@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from hakd.checkpoint import atomic_write_text
 
 __all__ = ["measured_on", "plot_staircase", "plot_sweeps", "plot_layer_latency", "plot_accuracy_latency", "pareto_front",
-           "write_report", "widths_chosen", "simple_answer", "uniform_at_latency", "REPORT"]
+           "write_report", "widths_chosen", "simple_answer", "uniform_at_latency", "steadiness", "REPORT"]
 
 REPORT = "report.json"
 
@@ -283,9 +283,25 @@ def _lead(trials: List[dict], kept: str, held_out: Optional[int]) -> str:
             f"{se * 100:.2f} points{'; a close call' if gap < se else ''})")
 
 
+def steadiness(report: dict) -> List[str]:
+    """A warning paragraph when this run timed kernels while the host ran slower than its best
+    (:class:`hakd.cost.steady.SteadyClock`), else nothing::
+
+        >>> steadiness({"host_steadiness": {"checks": 40, "slow_checks": 3, "worst_ratio": 1.52, "waited_s": 120.0}})[0][:45]
+        '**Timed on a busy host.** 3 of 40 checks of a'
+    """
+    s = report.get("host_steadiness") or {}
+    if not s.get("slow_checks"):
+        return []
+    return [f"**Timed on a busy host.** {s['slow_checks']} of {s['checks']} checks of a reference kernel found this host "
+            f"slower than its best (up to {s['worst_ratio']:.2f}x) after waiting {s['waited_s']:.0f} s for it to settle: "
+            "kernels timed then are in the latency table too slow, and widths chosen from them keep time they do not "
+            "need. Run again on a quiet machine with a new table (`--table`).", ""]
+
+
 def _markdown(report: dict, images: List[str]) -> str:
     m = report["models"]
-    lines = [f"# hakd report: {report['model']}", "", report["measured_on"], "",
+    lines = [f"# hakd report: {report['model']}", "", report["measured_on"], "", *steadiness(report),
              "| model | parameters | predicted latency (us) | measured latency (us) | ONNX Runtime (us) | "
              "held-out accuracy (trial) | test accuracy |", "|---|---|---|---|---|---|---|"]
 

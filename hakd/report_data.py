@@ -126,13 +126,14 @@ def build_report(folder, profiler, teacher, fisher, plan, student, history, grou
                           "fisher_latency_s": timings["Fisher student"].latency_of_modules(members),
                           "final_latency_s": timings["HAKD student"].latency_of_modules(members),
                           "diagnosis": _verdict(diagnose_width(st, fisher.plan.width(g)))})
-    m = profiler.measure
+    m, steady = profiler.measure, getattr(profiler.runner, "steady", None)
     caption = measured_on(profiler.target_key, m.threads, timings["teacher"].context, f"{m.number} x {m.repeat}, "
                           f"{rounds} interleaved rounds of the compiled models")
     report = {"format": "hakd.report/1", "model": type(teacher).__name__, "target": profiler.target_key,
               "device": str(profiler.device), "threads": m.threads, "cache_context": timings["teacher"].context,
               "measured_on": caption, "teacher_predicted_s": teacher_s, "budget_s": budget_s, "decision": decision or {},
               "plan_note": plan.note, "simple_answer": _simple_row(simple, fit, student, test, measured) if simple else None,
+              "host_steadiness": steady.summary() if steady is not None else None,
               "models": rows, "groups": per_group, "distill_history": history, "stage_seconds": seconds,
               "note": "a group's latency counts every kernel that reads or writes its channels: a conv between two "
                       "groups counts in both, so per-group latencies do not add up to the model's"}

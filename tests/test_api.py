@@ -81,8 +81,11 @@ def test_optimize_runs_every_stage_resumes_and_reports(tmp_path):
     assert hakd_row["predicted_s"] == pytest.approx(result.export.predicted_latency_s, rel=0.3)
     assert {r["group"] for r in report["groups"]} == {"conv1", "conv2"}
     assert all(r["final_width"] == result.plan.width(r["group"]) for r in report["groups"])
+    steady = report["host_steadiness"]  # a reference kernel was timed before the kernels were
+    assert steady["checks"] >= 1 and steady["baseline_s"] > 0 and 0 <= steady["slow_checks"] <= steady["checks"]
     text = (out / "report" / "report.md").read_text()
     assert report["target"] in text and "Widths: the Fisher widths snapped up to their staircases." in text
+    assert ("Timed on a busy host" in text) == (steady["slow_checks"] > 0)
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(out / "export" / "model.onnx"))

@@ -141,11 +141,13 @@ def _random_args(shapes, dev, dtypes=(), seed: int = 0):
 
 
 class LocalRunner:
-    """Times kernels on this host."""
+    """Times kernels on this host. ``steady``: a :class:`hakd.cost.steady.SteadyClock` checked
+    before each timing (the profiler sets it), or None."""
 
     def __init__(self, config: MeasureConfig = MeasureConfig()):
         self.config = config
         self.device = DeviceSpec()
+        self.steady = None
         pin_threads(config.threads)
 
     def context(self, footprint_bytes: int) -> str:
@@ -156,6 +158,8 @@ class LocalRunner:
         """Time ``lib[entry]`` on random arguments of ``shapes`` (and ``dtypes``, default float32)
         in cache ``context``; ``hot``: the positions of the arguments a model run keeps in cache
         (:attr:`hakd.cost.lower.Kernel.hot_args`: the inputs earlier kernels just wrote, the output)."""
+        if self.steady is not None:
+            self.steady.check()
         try:
             dev = tvm.cpu(0)
             mod = lib.mod if hasattr(lib, "mod") else lib
@@ -181,6 +185,8 @@ class LocalRunner:
 
     def time_vm(self, executable, input_shape) -> Measurement:
         """One call of a compiled model's ``main`` here (Relax VM, warm)."""
+        if self.steady is not None:
+            self.steady.check()
         try:
             return _summarise(_time_vm(executable, tvm.cpu(0), input_shape, self.config), 0.0)
         except Exception as e:

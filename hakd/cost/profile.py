@@ -29,8 +29,9 @@ from torch import fx
 from hakd.cost.dispatch import CHAIN, SHAPE, SIGNATURE, build_chain
 from hakd.cost.lower import Kernel, Lowered, lower
 from hakd.cost.build_pool import MIN_BATCH, BuildPool
-from hakd.cost.measure import MeasureConfig, Measurement, TimingJob, build_kernel, make_runner, repeat_context
+from hakd.cost.measure import LocalRunner, MeasureConfig, Measurement, TimingJob, build_kernel, make_runner, repeat_context
 from hakd.cost.schedules import TUNABLE, TUNED, ScheduleConfig, ScheduleError, apply_schedule, candidates
+from hakd.cost.steady import SteadyClock
 from hakd.cost.table import DEFAULT_TABLE, LatencyTable
 from hakd.cost.target import parse_device, parse_target
 from hakd.errors import HakdError
@@ -114,6 +115,8 @@ class Profiler:
         self.measure = measure
         self.runner = make_runner(self.target, self.device, measure)
         self.table = table if isinstance(table, LatencyTable) else LatencyTable(table or DEFAULT_TABLE)
+        if isinstance(self.runner, LocalRunner):  # a shared host: no timing in a slow spell (a board is the user's own)
+            self.runner.steady = SteadyClock(self.target, self.table, self.target_key, measure.threads)
         self.compiles = 0
         self.table_hits = 0
         # kernels compiled in worker processes (build_workers > 1), timed here one at a time

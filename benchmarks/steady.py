@@ -1,0 +1,98 @@
+"""A slow spell on a shared host, with and without hakd's steady clock (hakd/cost/steady.py).
+
+    .venv/bin/python benchmarks/steady.py [--model resnet20] [--rounds 2] [--spell 40]
+
+The model's deployed kernels are found once (every candidate timed). Then each round predicts the
+model three times, each on a new latency table (every kernel timed afresh, the deployed schedules
+only, built before the timing starts):
+
+- ``quiet``: nothing else running;
+- ``spell, clock off``: a load started on every core (one numpy matrix-product loop per core, for
+  ``--spell`` seconds) just before the timings, the steady clock taken away;
+- ``spell, clock on``: the same load, the profiler as hakd runs it: the clock finds the host slow
+  and waits (within its patience, reset per phase: each phase stands for a run of its own).
+
+The two spell phases swap places every other round. Writes results/steady.csv (merged by model, cpu,
+isa and round); the columns are explained in benchmarks/README.md. One thread, batch 1.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+from hakd.cost import steady
+from hakd.cost.profile import Profiler
+from hakd.cost.schedules import ScheduleConfig
+from hakd.cost.table import LatencyTable
+from hakd.passes.trace import trace
+from common import calibrated, code_version, cpu, host, isa, merge_rows, write_csv  # noqa: E402
+
+LOAD = ("import numpy as np, time\n"
+        "a = np.random.default_rng(0).random((768, 768), dtype=np.float32)\n"
+        "end = time.time() + {seconds}\n"
+        "while time.time() < end:\n"
+        "    b = a @ a\n")
+
+
+def start_spell(seconds: float) -> list:
+    """One single-threaded matrix-product loop per core, for ``seconds``."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return [subprocess.Popen([sys.executable, "-c", LOAD.format(seconds=seconds)], env=env) for _ in range(os.cpu_count() or 1)]
+
+
+def phase(name: str, low, winners: dict, spell_s: float, clock: bool, build_workers: int) -> dict:
+    """One prediction on a new table, the deployed schedules built first; ``spell_s`` > 0: under load."""
+    prof = Profiler(host(), table=LatencyTable(":memory:"), build_workers=build_workers)
+    prof.prepare([(low.kernels[k], ScheduleConfig.from_key(s)) for k, s in winners.items()], prof.context(low))
+    prof.call_overhead()  # the runtime's cost per call: timed now, before any load
+    if not clock:
+        prof.runner.steady = None
+    steady._waited["s"] = 0.0  # each phase stands for a run of its own
+    load = start_spell(spell_s) if spell_s else []
+    t0 = time.time()
+    try:
+        timing = prof.lowered(low, only={k.call_modules: {winners[k.name]} for k in low.kernels.values()})
+    finally:
+        for p in load:
+            p.wait()
+    elapsed = time.time() - t0
+    seen = prof.runner.steady.summary() if prof.runner.steady is not None else {}
+    return {"phase": name, "predicted_us": round(timing.latency_s * 1e6, 1), "timing_s": round(elapsed, 1),
+            "timed_within_spell": bool(spell_s) and elapsed < spell_s, "waited_s": seen.get("waited_s", ""),
+            "checks": seen.get("checks", ""), "slow_checks": seen.get("slow_checks", ""),
+            "worst_ratio": seen.get("worst_ratio", "")}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--spell", type=float, default=40.0, help="seconds of load on every core in a spell phase")
+    ap.add_argument("--build-workers", type=int, default=2)
+    args = ap.parse_args(argv)
+    print(f"host: {cpu()} ({isa()}), {os.cpu_count()} cores; model {args.model}; spells of {args.spell:.0f} s", flush=True)
+    shape = (1, 3, 32, 32)
+    gm = trace(calibrated(args.model, shape), torch.zeros(shape))
+    first = Profiler(host(), table=LatencyTable(":memory:"), build_workers=args.build_workers)
+    low = first.lower(gm)
+    winners = {k.kernel: k.schedule for k in first.lowered(low).kernels}  # every candidate, once, on the quiet host
+    rows = []
+    for r in range(args.rounds):
+        spells = [("spell, clock off", False), ("spell, clock on", True)][::1 if r % 2 == 0 else -1]
+        quiet = phase("quiet", low, winners, 0, True, args.build_workers)
+        results = [quiet] + [phase(name, low, winners, args.spell, clock, args.build_workers) for name, clock in spells]
+        for row in results:
+            row.update(model=args.model, round=r, over_quiet=round(row["predicted_us"] / quiet["predicted_us"], 3),
+                       spell_s=args.spell if row["phase"] != "quiet" else 0, cpu=cpu(), isa=isa(), code=code_version())
+            print(f"round {r} {row['phase']:17s} {row['predicted_us']:9.1f} us  x{row['over_quiet']:.3f}  "
+                  f"timed in {row['timing_s']:.0f} s, waited {row['waited_s']} s, slow checks {row['slow_checks']}", flush=True)
+        rows += results
+    write_csv("steady.csv", merge_rows("steady.csv", rows, key=("model", "cpu", "isa", "round", "phase")))
+
+
+if __name__ == "__main__":
+    main()
