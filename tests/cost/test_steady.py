@@ -51,3 +51,13 @@ def test_checks_are_spaced_and_the_profiler_checks_before_it_times(patience):
     assert isinstance(prof.runner.steady, SteadyClock)
     prof.call_overhead()  # a timing: the reference is timed first
     assert prof.runner.steady.checks == 1 and prof.runner.steady.baseline_s > 0
+
+
+def test_a_reference_that_cannot_be_timed_turns_the_clock_off_with_a_word(patience, monkeypatch):
+    clock = SteadyClock("host", LatencyTable(":memory:"), every_s=0)
+    tried = []
+    monkeypatch.setattr(clock, "reference_s", lambda: tried.append(1) or 1 / 0)
+    with pytest.warns(SlowHostWarning, match="could not be timed .*ZeroDivisionError"):
+        clock.check()
+    clock.check()
+    assert tried == [1] and clock.slow_checks == 0
