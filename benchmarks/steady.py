@@ -6,7 +6,8 @@ The model's deployed kernels are found once (every candidate timed). Then each r
 model three times, each on a new latency table (every kernel timed afresh, the deployed schedules
 only, built before the timing starts):
 
-- ``quiet``: nothing else running;
+- ``quiet``: nothing else running (before it, the reference kernel alone, ``REFERENCES`` times: the
+  clock's own noise on a quiet host, against its 1.2x threshold);
 - ``spell, clock off``: a load started on every core (one numpy matrix-product loop per core, for
   ``--spell`` seconds) just before the timings, the steady clock taken away;
 - ``spell, clock on``: the same load, the profiler as hakd runs it: the clock finds the host slow
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
 
 from hakd.cost import steady
@@ -31,6 +33,7 @@ from hakd.cost.table import LatencyTable
 from hakd.passes.trace import trace
 from common import calibrated, code_version, cpu, host, isa, merge_rows, write_csv  # noqa: E402
 
+REFERENCES = 30  # reference timings per round, quiet, for the clock's own noise
 LOAD = ("import numpy as np, time\n"
         "a = np.random.default_rng(0).random((768, 768), dtype=np.float32)\n"
         "end = time.time() + {seconds}\n"
@@ -83,7 +86,12 @@ def main(argv=None) -> None:
     rows = []
     for r in range(args.rounds):
         spells = [("spell, clock off", False), ("spell, clock on", True)][::1 if r % 2 == 0 else -1]
+        refs = np.sort([first.runner.steady.reference_s() for _ in range(REFERENCES)])  # the clock's own noise, quiet
+        print(f"round {r} reference alone, quiet: {refs[0] * 1e6:.1f} us, median / lowest {refs[len(refs) // 2] / refs[0]:.3f}, "
+              f"highest / lowest {refs[-1] / refs[0]:.3f}", flush=True)
         quiet = phase("quiet", low, winners, 0, True, args.build_workers)
+        quiet.update(reference_us=round(refs[0] * 1e6, 1), reference_median_over_lowest=round(refs[len(refs) // 2] / refs[0], 3),
+                     reference_highest_over_lowest=round(refs[-1] / refs[0], 3))
         results = [quiet] + [phase(name, low, winners, args.spell, clock, args.build_workers) for name, clock in spells]
         for row in results:
             row.update(model=args.model, round=r, over_quiet=round(row["predicted_us"] / quiet["predicted_us"], 3),
