@@ -76,7 +76,7 @@ class SteadyClock:
     def __init__(self, target, table: LatencyTable, target_key: Optional[str] = None, threads: int = 1,
                  slack: float = 0.2, every_s: float = 10.0, nap_s: float = 5.0, sleep: Callable[[float], None] = time.sleep):
         self.target = parse_target(target)
-        self.table, self.threads = table, threads
+        self.table = table
         self.key = (target_key or self.target.key(), REFERENCE + socket.gethostname(), "steady", threads)
         self._process_key = (self.key[0], threads)
         self.slack, self.every_s, self.nap_s, self.sleep = slack, every_s, nap_s, sleep
