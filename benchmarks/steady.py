@@ -14,8 +14,8 @@ only, built before the timing starts):
 - ``spell, clock on``: the same load, the profiler as hakd runs it: the clock finds the host slow
   and waits (within its patience, reset per phase: each phase stands for a run of its own).
 
-The two spell phases swap places every other round. Writes results/steady.csv (merged by model, cpu,
-isa and round); the columns are explained in benchmarks/README.md. One thread, batch 1.
+The two spell phases swap places every other round. Writes results/steady.csv (merged by model, cpu, isa,
+load, round and phase); the columns are explained in benchmarks/README.md. One thread, batch 1.
 """
 
 import argparse
